@@ -1,0 +1,1 @@
+//! Filet PKI (being written).

@@ -1,0 +1,1 @@
+//! Filet client (being written).

@@ -1,0 +1,686 @@
+//! The information-sharing agreement (SPEC §4): parties and units, rules, audit rights.
+//!
+//! The format is TOML; `shared/agreement.example.toml` is the reference. Parsing validates
+//! everything at once and every error names the file, the line and, where there is one, the
+//! rule: unknown party or unit, unknown category or field path, duplicate rule id, a rule
+//! whose `from` and `to` overlap, an empty legal basis, a malformed retention.
+//!
+//! Routing is deny by default: a unit receives an alert only if some rule names the
+//! sender in `from`, the recipient in `to` and the alert's category in `categories`; it
+//! gets the union of the `fields` of every such rule. An agreement with no rules permits
+//! nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+
+use ring::digest;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::alert::{Category, FieldSet};
+use crate::principal::{check_code, Selector, UnitRef};
+use crate::time::{DAY_MS, HOUR_MS};
+
+/// A parsed, validated agreement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreement {
+    /// Identifier, e.g. `table-regionale-quebec-esj`.
+    pub id: String,
+    /// Version number; each amendment increases it.
+    pub version: u64,
+    /// Title, for people.
+    pub title: String,
+    /// Date it takes effect (`YYYY-MM-DD`), if given.
+    pub effective: Option<String>,
+    /// Parties by code.
+    pub parties: BTreeMap<String, Party>,
+    /// Rules, in file order.
+    pub rules: Vec<Rule>,
+    /// Who may read the audit log.
+    pub audit: AuditRights,
+    /// SHA-256 of the file's bytes, logged when the agreement is loaded.
+    pub sha256: [u8; 32],
+}
+
+/// A party of the agreement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Party {
+    /// Full name.
+    pub name: String,
+    /// Unit code → unit name.
+    pub units: BTreeMap<String, String>,
+}
+
+/// One rule: `from` may send `categories` to `to`, disclosing `fields`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Unique id, e.g. `police-vers-protection`.
+    pub id: String,
+    /// Senders.
+    pub from: Vec<Selector>,
+    /// Recipients.
+    pub to: Vec<Selector>,
+    /// Categories this rule covers.
+    pub categories: Vec<Category>,
+    /// Content fields disclosed.
+    pub fields: FieldSet,
+    /// The legal basis of the disclosure (never empty).
+    pub legal_basis: String,
+    /// Why the information is shared.
+    pub purpose: String,
+    /// How long content disclosed under this rule is kept after the alert ends, in
+    /// milliseconds.
+    pub retention_ms: i64,
+    /// Line of the rule's `[[rules]]` header in the file (1-based).
+    pub line: usize,
+}
+
+/// The `[audit]` section.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditRights {
+    /// Units that see every entry.
+    pub full: Vec<UnitRef>,
+    /// Units that see the entries where their own party is sender or recipient.
+    pub party: Vec<UnitRef>,
+}
+
+/// What a unit may read of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditScope {
+    /// Every entry.
+    Full,
+    /// Entries where this party is sender or recipient.
+    Party(String),
+}
+
+/// A permitted disclosure to one recipient unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disclosure {
+    /// The recipient.
+    pub recipient: UnitRef,
+    /// Ids of every rule that permits it, in file order.
+    pub rules: Vec<String>,
+    /// Their legal bases, same order.
+    pub legal_bases: Vec<String>,
+    /// Union of the rules' fields.
+    pub fields: FieldSet,
+    /// Longest retention of the rules, in milliseconds.
+    pub retention_ms: i64,
+}
+
+/// Why a post is refused by the agreement. The whole post is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No rule lets the sender send this category to anyone.
+    #[error("no rule of agreement {agreement} permits {sender} to send {category} alerts to anyone")]
+    NoRecipient {
+        /// Agreement id.
+        agreement: String,
+        /// Sender unit.
+        sender: UnitRef,
+        /// Category.
+        category: Category,
+    },
+    /// A named recipient is not permitted for this sender and category.
+    #[error("no rule of agreement {agreement} permits {sender} to send {category} alerts to {recipient}; nothing was posted")]
+    NotPermitted {
+        /// Agreement id.
+        agreement: String,
+        /// Sender unit.
+        sender: UnitRef,
+        /// Category.
+        category: Category,
+        /// The recipient as named (`PARTY` or `PARTY/UNIT`).
+        recipient: String,
+    },
+    /// A named recipient is not a party or unit of the agreement.
+    #[error("{recipient} is not a party or unit of agreement {agreement}; nothing was posted")]
+    UnknownRecipient {
+        /// Agreement id.
+        agreement: String,
+        /// The recipient as named.
+        recipient: String,
+    },
+}
+
+/// An agreement file that cannot be used, with its place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct AgreementError {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The rule id, when the error is inside a rule.
+    pub rule: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for AgreementError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(r) = &self.rule {
+            write!(f, ": rule {r:?}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+// ---- the file as written -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgreement {
+    id: Spanned<String>,
+    version: Spanned<i64>,
+    title: Option<String>,
+    effective: Option<toml::value::Datetime>,
+    #[serde(default)]
+    parties: BTreeMap<Spanned<String>, Spanned<RawParty>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RawRule>>,
+    audit: Option<Spanned<RawAudit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParty {
+    name: String,
+    units: BTreeMap<Spanned<String>, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    from: Vec<Spanned<String>>,
+    to: Vec<Spanned<String>>,
+    categories: Vec<Spanned<String>>,
+    fields: Spanned<RawFields>,
+    legal_basis: Spanned<String>,
+    purpose: Spanned<String>,
+    retention: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawFields {
+    One(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    full: Vec<Spanned<String>>,
+    #[serde(default)]
+    party: Vec<Spanned<String>>,
+}
+
+/// Reads a retention such as `90d`, `36h` or `30m` (days, hours, minutes), in
+/// milliseconds.
+///
+/// # Errors
+/// A message naming the text when it is not a positive whole number followed by `d`, `h`
+/// or `m`, or is over 10 years.
+pub fn parse_retention(s: &str) -> Result<i64, String> {
+    let err = || format!("retention {s:?} is not a number of days, hours or minutes such as \"90d\", \"36h\", \"30m\"");
+    let s2 = s.trim();
+    let (num, unit) = s2.split_at(s2.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| err())?;
+    let ms = match unit {
+        "d" => n.checked_mul(DAY_MS),
+        "h" => n.checked_mul(HOUR_MS),
+        "m" => n.checked_mul(60_000),
+        _ => None,
+    }
+    .ok_or_else(err)?;
+    if n <= 0 || ms > 3660 * DAY_MS {
+        return Err(format!("retention {s:?} must be more than 0 and at most 10 years"));
+    }
+    Ok(ms)
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn err(&self, span: Range<usize>, rule: Option<&str>, message: impl Into<String>) -> AgreementError {
+        AgreementError {
+            file: self.file.to_owned(),
+            line: Some(self.line(span)),
+            rule: rule.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
+impl Agreement {
+    /// Parses and validates an agreement. `file` is used in error messages only.
+    ///
+    /// # Errors
+    /// [`AgreementError`] naming the file, the line and, inside a rule, the rule id: TOML
+    /// syntax, unknown keys, bad codes, unknown party/unit/category/field path, duplicate
+    /// rule id, `from` and `to` overlapping, empty legal basis or purpose, bad retention,
+    /// unknown audit unit.
+    pub fn parse(text: &str, file: &str) -> Result<Agreement, AgreementError> {
+        let cx = Ctx { file, text };
+        let raw: RawAgreement = toml::from_str(text).map_err(|e| AgreementError {
+            file: file.to_owned(),
+            line: e.span().map(|s| cx.line(s)),
+            rule: None,
+            message: e.message().trim().to_owned(),
+        })?;
+
+        let id = raw.id.get_ref().trim().to_owned();
+        if id.is_empty() {
+            return Err(cx.err(raw.id.span(), None, "id is empty"));
+        }
+        let version = u64::try_from(*raw.version.get_ref())
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| cx.err(raw.version.span(), None, "version must be a whole number above 0"))?;
+
+        let mut parties = BTreeMap::new();
+        for (code, party) in raw.parties {
+            check_code("party", code.get_ref()).map_err(|e| cx.err(code.span(), None, e.to_string()))?;
+            let span = party.span();
+            let party = party.into_inner();
+            if party.units.is_empty() {
+                return Err(cx.err(span, None, format!("party {} has no units", code.get_ref())));
+            }
+            let mut units = BTreeMap::new();
+            for (u, name) in party.units {
+                check_code("unit", u.get_ref()).map_err(|e| cx.err(u.span(), None, e.to_string()))?;
+                units.insert(u.into_inner(), name);
+            }
+            parties.insert(code.into_inner(), Party { name: party.name, units });
+        }
+
+        let selector = |s: &Spanned<String>, rule: Option<&str>| -> Result<Selector, AgreementError> {
+            let sel: Selector = s
+                .get_ref()
+                .parse()
+                .map_err(|e: crate::principal::NameError| cx.err(s.span(), rule, e.to_string()))?;
+            let known = match &sel {
+                Selector::Party(p) => parties.contains_key(p),
+                Selector::Unit(u) => parties.get(&u.party).is_some_and(|p| p.units.contains_key(&u.unit)),
+            };
+            if !known {
+                let what = match &sel {
+                    Selector::Party(_) => "party",
+                    Selector::Unit(u) if parties.contains_key(&u.party) => "unit",
+                    Selector::Unit(_) => "party",
+                };
+                return Err(cx.err(s.span(), rule, format!("unknown {what} in {sel}")));
+            }
+            Ok(sel)
+        };
+
+        let mut rules = Vec::new();
+        let mut seen = BTreeSet::new();
+        for r in raw.rules {
+            let rspan = r.span();
+            let r = r.into_inner();
+            let rid = r.id.get_ref().trim().to_owned();
+            let rule = Some(rid.as_str());
+            if rid.is_empty() {
+                return Err(cx.err(r.id.span(), None, "rule id is empty"));
+            }
+            if !seen.insert(rid.clone()) {
+                return Err(cx.err(r.id.span(), rule, "duplicate rule id"));
+            }
+            let from = r.from.iter().map(|s| selector(s, rule)).collect::<Result<Vec<_>, _>>()?;
+            let to = r.to.iter().map(|s| selector(s, rule)).collect::<Result<Vec<_>, _>>()?;
+            if from.is_empty() {
+                return Err(cx.err(rspan, rule, "from is empty"));
+            }
+            if to.is_empty() {
+                return Err(cx.err(rspan, rule, "to is empty"));
+            }
+            for (f, fs) in from.iter().zip(&r.from) {
+                for t in &to {
+                    let overlap = match (f, t) {
+                        (Selector::Party(a), Selector::Party(b)) => a == b,
+                        (Selector::Party(a), Selector::Unit(u)) | (Selector::Unit(u), Selector::Party(a)) => *a == u.party,
+                        (Selector::Unit(a), Selector::Unit(b)) => a == b,
+                    };
+                    if overlap {
+                        return Err(cx.err(fs.span(), rule, format!("from {f} and to {t} overlap")));
+                    }
+                }
+            }
+            let mut categories = Vec::new();
+            for c in &r.categories {
+                let cat: Category = c.get_ref().parse().map_err(|e: String| {
+                    cx.err(c.span(), rule, format!("unknown category: {e}"))
+                })?;
+                if !categories.contains(&cat) {
+                    categories.push(cat);
+                }
+            }
+            if categories.is_empty() {
+                return Err(cx.err(rspan, rule, "categories is empty"));
+            }
+            let fspan = r.fields.span();
+            let fields = match r.fields.into_inner() {
+                RawFields::One(p) if p == "all" => FieldSet::all(),
+                RawFields::One(p) => {
+                    return Err(cx.err(fspan, rule, format!("fields must be \"all\" or a list of field paths, not {p:?}")))
+                }
+                RawFields::List(ps) => {
+                    let mut set = FieldSet::EMPTY;
+                    for p in ps {
+                        set = set.union(FieldSet::parse_pattern(&p).map_err(|e| cx.err(fspan.clone(), rule, e))?);
+                    }
+                    set
+                }
+            };
+            if r.legal_basis.get_ref().trim().is_empty() {
+                return Err(cx.err(r.legal_basis.span(), rule, "legal_basis is empty"));
+            }
+            if r.purpose.get_ref().trim().is_empty() {
+                return Err(cx.err(r.purpose.span(), rule, "purpose is empty"));
+            }
+            let retention_ms =
+                parse_retention(r.retention.get_ref()).map_err(|e| cx.err(r.retention.span(), rule, e))?;
+            rules.push(Rule {
+                id: rid,
+                from,
+                to,
+                categories,
+                fields,
+                legal_basis: r.legal_basis.into_inner().trim().to_owned(),
+                purpose: r.purpose.into_inner().trim().to_owned(),
+                retention_ms,
+                line: cx.line(rspan),
+            });
+        }
+
+        let mut audit = AuditRights::default();
+        if let Some(a) = raw.audit {
+            let a = a.into_inner();
+            for (list, out) in [(&a.full, &mut audit.full), (&a.party, &mut audit.party)] {
+                for s in list {
+                    match selector(s, None)? {
+                        Selector::Unit(u) => out.push(u),
+                        Selector::Party(p) => {
+                            return Err(cx.err(s.span(), None, format!("audit rights name units (PARTY/UNIT), not the party {p}")))
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest::digest(&digest::SHA256, text.as_bytes()).as_ref());
+        Ok(Agreement {
+            id,
+            version,
+            title: raw.title.unwrap_or_default(),
+            effective: raw.effective.map(|d| d.to_string()),
+            parties,
+            rules,
+            audit,
+            sha256,
+        })
+    }
+
+    /// Whether the unit is a unit of a party of the agreement.
+    pub fn has_unit(&self, u: &UnitRef) -> bool {
+        self.parties.get(&u.party).is_some_and(|p| p.units.contains_key(&u.unit))
+    }
+
+    /// Every unit of every party, in order.
+    pub fn units(&self) -> impl Iterator<Item = UnitRef> + '_ {
+        self.parties.iter().flat_map(|(p, party)| {
+            party.units.keys().map(move |u| UnitRef {
+                party: p.clone(),
+                unit: u.clone(),
+            })
+        })
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// Whether the agreement permits `sender` to send `category` to `recipient`, and if so
+    /// under which rules and with which fields. A unit never sends to itself.
+    pub fn permits(&self, sender: &UnitRef, recipient: &UnitRef, category: Category) -> Option<Disclosure> {
+        if sender == recipient {
+            return None;
+        }
+        let mut d: Option<Disclosure> = None;
+        for r in &self.rules {
+            if r.categories.contains(&category)
+                && r.from.iter().any(|s| s.matches(sender))
+                && r.to.iter().any(|s| s.matches(recipient))
+            {
+                let d = d.get_or_insert_with(|| Disclosure {
+                    recipient: recipient.clone(),
+                    rules: Vec::new(),
+                    legal_bases: Vec::new(),
+                    fields: FieldSet::EMPTY,
+                    retention_ms: 0,
+                });
+                d.rules.push(r.id.clone());
+                d.legal_bases.push(r.legal_basis.clone());
+                d.fields = d.fields.union(r.fields);
+                d.retention_ms = d.retention_ms.max(r.retention_ms);
+            }
+        }
+        d
+    }
+
+    /// The recipients of a post by `sender` of `category` (SPEC §4). With no explicit
+    /// recipients (`to` empty), every unit some rule permits; otherwise exactly the named
+    /// units (a party names every unit of the party that some rule permits), each of which
+    /// must be permitted. Recipients are in unit order.
+    ///
+    /// # Errors
+    /// [`Refusal`] naming the sender, the category and the first recipient at fault; the
+    /// whole post is refused.
+    pub fn route(&self, sender: &UnitRef, category: Category, to: &[Selector]) -> Result<Vec<Disclosure>, Refusal> {
+        let permitted: Vec<Disclosure> = self
+            .units()
+            .filter_map(|u| self.permits(sender, &u, category))
+            .collect();
+        if to.is_empty() {
+            if permitted.is_empty() {
+                return Err(Refusal::NoRecipient {
+                    agreement: self.id.clone(),
+                    sender: sender.clone(),
+                    category,
+                });
+            }
+            return Ok(permitted);
+        }
+        let mut chosen: BTreeMap<UnitRef, Disclosure> = BTreeMap::new();
+        for sel in to {
+            let known = match sel {
+                Selector::Party(p) => self.parties.contains_key(p),
+                Selector::Unit(u) => self.has_unit(u),
+            };
+            if !known {
+                return Err(Refusal::UnknownRecipient {
+                    agreement: self.id.clone(),
+                    recipient: sel.to_string(),
+                });
+            }
+            let hits: Vec<&Disclosure> = permitted.iter().filter(|d| sel.matches(&d.recipient)).collect();
+            if hits.is_empty() {
+                return Err(Refusal::NotPermitted {
+                    agreement: self.id.clone(),
+                    sender: sender.clone(),
+                    category,
+                    recipient: sel.to_string(),
+                });
+            }
+            for d in hits {
+                chosen.insert(d.recipient.clone(), d.clone());
+            }
+        }
+        Ok(chosen.into_values().collect())
+    }
+
+    /// What `unit` may read of the audit log, if anything.
+    pub fn audit_scope(&self, unit: &UnitRef) -> Option<AuditScope> {
+        if self.audit.full.contains(unit) {
+            Some(AuditScope::Full)
+        } else if self.audit.party.contains(unit) {
+            Some(AuditScope::Party(unit.party.clone()))
+        } else {
+            None
+        }
+    }
+
+    /// The SHA-256 of the file, in lowercase hex.
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::FieldPath;
+
+    const EXAMPLE: &str = include_str!("../../../shared/agreement.example.toml");
+
+    fn example() -> Agreement {
+        Agreement::parse(EXAMPLE, "agreement.example.toml").unwrap()
+    }
+
+    fn u(s: &str) -> UnitRef {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_the_reference_agreement() {
+        let a = example();
+        assert_eq!(a.id, "table-regionale-quebec-esj");
+        assert_eq!(a.version, 1);
+        assert_eq!(a.parties.len(), 11);
+        assert_eq!(a.units().count(), 19);
+        assert_eq!(a.rules.len(), 6);
+        assert_eq!(a.rules[0].id, "police-vers-protection");
+        assert_eq!(a.rules[0].line, 57);
+        assert_eq!(a.rules[2].retention_ms, 30 * DAY_MS);
+        assert_eq!(a.audit.full, vec![u("TABLE/CONFORMITE")]);
+        assert_eq!(a.audit_scope(&u("DPJ/CONFORMITE")), Some(AuditScope::Party("DPJ".into())));
+        assert_eq!(a.audit_scope(&u("DPJ/RTS")), None);
+    }
+
+    #[test]
+    fn routes_the_runaway_of_spvq_esm() {
+        let a = example();
+        let r = a.route(&u("SPVQ/ESM"), Category::Runaway, &[]).unwrap();
+        let got: Vec<(String, Vec<String>)> = r.iter().map(|d| (d.recipient.to_string(), d.rules.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("CJQ/PIVOT".into(), vec!["police-vers-protection".into()]),
+                ("DPJ/RTS".into(), vec!["police-vers-protection".into()]),
+                ("SPVQ/GRIPP".into(), vec!["enquete-vers-patrouille".into()]),
+                ("SPVQ/IKAT".into(), vec!["enquete-vers-patrouille".into()]),
+            ]
+        );
+        let ikat = &r[3];
+        assert!(!ikat.fields.contains(FieldPath::SubjectReference));
+        assert!(!ikat.fields.contains(FieldPath::LastSeenGeo));
+        assert!(ikat.fields.contains(FieldPath::LastSeenPlace));
+        assert!(r[1].fields.is_all());
+    }
+
+    #[test]
+    fn refuses_recipients_outside_the_rules() {
+        let a = example();
+        let e = a.route(&u("SPVQ/ESM"), Category::Runaway, &["ULAVAL/RECHERCHE".parse().unwrap()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no rule of agreement table-regionale-quebec-esj permits SPVQ/ESM to send runaway alerts to ULAVAL/RECHERCHE; nothing was posted"
+        );
+        let e = a.route(&u("SPVQ/ESM"), Category::Runaway, &["DPJ/RTS".parse().unwrap(), "CSSC".parse().unwrap()]).unwrap_err();
+        assert!(matches!(e, Refusal::NotPermitted { ref recipient, .. } if recipient == "CSSC"));
+        let e = a.route(&u("SPVQ/ESM"), Category::Runaway, &["NOPE/X".parse().unwrap()]).unwrap_err();
+        assert!(matches!(e, Refusal::UnknownRecipient { .. }));
+        let e = a.route(&u("DPCP/PROCUREURS"), Category::Runaway, &[]).unwrap_err();
+        assert!(matches!(e, Refusal::NoRecipient { .. }));
+        // A party names its permitted units only.
+        let r = a.route(&u("SPVQ/ESM"), Category::Runaway, &["DPJ".parse().unwrap()]).unwrap();
+        assert_eq!(r.iter().map(|d| d.recipient.to_string()).collect::<Vec<_>>(), vec!["DPJ/RTS"]);
+    }
+
+    fn err_of(text: &str) -> String {
+        Agreement::parse(text, "a.toml").unwrap_err().to_string()
+    }
+
+    const HEAD: &str = "id = \"t\"\nversion = 1\n[parties.A]\nname = \"A\"\nunits = { X = \"x\", Y = \"y\" }\n[parties.B]\nname = \"B\"\nunits = { Z = \"z\" }\n";
+
+    fn rule(body: &str) -> String {
+        format!("{HEAD}[[rules]]\nid = \"r1\"\n{body}")
+    }
+
+    const OK_RULE: &str = "from = [\"A/X\"]\nto = [\"B\"]\ncategories = [\"runaway\"]\nfields = \"all\"\nlegal_basis = \"L\"\npurpose = \"P\"\nretention = \"1d\"\n";
+
+    #[test]
+    fn every_mistake_names_file_line_and_rule() {
+        assert!(Agreement::parse(&rule(OK_RULE), "a.toml").is_ok());
+        let cases = [
+            (OK_RULE.replace("B\"]\n", "C\"]\n"), "a.toml:12: rule \"r1\": unknown party in C"),
+            (OK_RULE.replace("A/X", "A/W"), "a.toml:11: rule \"r1\": unknown unit in A/W"),
+            (OK_RULE.replace("runaway", "flood"), "a.toml:13: rule \"r1\": unknown category: \"flood\" is not one of runaway, sighting, exploitation-risk"),
+            (OK_RULE.replace("\"all\"", "[\"subject.photo\"]"), "a.toml:14: rule \"r1\": unknown field path \"subject.photo\""),
+            (OK_RULE.replace("\"B\"", "\"A\""), "a.toml:11: rule \"r1\": from A/X and to A overlap"),
+            (OK_RULE.replace("\"L\"", "\"  \""), "a.toml:15: rule \"r1\": legal_basis is empty"),
+            (OK_RULE.replace("1d", "1y"), "a.toml:17: rule \"r1\": retention \"1y\" is not"),
+        ];
+        for (body, want) in cases {
+            let got = err_of(&rule(&body));
+            assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+        }
+        let dup = format!("{}[[rules]]\nid = \"r1\"\n{OK_RULE}", rule(OK_RULE));
+        assert_eq!(err_of(&dup), "a.toml:19: rule \"r1\": duplicate rule id");
+        let typo = format!("{HEAD}[[rules]]\nid = \"r1\"\nfrom = [\"A/X\"]\nto = [\"B\"]\ncategories = [\"runaway\"]\nfield = \"all\"\n");
+        assert!(err_of(&typo).starts_with("a.toml:"), "{}", err_of(&typo));
+        assert!(err_of("id = \"t\"\nversion = 0\n").starts_with("a.toml:2: version must be"));
+        assert!(err_of("id = \"t\"\nversion = 1\n[audit]\nfull = [\"Q/R\"]\n").starts_with("a.toml:4: unknown party in Q/R"));
+        assert!(err_of("id = \"t\"\nversion = = 1\n").starts_with("a.toml:2:"));
+    }
+
+    #[test]
+    fn no_rules_permit_nothing() {
+        let a = Agreement::parse(HEAD, "a.toml").unwrap();
+        assert!(a.route(&u("A/X"), Category::Runaway, &[]).is_err());
+        assert!(a.permits(&u("A/X"), &u("B/Z"), Category::Runaway).is_none());
+    }
+
+    #[test]
+    fn unions_the_fields_of_every_matching_rule() {
+        let two = format!(
+            "{}[[rules]]\nid = \"r2\"\nfrom = [\"A\"]\nto = [\"B/Z\"]\ncategories = [\"runaway\"]\nfields = [\"contact\"]\nlegal_basis = \"L2\"\npurpose = \"P\"\nretention = \"30d\"\n",
+            rule(&OK_RULE.replace("\"all\"", "[\"subject.age\"]"))
+        );
+        let a = Agreement::parse(&two, "a.toml").unwrap();
+        let d = a.permits(&u("A/X"), &u("B/Z"), Category::Runaway).unwrap();
+        assert_eq!(d.rules, vec!["r1", "r2"]);
+        assert_eq!(d.legal_bases, vec!["L", "L2"]);
+        assert_eq!(d.fields.paths(), vec!["subject.age", "contact"]);
+        assert_eq!(d.retention_ms, 30 * DAY_MS);
+        assert_eq!(a.permits(&u("A/Y"), &u("B/Z"), Category::Runaway).unwrap().rules, vec!["r2"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! Audit log entries (SPEC §7). (Being written.)

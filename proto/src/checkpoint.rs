@@ -1,0 +1,1 @@
+//! C2SP tlog-checkpoint and C2SP signed-note formats. (Being written.)

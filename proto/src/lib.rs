@@ -1,0 +1,31 @@
+//! Filet's shared language: everything the relay, the node client and the PKI tool must
+//! agree on, with no I/O.
+//!
+//! - [`principal`]: units (`PARTY/UNIT`), principals (`PARTY/UNIT/node`), selectors.
+//! - [`alert`]: the alert model of SPEC §5, its validation and redaction.
+//! - [`agreement`]: the information-sharing agreement (SPEC §4): parsing, validation with
+//!   file/line/rule errors, and routing (who may receive what).
+//! - [`audit`]: audit log entries (SPEC §7).
+//! - [`merkle`]: RFC 9162 Merkle tree hashing, proofs and their verification.
+//! - [`checkpoint`]: C2SP tlog-checkpoints and C2SP signed notes (Ed25519).
+//! - [`wire`]: the relay protocol's messages; [`codec`]: their frames (the only user of
+//!   bincode).
+//! - [`id`], [`time`]: alert ids and timestamps.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod agreement;
+pub mod alert;
+pub mod audit;
+pub mod checkpoint;
+pub mod codec;
+pub mod id;
+pub mod merkle;
+pub mod principal;
+pub mod time;
+pub mod wire;
+
+pub use alert::{AlertDraft, Category, Content, Disclosed, FieldPath, FieldSet, Kind, Risk, Status};
+pub use id::AlertId;
+pub use principal::{Principal, Selector, UnitRef};
+pub use time::Timestamp;

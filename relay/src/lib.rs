@@ -1,0 +1,1 @@
+//! Filet relay (being written).
