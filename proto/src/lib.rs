@@ -10,7 +10,7 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoints and C2SP signed notes (Ed25519).
 //! - [`wire`]: the relay protocol's messages; [`codec`]: their frames (the only user of
 //!   bincode).
-//! - [`id`], [`time`]: alert ids and timestamps.
+//! - [`id`], [`time`]: alert ids and timestamps; [`profile`]: node profiles.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -22,6 +22,7 @@ pub mod codec;
 pub mod id;
 pub mod merkle;
 pub mod principal;
+pub mod profile;
 pub mod time;
 pub mod wire;
 
