@@ -755,6 +755,8 @@ pub struct Disclosed {
     pub rules: Vec<String>,
     /// The fields the rules allow (some may hold no value in this alert).
     pub fields: FieldSet,
+    /// Position in the recipient unit's mailbox (increasing).
+    pub seq: u64,
 }
 
 impl Disclosed {

@@ -1,1 +1,432 @@
-//! Audit log entries (SPEC §7). (Being written.)
+//! Audit log entries (SPEC §7).
+//!
+//! An entry is one event, stored and hashed as its exact bytes: compact JSON (UTF-8, no
+//! whitespace, keys in the order below), e.g.
+//!
+//! ```json
+//! {"v":1,"index":3,"time":"2026-11-29T03:00:00.120Z","event":"disclosed","alert":"01KB…",
+//!  "sender":"SPVQ/ESM/esm-01","recipient":"DPJ/RTS","category":"runaway","status":"actual",
+//!  "rules":["police-vers-protection"],"legal_bases":["LPJ art. 35.4 …"],"fields":["subject.reference",…]}
+//! ```
+//!
+//! The Merkle leaf of entry `i` is `SHA-256(0x00 ‖ bytes)` (RFC 9162 §2.1.1), so a verifier
+//! needs only the bytes; the JSON is for reading them. Entries hold metadata and a salted
+//! commitment to the content, never the content: `commitment = SHA-256(salt ‖ content)`
+//! where `content` is the alert's content as compact JSON and `salt` 32 random bytes kept
+//! with the alert (and purged with it). `subject.reference` appears only as
+//! `HMAC-SHA256(relay key, reference)` (`subject_ref`). `docs/audit-log.md` gives the format
+//! with a worked example.
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Category, FieldSet, Kind, Risk, Status};
+use crate::id::AlertId;
+use crate::principal::{Principal, UnitRef};
+use crate::time::Timestamp;
+
+/// Version of the entry format.
+pub const ENTRY_VERSION: u8 = 1;
+
+/// Largest entry, in bytes. An entry holds only metadata; this bounds the parser.
+pub const MAX_ENTRY_LEN: usize = 64 * 1024;
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Format version, [`ENTRY_VERSION`].
+    pub v: u8,
+    /// Position in the log (0-based); equal to the leaf index in the Merkle tree.
+    pub index: u64,
+    /// When the relay appended it.
+    pub time: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Why something was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// A connection whose certificate is invalid, from another CA, revoked, malformed, or
+    /// names a party or unit the agreement does not know.
+    UnknownIdentity,
+    /// The agreement does not permit the disclosure.
+    NotPermitted,
+    /// The alert breaks a limit of SPEC §5.
+    Invalid,
+    /// An update, `located` or `cancel` from outside the alert's sender party.
+    NotOwner,
+    /// The referenced alert does not exist or is closed.
+    UnknownAlert,
+    /// A recipient's mailbox is full.
+    MailboxFull,
+    /// The principal posts faster than its limit.
+    RateLimited,
+    /// A unit without audit rights asked for the audit log.
+    AuditDenied,
+}
+
+impl RefusalReason {
+    /// The name as written in entries and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefusalReason::UnknownIdentity => "unknown_identity",
+            RefusalReason::NotPermitted => "not_permitted",
+            RefusalReason::Invalid => "invalid",
+            RefusalReason::NotOwner => "not_owner",
+            RefusalReason::UnknownAlert => "unknown_alert",
+            RefusalReason::MailboxFull => "mailbox_full",
+            RefusalReason::RateLimited => "rate_limited",
+            RefusalReason::AuditDenied => "audit_denied",
+        }
+    }
+}
+
+/// The events of the audit log, tagged by `"event"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The relay started with this log (first entry of every run).
+    RelayStarted {
+        /// The relay's software version.
+        software: String,
+        /// The log's origin (checkpoint origin line).
+        origin: String,
+    },
+    /// An agreement was loaded (at start or reload).
+    AgreementLoaded {
+        /// Agreement id.
+        agreement: String,
+        /// Its version.
+        version: u64,
+        /// SHA-256 of the file, hex.
+        sha256: String,
+    },
+    /// An alert (or update, located, cancel) was accepted.
+    Posted {
+        /// The alert id.
+        alert: AlertId,
+        /// What the message does.
+        kind: Kind,
+        /// For update/located/cancel: the alert it refers to.
+        references: Option<AlertId>,
+        /// Category.
+        category: Category,
+        /// Actual, exercise, test.
+        status: Status,
+        /// Risk.
+        risk: Risk,
+        /// Who posted it.
+        sender: Principal,
+        /// When it stops being delivered.
+        expires_at: Timestamp,
+        /// `SHA-256(salt ‖ content JSON)`, hex.
+        commitment: String,
+        /// `HMAC-SHA256(relay key, subject.reference)`, hex, when there is a reference.
+        subject_ref: Option<String>,
+        /// The recipient units, in order.
+        recipients: Vec<UnitRef>,
+    },
+    /// A recipient unit is permitted to receive the alert: it was put in its mailbox.
+    Disclosed {
+        /// The alert.
+        alert: AlertId,
+        /// Who posted it.
+        sender: Principal,
+        /// The recipient unit.
+        recipient: UnitRef,
+        /// Category.
+        category: Category,
+        /// Actual, exercise, test.
+        status: Status,
+        /// The rules that permit it.
+        rules: Vec<String>,
+        /// Their legal bases.
+        legal_bases: Vec<String>,
+        /// The fields disclosed.
+        fields: FieldSet,
+    },
+    /// The alert was sent to a node of a recipient unit.
+    Delivered {
+        /// The alert.
+        alert: AlertId,
+        /// Who posted it.
+        sender: Principal,
+        /// The node it was sent to.
+        recipient: Principal,
+        /// The fields sent (those disclosed, narrowed if the agreement changed since).
+        fields: FieldSet,
+    },
+    /// A node acknowledged the alert for its unit.
+    Acknowledged {
+        /// The alert.
+        alert: AlertId,
+        /// Who posted it.
+        sender: Principal,
+        /// The node that acknowledged.
+        recipient: Principal,
+    },
+    /// A waiting alert was not delivered because the current agreement no longer permits
+    /// it (or it expired).
+    Withheld {
+        /// The alert.
+        alert: AlertId,
+        /// Who posted it.
+        sender: Principal,
+        /// The recipient unit.
+        recipient: UnitRef,
+        /// Why.
+        reason: String,
+    },
+    /// Something was refused.
+    Refused {
+        /// The principal, if known (absent for a connection refused at the handshake).
+        principal: Option<String>,
+        /// Why, as a code.
+        reason: RefusalReason,
+        /// Why, for people (never alert content).
+        detail: String,
+        /// The category of a refused post.
+        category: Option<Category>,
+        /// The recipient at fault, for `not_permitted`.
+        recipient: Option<String>,
+        /// The alert concerned, when there is one.
+        alert: Option<AlertId>,
+    },
+    /// An alert reached its expiry time.
+    Expired {
+        /// The alert.
+        alert: AlertId,
+        /// Who posted it.
+        sender: Principal,
+    },
+    /// An alert's content was erased from the store at the end of its retention.
+    Purged {
+        /// The alert.
+        alert: AlertId,
+        /// Who posted it.
+        sender: Principal,
+    },
+    /// A post whose entries were logged but whose store write did not complete before the
+    /// relay stopped: no receipt was given and nothing was delivered.
+    Voided {
+        /// The alert.
+        alert: AlertId,
+        /// Who posted it.
+        sender: Principal,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event name, as in the `"event"` key.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RelayStarted { .. } => "relay_started",
+            Event::AgreementLoaded { .. } => "agreement_loaded",
+            Event::Posted { .. } => "posted",
+            Event::Disclosed { .. } => "disclosed",
+            Event::Delivered { .. } => "delivered",
+            Event::Acknowledged { .. } => "acknowledged",
+            Event::Withheld { .. } => "withheld",
+            Event::Refused { .. } => "refused",
+            Event::Expired { .. } => "expired",
+            Event::Purged { .. } => "purged",
+            Event::Voided { .. } => "voided",
+        }
+    }
+
+    /// Whether a party's own auditor may read this entry: its party is the sender or a
+    /// recipient (SPEC §7), or it is the refused principal.
+    pub fn concerns_party(&self, party: &str) -> bool {
+        match self {
+            Event::RelayStarted { .. } | Event::AgreementLoaded { .. } => false,
+            Event::Posted { sender, recipients, .. } => {
+                sender.party() == party || recipients.iter().any(|r| r.party == party)
+            }
+            Event::Disclosed { sender, recipient, .. } | Event::Withheld { sender, recipient, .. } => {
+                sender.party() == party || recipient.party == party
+            }
+            Event::Delivered { sender, recipient, .. } | Event::Acknowledged { sender, recipient, .. } => {
+                sender.party() == party || recipient.party() == party
+            }
+            Event::Expired { sender, .. } | Event::Purged { sender, .. } | Event::Voided { sender, .. } => {
+                sender.party() == party
+            }
+            Event::Refused { principal, recipient, .. } => {
+                let of = |s: &Option<String>| {
+                    s.as_deref()
+                        .and_then(|s| s.split('/').next())
+                        .is_some_and(|p| p == party)
+                };
+                of(principal) || of(recipient)
+            }
+        }
+    }
+
+    /// The alert the event is about, if any.
+    pub fn alert(&self) -> Option<AlertId> {
+        match self {
+            Event::Posted { alert, .. }
+            | Event::Disclosed { alert, .. }
+            | Event::Delivered { alert, .. }
+            | Event::Acknowledged { alert, .. }
+            | Event::Withheld { alert, .. }
+            | Event::Expired { alert, .. }
+            | Event::Purged { alert, .. }
+            | Event::Voided { alert, .. } => Some(*alert),
+            Event::Refused { alert, .. } => *alert,
+            Event::RelayStarted { .. } | Event::AgreementLoaded { .. } => None,
+        }
+    }
+}
+
+/// Why entry bytes could not be read as an [`Entry`].
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// Over [`MAX_ENTRY_LEN`].
+    #[error("entry of {0} bytes is over the limit of {MAX_ENTRY_LEN}")]
+    TooLong(usize),
+    /// Not an entry of this format.
+    #[error("entry is not valid: {0}")]
+    Malformed(String),
+    /// An entry of a later format.
+    #[error("entry format version {0} is newer than this program understands ({ENTRY_VERSION})")]
+    Version(u8),
+}
+
+impl Entry {
+    /// A new entry of the current format.
+    pub fn new(index: u64, time: Timestamp, event: Event) -> Self {
+        Entry {
+            v: ENTRY_VERSION,
+            index,
+            time,
+            event,
+        }
+    }
+
+    /// The entry's bytes as stored and hashed: compact JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing these types to JSON cannot fail: no maps with non-string keys,
+        // no non-finite floats.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads an entry from its bytes.
+    ///
+    /// # Errors
+    /// [`EntryError`] for oversized, malformed or newer-format entries.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
+        if bytes.len() > MAX_ENTRY_LEN {
+            return Err(EntryError::TooLong(bytes.len()));
+        }
+        let e: Entry = serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        if e.v > ENTRY_VERSION {
+            return Err(EntryError::Version(e.v));
+        }
+        Ok(e)
+    }
+}
+
+/// The salted commitment to an alert's content: `SHA-256(salt ‖ content)`, lowercase hex.
+pub fn commitment(salt: &[u8; 32], content_json: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(salt);
+    ctx.update(content_json);
+    hex(ctx.finish().as_ref())
+}
+
+/// The keyed hash of a subject reference: `HMAC-SHA256(key, reference)`, lowercase hex.
+/// Only holders of the relay's key can link an entry to a file number.
+pub fn subject_ref_mac(key: &[u8], reference: &str) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    hex(ring::hmac::sign(&k, reference.as_bytes()).as_ref())
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Principal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn entries_are_compact_json_with_a_fixed_key_order() {
+        let e = Entry::new(
+            3,
+            "2026-11-29T03:00:00.120Z".parse().unwrap(),
+            Event::Delivered {
+                alert: AlertId([0; 16]),
+                sender: p("SPVQ/ESM/esm-01"),
+                recipient: p("DPJ/RTS/rts-01"),
+                fields: FieldSet::EMPTY.with(crate::alert::FieldPath::Contact),
+            },
+        );
+        let bytes = e.to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"v":1,"index":3,"time":"2026-11-29T03:00:00.120Z","event":"delivered","alert":"00000000000000000000000000","sender":"SPVQ/ESM/esm-01","recipient":"DPJ/RTS/rts-01","fields":["contact"]}"#
+        );
+        assert_eq!(Entry::from_bytes(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn party_auditors_see_their_party_only() {
+        let ev = Event::Disclosed {
+            alert: AlertId([1; 16]),
+            sender: p("SPVQ/ESM/esm-01"),
+            recipient: "DPJ/RTS".parse().unwrap(),
+            category: Category::Runaway,
+            status: Status::Actual,
+            rules: vec!["r".into()],
+            legal_bases: vec!["l".into()],
+            fields: FieldSet::all(),
+        };
+        assert!(ev.concerns_party("SPVQ"));
+        assert!(ev.concerns_party("DPJ"));
+        assert!(!ev.concerns_party("CJQ"));
+        let refused = Event::Refused {
+            principal: Some("CSSC/PIVOT/x".into()),
+            reason: RefusalReason::AuditDenied,
+            detail: "d".into(),
+            category: None,
+            recipient: None,
+            alert: None,
+        };
+        assert!(refused.concerns_party("CSSC"));
+        assert!(!refused.concerns_party("SPVQ"));
+    }
+
+    #[test]
+    fn known_answer_commitment_and_mac() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            subject_ref_mac(b"Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // SHA-256 of 32 zero bytes followed by "{}".
+        let c = commitment(&[0; 32], b"{}");
+        assert_eq!(c.len(), 64);
+        assert_ne!(c, commitment(&[1; 32], b"{}"));
+    }
+
+    #[test]
+    fn refuses_oversized_and_newer_entries() {
+        assert!(matches!(Entry::from_bytes(&vec![b' '; MAX_ENTRY_LEN + 1]), Err(EntryError::TooLong(_))));
+        let newer = br#"{"v":9,"index":0,"time":"2026-11-29T03:00:00Z","event":"relay_started","software":"x","origin":"o"}"#;
+        assert!(matches!(Entry::from_bytes(newer), Err(EntryError::Version(9))));
+    }
+}

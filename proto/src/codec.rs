@@ -103,6 +103,27 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(msg)
 }
 
+/// Encodes a value without a length prefix, for storage records (same encoding as frame
+/// bodies).
+///
+/// # Errors
+/// [`FrameError::Encode`] if serde fails; [`FrameError::TooLong`] over [`MAX_FRAME_LEN`].
+pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    let v = bincode::serde::encode_to_vec(value, config()).map_err(|e| FrameError::Encode(e.to_string()))?;
+    if v.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLong { len: v.len() });
+    }
+    Ok(v)
+}
+
+/// Decodes a value written by [`encode_value`]; the same checks as [`decode_body`].
+///
+/// # Errors
+/// As [`decode_body`].
+pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    decode_body(bytes)
+}
+
 /// Takes one whole frame off the front of `buf` if one is there: `Ok(None)` when more
 /// bytes are needed (a cheap check before any parsing, as in mini-redis).
 ///
@@ -183,7 +204,7 @@ mod tests {
 
     #[test]
     fn splits_a_stream_into_frames() {
-        let a = encode_frame(&ClientFrame { id: 1, request: Request::Inbox }).unwrap();
+        let a = encode_frame(&ClientFrame { id: 1, request: Request::Inbox { after_seq: 0 } }).unwrap();
         let b = encode_frame(&ClientFrame { id: 2, request: Request::Subscribe }).unwrap();
         let mut buf: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
         buf.truncate(buf.len() - 1);

@@ -17,6 +17,9 @@ use crate::time::Timestamp;
 /// cannot decode takes a new ALPN id (`filet/2`); the relay may offer several.
 pub const ALPN: &[u8] = b"filet/1";
 
+/// Most alerts returned by one [`Request::Inbox`].
+pub const MAX_INBOX_PAGE: usize = 100;
+
 /// Most audit entries returned by one [`Request::AuditEntries`].
 pub const MAX_ENTRIES_PER_PAGE: u64 = 1000;
 
@@ -43,9 +46,12 @@ pub enum Request {
         /// (after a lost connection) returns the first receipt instead of a second alert.
         idempotency_key: [u8; 16],
     },
-    /// List what waits in this unit's mailbox (not yet acknowledged). Answered with
-    /// [`Response::Inbox`].
-    Inbox,
+    /// List what waits in this unit's mailbox (not yet acknowledged), oldest first, after
+    /// mailbox position `after_seq` (0 for the start). Answered with [`Response::Inbox`].
+    Inbox {
+        /// Only entries with a higher [`Disclosed::seq`].
+        after_seq: u64,
+    },
     /// Push every waiting alert now and each new one as it arrives, as
     /// [`ServerFrame::Delivery`] frames on this stream. Answered with
     /// [`Response::Subscribed`].
@@ -112,8 +118,13 @@ pub enum Response {
     WhoAmI(WhoAmI),
     /// The post is durable: alert, mailbox entries and audit entries are flushed.
     Receipt(Receipt),
-    /// What waits in this unit's mailbox, oldest first.
-    Inbox(Vec<Disclosed>),
+    /// What waits in this unit's mailbox, oldest first, at most [`MAX_INBOX_PAGE`].
+    Inbox {
+        /// The alerts.
+        alerts: Vec<Disclosed>,
+        /// More wait after the last one: ask again with its `seq`.
+        more: bool,
+    },
     /// Deliveries will follow on this stream.
     Subscribed,
     /// The acknowledgement is durable.
