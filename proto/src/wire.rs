@@ -63,16 +63,20 @@ pub enum Request {
     },
     /// The newest signed checkpoint. Answered with [`Response::Checkpoint`].
     AuditCheckpoint,
-    /// Audit entries `start..end` that this principal may read (at most
-    /// [`MAX_ENTRIES_PER_PAGE`]), each with its inclusion proof in the tree of `tree_size`.
-    /// Answered with [`Response::Entries`].
+    /// The audit entries of `start..end` that this principal may read (a full auditor:
+    /// all; a party auditor: those where its party is sender or recipient), scanning at
+    /// most [`MAX_ENTRIES_PER_PAGE`] indices and stopping early to keep the frame under
+    /// its limit. Answered with [`Response::Entries`]; ask again from its `next`.
     AuditEntries {
         /// First index.
         start: u64,
-        /// One past the last index.
+        /// One past the last index (at most `tree_size`).
         end: u64,
         /// The tree size the inclusion proofs refer to (that of a checkpoint).
         tree_size: u64,
+        /// Include an inclusion proof with each entry (always on for party auditors, who
+        /// cannot recompute the tree).
+        proofs: bool,
     },
     /// Inclusion proof of entry `index` in the tree of `tree_size` (RFC 9162 §2.1.3).
     /// Answered with [`Response::Proof`].
@@ -136,8 +140,13 @@ pub enum Response {
     },
     /// A signed checkpoint (C2SP signed note holding a C2SP tlog-checkpoint), as text.
     Checkpoint(String),
-    /// Audit entries with their inclusion proofs.
-    Entries(Vec<EntryWithProof>),
+    /// Audit entries (with their inclusion proofs when asked).
+    Entries {
+        /// The readable entries of the scanned range, in index order.
+        entries: Vec<EntryWithProof>,
+        /// The first index not scanned: continue from here (equal to `end` when done).
+        next: u64,
+    },
     /// A Merkle proof: the hashes, in RFC 9162 order.
     Proof(Vec<[u8; 32]>),
 }
@@ -198,7 +207,7 @@ pub struct EntryWithProof {
     pub index: u64,
     /// The entry as hashed into the tree.
     pub entry: Vec<u8>,
-    /// Inclusion proof in the tree of the requested size.
+    /// Inclusion proof in the tree of the requested size (empty when not asked).
     pub proof: Vec<[u8; 32]>,
 }
 

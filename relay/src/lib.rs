@@ -1,1 +1,380 @@
-//! Filet relay (being written).
+//! The Filet relay: receives alerts from nodes over mutual-TLS QUIC, checks them against the
+//! information-sharing agreement, stores and forwards to each permitted recipient unit only
+//! the fields it may see, and writes a tamper-evident audit log of every disclosure.
+//!
+//! Layout, one module per concept:
+//! - [`config`]: settings (`relay.toml`, flags) with documented defaults.
+//! - [`identity`]: TLS settings and the principal of a connection (SPEC §3).
+//! - [`server`]: the QUIC endpoint, streams, requests, pushed deliveries (SPEC §6).
+//! - [`commit`]: the group-commit thread, sole writer of the store and the audit log.
+//! - [`store`]: alert records in sled; [`audit_log`]: the audit log files and Merkle tree.
+//! - [`hub`]: published mailboxes; [`ratelimit`]: per-principal post limits;
+//!   [`clock`]: time, controllable in tests.
+//! - [`demo`]: the whole story in one process.
+//!
+//! Data directory: `store/` (sled), `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
+//! (the checkpoint signing key, 0600), `keys/subject-ref.key` (the HMAC key of subject
+//! references, 0600), `origin` (the log's checkpoint origin).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod audit_log;
+pub mod clock;
+pub mod commit;
+pub mod config;
+pub mod demo;
+pub mod hub;
+pub mod identity;
+pub mod ratelimit;
+pub mod server;
+pub mod store;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use filet_proto::agreement::{Agreement, AgreementError};
+use filet_proto::audit::{hex, Event};
+use filet_proto::checkpoint::{open_checkpoint, NoteSigner, NoteVerifier};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{info, warn};
+
+use crate::audit_log::{AuditLog, AuditLogError};
+use crate::clock::Clock;
+use crate::commit::{CommitConfig, CommitError, CommitStats, Committer, Index};
+use crate::config::RelayConfig;
+use crate::hub::Hub;
+use crate::identity::{IdentityError, Pki};
+use crate::ratelimit::RateLimiter;
+use crate::server::Shared;
+use crate::store::{Store, StoreError};
+
+/// Why the relay cannot start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The agreement file cannot be read.
+    #[error("agreement {path}: {source}")]
+    AgreementRead {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The agreement is invalid (file, line, rule).
+    #[error("{0}")]
+    Agreement(#[from] AgreementError),
+    /// The PKI cannot be loaded or used.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A file of the data directory cannot be used.
+    #[error("data directory: {path}: {message}")]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The audit log cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] AuditLogError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The commit thread failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// The audit log does not match what the relay has published.
+    #[error("the audit log does not match the last signed checkpoint: {0}; the relay will not serve a broken log (restore the data directory from a backup)")]
+    Checkpoint(String),
+    /// The UDP socket cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Reads and validates an agreement file.
+///
+/// # Errors
+/// [`RelayError::AgreementRead`] or [`RelayError::Agreement`] (file, line, rule).
+pub fn load_agreement(path: &Path) -> Result<Agreement, RelayError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RelayError::AgreementRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Agreement::parse(&text, &path.display().to_string())?)
+}
+
+fn data_err(path: &Path, e: impl std::fmt::Display) -> RelayError {
+    RelayError::Data {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes a secret file readable by its owner only (created with mode 0600, synced).
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| data_err(path, e))?;
+    f.write_all(bytes).map_err(|e| data_err(path, e))?;
+    f.sync_all().map_err(|e| data_err(path, e))?;
+    Ok(())
+}
+
+/// The relay's data-directory keys and the log's origin, created at the first start.
+pub struct Keys {
+    /// The checkpoint signer (key name = origin).
+    pub signer: NoteSigner,
+    /// HMAC key of subject references.
+    pub subject_ref: Vec<u8>,
+    /// The checkpoint origin.
+    pub origin: String,
+}
+
+impl Keys {
+    /// Loads the keys of `data_dir`, creating them (and the origin) if absent.
+    ///
+    /// # Errors
+    /// [`RelayError::Data`] naming the file.
+    pub fn load_or_create(data_dir: &Path, origin: Option<&str>, agreement_id: &str) -> Result<Keys, RelayError> {
+        let keys = data_dir.join("keys");
+        std::fs::create_dir_all(&keys).map_err(|e| data_err(&keys, e))?;
+        let origin_path = data_dir.join("origin");
+        let origin = match std::fs::read_to_string(&origin_path) {
+            Ok(o) => {
+                let o = o.trim().to_owned();
+                if let Some(want) = origin {
+                    if want != o {
+                        return Err(data_err(
+                            &origin_path,
+                            format!("the log's origin is {o:?}; the configuration asks for {want:?}, which would start another log"),
+                        ));
+                    }
+                }
+                o
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let o = origin.map(str::to_owned).unwrap_or_else(|| format!("filet.relay/{agreement_id}"));
+                std::fs::write(&origin_path, format!("{o}\n")).map_err(|e| data_err(&origin_path, e))?;
+                o
+            }
+            Err(e) => return Err(data_err(&origin_path, e)),
+        };
+        let rng = SystemRandom::new();
+        let audit_key = keys.join("audit-ed25519.pk8");
+        if !audit_key.exists() {
+            let pk8 = NoteSigner::generate_pkcs8().map_err(|e| data_err(&audit_key, e))?;
+            write_secret(&audit_key, &pk8)?;
+        }
+        let pk8 = std::fs::read(&audit_key).map_err(|e| data_err(&audit_key, e))?;
+        let signer = NoteSigner::from_pkcs8(&origin, &pk8).map_err(|e| data_err(&audit_key, e))?;
+        let sr = keys.join("subject-ref.key");
+        if !sr.exists() {
+            let mut k = [0u8; 32];
+            rng.fill(&mut k).map_err(|_| data_err(&sr, "system random source failed"))?;
+            write_secret(&sr, &k)?;
+        }
+        let subject_ref = std::fs::read(&sr).map_err(|e| data_err(&sr, e))?;
+        if subject_ref.len() != 32 {
+            return Err(data_err(&sr, format!("{} bytes, expected 32", subject_ref.len())));
+        }
+        Ok(Keys {
+            signer,
+            subject_ref,
+            origin,
+        })
+    }
+}
+
+/// A started relay: storage open and recovered, endpoint bound, commit thread running.
+pub struct Relay {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    committer: Option<std::thread::JoinHandle<Result<(), CommitError>>>,
+    verifier_key: String,
+    stats: Arc<CommitStats>,
+}
+
+impl Relay {
+    /// Opens the data directory (recovering after a crash), loads the agreement and PKI,
+    /// logs `relay_started` and `agreement_loaded`, and binds the endpoint. Must run inside
+    /// a tokio runtime.
+    ///
+    /// # Errors
+    /// [`RelayError`] naming the file or setting at fault.
+    pub async fn start(cfg: RelayConfig, clock: Arc<dyn Clock>) -> Result<Relay, RelayError> {
+        let agreement = load_agreement(&cfg.agreement)?;
+        let pki = Pki::load(&cfg.pki)?;
+        let server_config = identity::server_config(&pki, &cfg.limits)?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| data_err(&cfg.data_dir, e))?;
+        let keys = Keys::load_or_create(&cfg.data_dir, cfg.audit.origin.as_deref(), &agreement.id)?;
+        let verifier_key = keys.signer.verifier_key();
+
+        let (log, rec) = AuditLog::open(&cfg.data_dir.join("audit"))?;
+        if rec.torn_tail_bytes > 0 {
+            warn!(
+                "audit log: removed an incomplete last record of {} bytes (written, never synced, never acknowledged)",
+                rec.torn_tail_bytes
+            );
+        }
+        let store = Store::open(&cfg.data_dir.join("store"))?;
+        let (watermark, checkpoint) = store.audit_state()?;
+        if let Some(note) = &checkpoint {
+            let verifier = NoteVerifier::parse(&verifier_key).map_err(|e| RelayError::Checkpoint(e.to_string()))?;
+            let cp = open_checkpoint(note, &verifier).map_err(|e| {
+                RelayError::Checkpoint(format!("the stored checkpoint does not verify with this relay's audit key: {e}"))
+            })?;
+            if cp.size > log.size() {
+                return Err(RelayError::Checkpoint(format!(
+                    "checkpoint of {} entries was published but the log holds {}",
+                    cp.size,
+                    log.size()
+                )));
+            }
+            let root = log.root(cp.size)?;
+            if root != cp.root {
+                return Err(RelayError::Checkpoint(format!(
+                    "the root of the first {} entries is {} but the checkpoint says {}",
+                    cp.size,
+                    hex(&root),
+                    hex(&cp.root)
+                )));
+            }
+        }
+        let hub = Arc::new(Hub::default());
+        let latest_checkpoint = Arc::new(RwLock::new(checkpoint.unwrap_or_default()));
+        let mut committer = Committer::new(
+            log,
+            store.clone(),
+            keys.signer,
+            keys.origin.clone(),
+            keys.subject_ref,
+            Index::default(),
+            hub.clone(),
+            latest_checkpoint.clone(),
+            clock.clone(),
+            CommitConfig {
+                max_batch: cfg.commit.max_batch.max(1),
+                mailbox_max: cfg.limits.mailbox_max,
+            },
+        );
+        let recovered = commit::recover(&mut committer, watermark)?;
+        if recovered.dropped_records > 0 || !recovered.voided.is_empty() {
+            warn!(
+                "recovered after an unclean stop: {} store records without durable audit entries removed, {} posts voided",
+                recovered.dropped_records,
+                recovered.voided.len()
+            );
+        }
+        committer.append(Event::RelayStarted {
+            software: format!("filet-relay {}", env!("CARGO_PKG_VERSION")),
+            origin: keys.origin.clone(),
+        })?;
+        committer.append(Event::AgreementLoaded {
+            agreement: agreement.id.clone(),
+            version: agreement.version,
+            sha256: agreement.sha256_hex(),
+        })?;
+        committer.sync()?;
+        let audit = committer.audit_reader();
+        let stats = committer.stats.clone();
+        info!(
+            "agreement {} v{} (sha256 {}), {} alerts in store, audit log of {} entries, origin {}",
+            agreement.id,
+            agreement.version,
+            agreement.sha256_hex(),
+            recovered.alerts,
+            audit.size(),
+            keys.origin
+        );
+
+        let endpoint = quinn::Endpoint::server(server_config, cfg.listen).map_err(|source| RelayError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let (ops, rx) = mpsc::channel(cfg.commit.queue.max(1));
+        let handle = std::thread::Builder::new()
+            .name("filet-commit".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|e| data_err(&cfg.data_dir, e))?;
+        let shared = Arc::new(Shared {
+            agreement: RwLock::new(Arc::new(agreement)),
+            hub,
+            store,
+            audit,
+            latest_checkpoint,
+            ops,
+            clock,
+            rate: RateLimiter::new(cfg.limits.posts_per_minute),
+            connections: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
+            limits: cfg.limits,
+        });
+        Ok(Relay {
+            shared,
+            endpoint,
+            committer: Some(handle),
+            verifier_key,
+            stats,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The audit log's verifier key, in the C2SP signed-note verifier key format.
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
+    }
+
+    /// Group-commit counters.
+    pub fn stats(&self) -> Arc<CommitStats> {
+        self.stats.clone()
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests
+    /// finish, closes connections, and flushes the store and the audit log.
+    ///
+    /// # Errors
+    /// The commit thread's storage error, if it stopped on one.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RelayError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let serve = server::serve(self.shared.clone(), self.endpoint.clone(), stop_rx);
+        tokio::pin!(serve);
+        tokio::select! {
+            _ = &mut serve => {}
+            _ = shutdown => {
+                let _ = stop_tx.send(true);
+                serve.await;
+            }
+        }
+        self.endpoint.wait_idle().await;
+        // Every sender of the op channel is in `shared`: dropping the last one ends the
+        // commit thread after it has committed what was queued.
+        let handle = self.committer.take();
+        drop(self.shared);
+        if let Some(h) = handle {
+            match tokio::task::spawn_blocking(move || h.join()).await {
+                Ok(Ok(r)) => r?,
+                _ => warn!("the commit thread panicked"),
+            }
+        }
+        info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Frames over QUIC streams, and the TLS settings both ends share.
+//!
+//! A frame is `proto::codec`'s: a 4-byte big-endian length, then a bincode body. Reading
+//! checks the length against `MAX_FRAME_LEN` before allocating, and bounds the time a
+//! started frame may take to arrive (a peer that sends half a frame and goes silent is cut
+//! off, not waited for).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use filet_proto::codec::{self, FrameError, HEADER_LEN};
+use quinn::{ReadExactError, RecvStream};
+use rustls::crypto::CryptoProvider;
+use serde::de::DeserializeOwned;
+
+/// Errors reading a frame from a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFrameError {
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({got} of {want} bytes)")]
+    Truncated {
+        /// Bytes received.
+        got: usize,
+        /// Bytes announced.
+        want: usize,
+    },
+    /// A frame was started but did not arrive in time.
+    #[error("frame not completed within {0:?}")]
+    Timeout(Duration),
+    /// The frame is malformed, oversized or has trailing bytes.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The connection or stream failed.
+    #[error(transparent)]
+    Stream(#[from] quinn::ReadError),
+}
+
+/// Reads one frame: `Ok(None)` at a clean end of stream (between frames).
+///
+/// Waiting for the first byte of a frame has no time limit here (the connection's idle
+/// timeout covers dead peers); once a frame has started, the rest must arrive within
+/// `body_timeout`.
+///
+/// # Errors
+/// [`ReadFrameError`]; after one the stream is out of step and must be closed.
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    body_timeout: Duration,
+) -> Result<Option<T>, ReadFrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    match recv.read_exact(&mut header[..1]).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(_)) => return Ok(None),
+        Err(ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    let rest = async {
+        match recv.read_exact(&mut header[1..]).await {
+            Ok(()) => {}
+            Err(ReadExactError::FinishedEarly(n)) => {
+                return Err(ReadFrameError::Truncated {
+                    got: 1 + n,
+                    want: HEADER_LEN,
+                })
+            }
+            Err(ReadExactError::ReadError(e)) => return Err(e.into()),
+        }
+        let len = codec::body_len(header)?;
+        let mut body = vec![0u8; len];
+        match recv.read_exact(&mut body).await {
+            Ok(()) => Ok(body),
+            Err(ReadExactError::FinishedEarly(n)) => Err(ReadFrameError::Truncated { got: n, want: len }),
+            Err(ReadExactError::ReadError(e)) => Err(e.into()),
+        }
+    };
+    let body = tokio::time::timeout(body_timeout, rest)
+        .await
+        .map_err(|_| ReadFrameError::Timeout(body_timeout))??;
+    Ok(Some(codec::decode_body(&body)?))
+}
+
+/// The crypto provider of every TLS context of Filet: rustls with *ring* only.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Names a QUIC/TLS close for people: TLS alerts arrive as QUIC `CRYPTO_ERROR` codes
+/// `0x100 + alert` (RFC 9001 §4.8).
+pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
+    use quinn::ConnectionError as C;
+    match e {
+        C::ApplicationClosed(c) => {
+            let reason = String::from_utf8_lossy(&c.reason);
+            format!("the relay closed the connection: {reason}")
+        }
+        C::ConnectionClosed(c) => {
+            let code = u64::from(c.error_code);
+            let reason = String::from_utf8_lossy(&c.reason);
+            match code.checked_sub(0x100).filter(|a| *a < 256) {
+                Some(alert) => format!(
+                    "the relay refused the TLS handshake ({}){}",
+                    tls_alert_hint(alert as u8),
+                    if reason.is_empty() { String::new() } else { format!(": {reason}") }
+                ),
+                None => format!("the relay closed the connection (code {code:#x}): {reason}"),
+            }
+        }
+        C::TransportError(t) => {
+            let code = u64::from(t.code);
+            match code.checked_sub(0x100).filter(|a| *a < 256) {
+                Some(alert) => format!("TLS handshake failed ({}): {}", tls_alert_hint(alert as u8), t.reason),
+                None => format!("transport error: {t}"),
+            }
+        }
+        C::TimedOut => "the relay did not answer (timed out); is it running and reachable?".into(),
+        C::Reset => "the relay reset the connection".into(),
+        C::LocallyClosed => "connection closed".into(),
+        other => other.to_string(),
+    }
+}
+
+fn tls_alert_hint(alert: u8) -> String {
+    let (name, hint) = match alert {
+        42 => ("bad_certificate", "the certificate was refused: is it a node certificate of this agreement's CA, with EKU clientAuth?"),
+        43 => ("unsupported_certificate", "the certificate's type or key usage is not accepted: a node certificate needs EKU clientAuth"),
+        44 => ("certificate_revoked", "this node's certificate is revoked; ask the operator for a new one"),
+        45 => ("certificate_expired", "this node's certificate is expired or not yet valid; check the dates and the clock"),
+        46 => ("certificate_unknown", "the certificate was refused"),
+        48 => ("unknown_ca", "the certificate is not issued by this agreement's CA"),
+        40 => ("handshake_failure", "no common TLS parameters"),
+        116 => ("certificate_required", "the relay requires a client certificate; give the node's certificate and key"),
+        120 => ("no_application_protocol", "the relay does not speak filet/1"),
+        _ => ("alert", "see the relay's log"),
+    };
+    format!("TLS alert {alert} {name}: {hint}")
+}

@@ -1,0 +1,768 @@
+//! Group commit: the one thread that writes the audit log and the alert store.
+//!
+//! Connection tasks send [`Op`]s on a bounded channel (a full channel makes them wait:
+//! backpressure, never a drop). The commit thread takes everything queued (up to
+//! `max_batch`), and for the whole batch:
+//!
+//! 1. decides each op against its private index (idempotency, mailbox limits, acks) and
+//!    appends the audit entries;
+//! 2. writes the entries and `fdatasync`s the audit log, then signs a checkpoint of the new
+//!    tree size;
+//! 3. writes the alert records and the audit watermark to sled, `flush`es it and
+//!    `fdatasync`s its file;
+//! 4. only then publishes new mailbox entries to the [`Hub`] (log before disclose) and
+//!    answers every op of the batch.
+//!
+//! Step 2 before step 3 means a store record never exists without its durable audit
+//! entries. A crash between them leaves audit entries of posts the store does not hold:
+//! at start-up those posts are marked `voided` (see [`recover`]). No lock is held across
+//! I/O: the thread owns the log and the store writer outright.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use filet_proto::agreement::Disclosure;
+use filet_proto::alert::{AlertDraft, Envelope, FieldSet};
+use filet_proto::audit::{commitment, subject_ref_mac, Entry, Event, RefusalReason};
+use filet_proto::checkpoint::{Checkpoint, NoteSigner};
+use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
+use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::audit_log::{AuditLog, AuditLogError};
+use crate::clock::Clock;
+use crate::hub::Hub;
+use crate::store::{AckRecord, AlertRecord, RecipientRecord, Store, StoreError};
+
+/// A request to the commit thread.
+pub enum Op {
+    /// Store a validated, routed alert and disclose it.
+    Post {
+        /// The connection's principal (the sender).
+        principal: Principal,
+        /// The validated draft (`expires_at` filled in).
+        draft: AlertDraft,
+        /// Recipients and what each may see.
+        disclosures: Vec<Disclosure>,
+        /// The sender's idempotency key.
+        idempotency_key: [u8; 16],
+        /// When the relay received it.
+        received_at: Timestamp,
+        /// The answer.
+        reply: oneshot::Sender<Result<Receipt, RelayError>>,
+    },
+    /// A node acknowledges an alert for its unit.
+    Ack {
+        /// The node.
+        principal: Principal,
+        /// The alert.
+        alert: AlertId,
+        /// The index of the `acknowledged` entry.
+        reply: oneshot::Sender<Result<u64, RelayError>>,
+    },
+    /// An alert was sent to a node (logged once per alert and node).
+    Delivered {
+        /// The alert.
+        alert: AlertId,
+        /// Its sender.
+        sender: Principal,
+        /// The node.
+        node: Principal,
+        /// The fields sent.
+        fields: FieldSet,
+    },
+    /// A waiting alert was not delivered to a unit (logged once per alert and unit).
+    Withheld {
+        /// The alert.
+        alert: AlertId,
+        /// Its sender.
+        sender: Principal,
+        /// The unit.
+        unit: UnitRef,
+        /// Why.
+        reason: String,
+    },
+    /// Any other event (refusals, agreement loaded): appended, then the index is sent back.
+    Audit {
+        /// The event.
+        event: Event,
+        /// The index once durable, if the caller waits.
+        reply: Option<oneshot::Sender<Result<u64, RelayError>>>,
+    },
+}
+
+/// Errors that stop the commit thread (and the relay): nothing after them is acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditLogError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The checkpoint could not be signed.
+    #[error("cannot sign checkpoint: {0}")]
+    Sign(String),
+    /// The system random source failed.
+    #[error("system random source failed")]
+    Random,
+}
+
+/// What the commit thread knows about one alert (enough to decide acks and limits).
+struct AlertMeta {
+    sender: Principal,
+    /// Recipient unit → (mailbox seq, acknowledged).
+    recipients: Vec<(UnitRef, u64, bool)>,
+}
+
+/// The commit thread's private index, rebuilt from the store at start-up.
+#[derive(Default)]
+pub struct Index {
+    alerts: HashMap<AlertId, AlertMeta>,
+    idempotency: HashMap<(Principal, [u8; 16]), AlertId>,
+    mailbox_len: HashMap<UnitRef, usize>,
+    next_seq: u64,
+    delivered: HashSet<(AlertId, Principal)>,
+    withheld: HashSet<(AlertId, UnitRef)>,
+}
+
+impl Index {
+    /// Adds a stored alert; returns the unacknowledged mailbox entries to publish.
+    pub fn insert(&mut self, rec: &AlertRecord) -> Vec<(UnitRef, u64, AlertId)> {
+        let id = rec.envelope.id;
+        let mut pending = Vec::new();
+        let mut recipients = Vec::new();
+        for r in &rec.recipients {
+            let acked = r.acked.is_some();
+            if !acked {
+                *self.mailbox_len.entry(r.unit.clone()).or_default() += 1;
+                pending.push((r.unit.clone(), r.seq, id));
+            }
+            self.next_seq = self.next_seq.max(r.seq + 1);
+            recipients.push((r.unit.clone(), r.seq, acked));
+        }
+        self.idempotency
+            .insert((rec.envelope.sender.clone(), rec.idempotency_key), id);
+        self.alerts.insert(
+            id,
+            AlertMeta {
+                sender: rec.envelope.sender.clone(),
+                recipients,
+            },
+        );
+        pending
+    }
+}
+
+/// Settings of the commit thread.
+pub struct CommitConfig {
+    /// Most ops in one batch.
+    pub max_batch: usize,
+    /// Most unacknowledged alerts per unit; a post to a full mailbox is refused.
+    pub mailbox_max: usize,
+}
+
+/// The commit thread's state.
+pub struct Committer {
+    log: AuditLog,
+    store: Store,
+    signer: NoteSigner,
+    origin: String,
+    subject_key: Vec<u8>,
+    index: Index,
+    hub: Arc<Hub>,
+    latest_checkpoint: Arc<RwLock<String>>,
+    clock: Arc<dyn Clock>,
+    rng: SystemRandom,
+    cfg: CommitConfig,
+    /// Statistics: batches committed and ops in them.
+    pub stats: Arc<CommitStats>,
+}
+
+/// Counters the benchmark and metrics read.
+#[derive(Default, Debug)]
+pub struct CommitStats {
+    /// Batches committed.
+    pub batches: std::sync::atomic::AtomicU64,
+    /// Posts committed.
+    pub posts: std::sync::atomic::AtomicU64,
+    /// Ops committed.
+    pub ops: std::sync::atomic::AtomicU64,
+}
+
+/// Something to do once the batch is durable.
+enum After {
+    Receipt {
+        reply: oneshot::Sender<Result<Receipt, RelayError>>,
+        receipt: Receipt,
+    },
+    Refusal {
+        reply: oneshot::Sender<Result<Receipt, RelayError>>,
+        error: RelayError,
+    },
+    Index {
+        reply: oneshot::Sender<Result<u64, RelayError>>,
+        result: Result<u64, RelayError>,
+    },
+    Publish {
+        unit: UnitRef,
+        seq: u64,
+        alert: AlertId,
+    },
+    Unpublish {
+        unit: UnitRef,
+        seq: u64,
+    },
+}
+
+fn internal(e: &CommitError) -> RelayError {
+    RelayError::new(
+        ErrorCode::Internal,
+        format!("the relay could not store this and is stopping; nothing was acknowledged ({e})"),
+    )
+}
+
+impl Committer {
+    /// Builds the commit thread's state. `index` must come from [`recover`].
+    #[allow(clippy::too_many_arguments)] // one-time wiring of the relay's parts
+    pub fn new(
+        log: AuditLog,
+        store: Store,
+        signer: NoteSigner,
+        origin: String,
+        subject_key: Vec<u8>,
+        index: Index,
+        hub: Arc<Hub>,
+        latest_checkpoint: Arc<RwLock<String>>,
+        clock: Arc<dyn Clock>,
+        cfg: CommitConfig,
+    ) -> Self {
+        Committer {
+            log,
+            store,
+            signer,
+            origin,
+            subject_key,
+            index,
+            hub,
+            latest_checkpoint,
+            clock,
+            rng: SystemRandom::new(),
+            cfg,
+            stats: Arc::new(CommitStats::default()),
+        }
+    }
+
+    /// Runs until every sender of `rx` is gone (then the store and log are flushed) or a
+    /// storage error happens (returned; the relay must stop).
+    ///
+    /// # Errors
+    /// The first storage error; every op of the failed batch is answered with
+    /// [`ErrorCode::Internal`].
+    pub fn run(mut self, mut rx: mpsc::Receiver<Op>) -> Result<(), CommitError> {
+        let mut batch = Vec::with_capacity(self.cfg.max_batch);
+        while let Some(op) = rx.blocking_recv() {
+            batch.push(op);
+            while batch.len() < self.cfg.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch)?;
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Appends one event (outside a batch: start-up entries). Durable after the next
+    /// [`Committer::sync`].
+    ///
+    /// # Errors
+    /// Audit log errors.
+    pub fn append(&mut self, event: Event) -> Result<u64, CommitError> {
+        let now = self.clock.now();
+        let e = Entry::new(self.log.size(), now, event);
+        Ok(self.log.append(&e.to_bytes())?)
+    }
+
+    /// Commits what [`Committer::append`] added: audit sync, checkpoint, store flush.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn sync(&mut self) -> Result<String, CommitError> {
+        self.durable(&HashMap::new())
+    }
+
+    fn durable(&mut self, records: &HashMap<AlertId, AlertRecord>) -> Result<String, CommitError> {
+        let size = self.log.commit()?;
+        let root = self.log.root(size)?;
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = self
+            .signer
+            .sign(&cp.to_text())
+            .map_err(|e| CommitError::Sign(e.to_string()))?;
+        for rec in records.values() {
+            self.store.put(rec)?;
+        }
+        self.store.set_audit_state(size, &note)?;
+        self.store.flush()?;
+        *self.latest_checkpoint.write().unwrap_or_else(|p| p.into_inner()) = note.clone();
+        Ok(note)
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Op>) -> Result<(), CommitError> {
+        let mut after = Vec::with_capacity(batch.len() * 2);
+        let mut records: HashMap<AlertId, AlertRecord> = HashMap::new();
+        let n_ops = batch.len() as u64;
+        let mut posts = 0u64;
+        let mut failure = None;
+        for op in batch.drain(..) {
+            if failure.is_some() {
+                fail_op(op, failure.as_ref());
+                continue;
+            }
+            if let Op::Post { .. } = op {
+                posts += 1;
+            }
+            if let Err(e) = self.apply(op, &mut records, &mut after) {
+                failure = Some(e);
+            }
+        }
+        let note = match failure {
+            Some(e) => Err(e),
+            None => self.durable(&records),
+        };
+        let note = match note {
+            Ok(n) => n,
+            Err(e) => {
+                for a in after {
+                    fail_after(a, &e);
+                }
+                return Err(e);
+            }
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.batches.fetch_add(1, Relaxed);
+        self.stats.ops.fetch_add(n_ops, Relaxed);
+        self.stats.posts.fetch_add(posts, Relaxed);
+        // Publish first, then answer: a node that acts on an answer sees the new state.
+        for a in &after {
+            match a {
+                After::Publish { unit, seq, alert } => self.hub.add(unit, *seq, *alert),
+                After::Unpublish { unit, seq } => self.hub.remove(unit, *seq),
+                _ => {}
+            }
+        }
+        for a in after {
+            match a {
+                After::Receipt { reply, mut receipt } => {
+                    receipt.checkpoint = note.clone();
+                    let _ = reply.send(Ok(receipt));
+                }
+                After::Refusal { reply, error } => {
+                    let _ = reply.send(Err(error));
+                }
+                After::Index { reply, result } => {
+                    let _ = reply.send(result);
+                }
+                After::Publish { .. } | After::Unpublish { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, event: Event) -> Result<u64, CommitError> {
+        self.append(event)
+    }
+
+    fn record(&self, id: &AlertId, records: &HashMap<AlertId, AlertRecord>) -> Result<Option<AlertRecord>, CommitError> {
+        if let Some(r) = records.get(id) {
+            return Ok(Some(r.clone()));
+        }
+        Ok(self.store.get(id)?)
+    }
+
+    fn random<const N: usize>(&self) -> Result<[u8; N], CommitError> {
+        let mut b = [0u8; N];
+        self.rng.fill(&mut b).map_err(|_| CommitError::Random)?;
+        Ok(b)
+    }
+
+    fn apply(
+        &mut self,
+        op: Op,
+        records: &mut HashMap<AlertId, AlertRecord>,
+        after: &mut Vec<After>,
+    ) -> Result<(), CommitError> {
+        match op {
+            Op::Post {
+                principal,
+                draft,
+                disclosures,
+                idempotency_key,
+                received_at,
+                reply,
+            } => {
+                if let Some(id) = self.index.idempotency.get(&(principal.clone(), idempotency_key)).copied() {
+                    let receipt = self
+                        .record(&id, records)?
+                        .map(|r| receipt_of(&r, true));
+                    match receipt {
+                        Some(receipt) => after.push(After::Receipt { reply, receipt }),
+                        None => after.push(After::Refusal {
+                            reply,
+                            error: RelayError::new(ErrorCode::UnknownAlert, format!("alert {id} of this idempotency key is gone")),
+                        }),
+                    }
+                    return Ok(());
+                }
+                if let Some(full) = disclosures
+                    .iter()
+                    .find(|d| self.index.mailbox_len.get(&d.recipient).copied().unwrap_or(0) >= self.cfg.mailbox_max)
+                {
+                    let detail = format!(
+                        "the mailbox of {} is full ({} alerts waiting, the limit is {}); nothing was posted",
+                        full.recipient, self.cfg.mailbox_max, self.cfg.mailbox_max
+                    );
+                    self.entry(Event::Refused {
+                        principal: Some(principal.to_string()),
+                        reason: RefusalReason::MailboxFull,
+                        detail: detail.clone(),
+                        category: Some(draft.category),
+                        recipient: Some(full.recipient.to_string()),
+                        alert: None,
+                    })?;
+                    after.push(After::Refusal {
+                        reply,
+                        error: RelayError::new(ErrorCode::MailboxFull, detail),
+                    });
+                    return Ok(());
+                }
+                let id = AlertId::from_parts(received_at.0.max(0) as u64, self.random()?);
+                let salt: [u8; 32] = self.random()?;
+                let content_json = serde_json::to_vec(&draft.content).unwrap_or_default();
+                let expires_at = draft.expires_at.unwrap_or(received_at);
+                let envelope = Envelope {
+                    id,
+                    kind: draft.kind,
+                    references: draft.references,
+                    category: draft.category,
+                    status: draft.status,
+                    risk: draft.risk,
+                    language: draft.language,
+                    sender: principal.clone(),
+                    received_at,
+                    expires_at,
+                };
+                let subject_ref = draft
+                    .content
+                    .subject
+                    .reference
+                    .as_deref()
+                    .map(|r| subject_ref_mac(&self.subject_key, r));
+                let posted_index = self.entry(Event::Posted {
+                    alert: id,
+                    kind: draft.kind,
+                    references: draft.references,
+                    category: draft.category,
+                    status: draft.status,
+                    risk: draft.risk,
+                    sender: principal.clone(),
+                    expires_at,
+                    commitment: commitment(&salt, &content_json),
+                    subject_ref,
+                    recipients: disclosures.iter().map(|d| d.recipient.clone()).collect(),
+                })?;
+                let mut recipients = Vec::with_capacity(disclosures.len());
+                for d in &disclosures {
+                    let seq = self.index.next_seq;
+                    self.index.next_seq += 1;
+                    let idx = self.entry(Event::Disclosed {
+                        alert: id,
+                        sender: principal.clone(),
+                        recipient: d.recipient.clone(),
+                        category: draft.category,
+                        status: draft.status,
+                        rules: d.rules.clone(),
+                        legal_bases: d.legal_bases.clone(),
+                        fields: d.fields,
+                    })?;
+                    recipients.push(RecipientRecord::new(d, seq, idx));
+                    after.push(After::Publish {
+                        unit: d.recipient.clone(),
+                        seq,
+                        alert: id,
+                    });
+                }
+                let rec = AlertRecord {
+                    envelope,
+                    content: Some(draft.content),
+                    note: draft.note,
+                    salt,
+                    idempotency_key,
+                    posted_index,
+                    recipients,
+                };
+                self.index.insert(&rec);
+                after.push(After::Receipt {
+                    reply,
+                    receipt: receipt_of(&rec, false),
+                });
+                records.insert(id, rec);
+                Ok(())
+            }
+            Op::Ack {
+                principal,
+                alert,
+                reply,
+            } => {
+                let unit = principal.unit.clone();
+                let found = self
+                    .index
+                    .alerts
+                    .get(&alert)
+                    .and_then(|m| m.recipients.iter().position(|(u, _, _)| *u == unit).map(|i| (m.sender.clone(), i)));
+                let Some((sender, pos)) = found else {
+                    after.push(After::Index {
+                        reply,
+                        result: Err(RelayError::new(
+                            ErrorCode::UnknownAlert,
+                            format!("alert {alert} was not sent to {unit}"),
+                        )),
+                    });
+                    return Ok(());
+                };
+                let Some(mut rec) = self.record(&alert, records)? else {
+                    after.push(After::Index {
+                        reply,
+                        result: Err(RelayError::new(ErrorCode::UnknownAlert, format!("alert {alert} is no longer stored"))),
+                    });
+                    return Ok(());
+                };
+                let Some(r) = rec.recipients.iter_mut().find(|r| r.unit == unit) else {
+                    after.push(After::Index {
+                        reply,
+                        result: Err(RelayError::new(ErrorCode::UnknownAlert, format!("alert {alert} was not sent to {unit}"))),
+                    });
+                    return Ok(());
+                };
+                if let Some(a) = &r.acked {
+                    // Already acknowledged by this unit: idempotent, no new entry.
+                    after.push(After::Index {
+                        reply,
+                        result: Ok(a.audit_index),
+                    });
+                    return Ok(());
+                }
+                let idx = self.entry(Event::Acknowledged {
+                    alert,
+                    sender,
+                    recipient: principal.clone(),
+                })?;
+                r.acked = Some(AckRecord {
+                    node: principal,
+                    at: self.clock.now(),
+                    audit_index: idx,
+                });
+                let seq = r.seq;
+                if let Some(m) = self.index.alerts.get_mut(&alert) {
+                    if let Some(slot) = m.recipients.get_mut(pos) {
+                        slot.2 = true;
+                    }
+                }
+                if let Some(n) = self.index.mailbox_len.get_mut(&unit) {
+                    *n = n.saturating_sub(1);
+                }
+                records.insert(alert, rec);
+                after.push(After::Unpublish { unit, seq });
+                after.push(After::Index { reply, result: Ok(idx) });
+                Ok(())
+            }
+            Op::Delivered {
+                alert,
+                sender,
+                node,
+                fields,
+            } => {
+                if self.index.delivered.insert((alert, node.clone())) {
+                    self.entry(Event::Delivered {
+                        alert,
+                        sender,
+                        recipient: node,
+                        fields,
+                    })?;
+                }
+                Ok(())
+            }
+            Op::Withheld {
+                alert,
+                sender,
+                unit,
+                reason,
+            } => {
+                if self.index.withheld.insert((alert, unit.clone())) {
+                    self.entry(Event::Withheld {
+                        alert,
+                        sender,
+                        recipient: unit,
+                        reason,
+                    })?;
+                }
+                Ok(())
+            }
+            Op::Audit { event, reply } => {
+                let idx = self.entry(event)?;
+                if let Some(reply) = reply {
+                    after.push(After::Index { reply, result: Ok(idx) });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn fail_op(op: Op, e: Option<&CommitError>) {
+    let err = match e {
+        Some(e) => internal(e),
+        None => RelayError::new(ErrorCode::Internal, "the relay is stopping"),
+    };
+    match op {
+        Op::Post { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::Ack { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::Audit { reply: Some(reply), .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::Audit { reply: None, .. } | Op::Delivered { .. } | Op::Withheld { .. } => {}
+    }
+}
+
+fn fail_after(a: After, e: &CommitError) {
+    match a {
+        After::Receipt { reply, .. } | After::Refusal { reply, .. } => {
+            let _ = reply.send(Err(internal(e)));
+        }
+        After::Index { reply, .. } => {
+            let _ = reply.send(Err(internal(e)));
+        }
+        After::Publish { .. } | After::Unpublish { .. } => {}
+    }
+}
+
+/// The receipt of a stored alert (its checkpoint is filled in after the commit).
+pub fn receipt_of(rec: &AlertRecord, duplicate: bool) -> Receipt {
+    Receipt {
+        alert: rec.envelope.id,
+        received_at: rec.envelope.received_at,
+        expires_at: rec.envelope.expires_at,
+        posted_index: rec.posted_index,
+        recipients: rec
+            .recipients
+            .iter()
+            .map(|r| ReceiptRecipient {
+                unit: r.unit.clone(),
+                rules: r.rules.clone(),
+                fields: r.fields,
+                audit_index: r.disclosed_index,
+            })
+            .collect(),
+        checkpoint: String::new(),
+        duplicate,
+    }
+}
+
+/// What start-up recovery found.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Alerts in the store.
+    pub alerts: usize,
+    /// Store records removed because their audit entries were not durable.
+    pub dropped_records: usize,
+    /// Posts marked `voided` (logged, not stored).
+    pub voided: Vec<AlertId>,
+}
+
+/// Brings the store in step with the audit log after a stop (clean or not) and rebuilds
+/// the commit index and the published mailboxes. Appends `voided` entries (not yet
+/// synced: the caller syncs) for posts the log holds but the store does not.
+///
+/// Invariant restored: every store record has durable audit entries; every `posted`
+/// entry has a store record or a later `voided` entry.
+///
+/// # Errors
+/// Storage errors, or a damaged record.
+pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, CommitError> {
+    let mut out = Recovered::default();
+    let size = c.log.size();
+    let mut to_drop = Vec::new();
+    let mut publish = Vec::new();
+    for rec in c.store.iter() {
+        let rec = rec?;
+        let max_index = rec
+            .recipients
+            .iter()
+            .map(|r| r.disclosed_index)
+            .chain(std::iter::once(rec.posted_index))
+            .max()
+            .unwrap_or(rec.posted_index);
+        if max_index >= size {
+            to_drop.push(rec.envelope.id);
+            continue;
+        }
+        publish.extend(c.index.insert(&rec));
+        out.alerts += 1;
+    }
+    for id in &to_drop {
+        c.store.remove(id)?;
+    }
+    out.dropped_records = to_drop.len();
+    // Posts logged after the store's watermark whose record never reached the store.
+    let reader = c.log.reader();
+    let mut voids = Vec::new();
+    for i in audit_len_before.min(size)..size {
+        let bytes = reader.entry(i)?;
+        if let Ok(Entry {
+            event: Event::Posted { alert, sender, .. },
+            ..
+        }) = Entry::from_bytes(&bytes)
+        {
+            if !c.index.alerts.contains_key(&alert) {
+                voids.push((alert, sender));
+            }
+        }
+    }
+    for (alert, sender) in voids {
+        c.append(Event::Voided {
+            alert,
+            sender,
+            reason: "the relay stopped after logging this post and before storing it: no receipt was given and nothing was delivered".into(),
+        })?;
+        out.voided.push(alert);
+    }
+    for (unit, seq, id) in publish {
+        c.hub.add(&unit, seq, id);
+    }
+    Ok(out)
+}
+
+impl Committer {
+    /// The audit log size (appended, maybe not yet synced).
+    pub fn audit_size(&self) -> u64 {
+        self.log.size()
+    }
+
+    /// A reader of the committed audit log.
+    pub fn audit_reader(&self) -> crate::audit_log::AuditReader {
+        self.log.reader()
+    }
+}

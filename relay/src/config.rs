@@ -1,0 +1,306 @@
+//! The relay's settings: `relay.toml` (every key optional but the paths; unknown keys are
+//! errors) or command-line flags.
+//!
+//! ```toml
+//! listen = "127.0.0.1:4433"          # UDP address of the QUIC endpoint
+//! data_dir = "data"                  # alert store, audit log, audit key
+//! agreement = "agreement.toml"       # the information-sharing agreement
+//!
+//! [pki]                              # or: pki_dir = "pki" for the filet-certs layout
+//! ca = "pki/ca.crt.pem"
+//! cert = "pki/relay.crt.pem"
+//! key = "pki/relay.key.pem"
+//! crl = "pki/crl.pem"
+//!
+//! [limits]
+//! max_connections = 1000             # open connections; more are refused
+//! max_streams_per_connection = 8     # concurrent bidirectional streams per connection
+//! idle_timeout_secs = 60             # a silent connection is closed after this
+//! frame_timeout_secs = 10            # a started frame must complete within this
+//! max_in_flight_per_stream = 64      # pipelined requests per stream before reading pauses
+//! posts_per_minute = 600             # per principal; more are refused with a retry delay
+//! mailbox_max = 10000                # unacknowledged alerts per unit; a post to a full mailbox is refused
+//!
+//! [commit]
+//! max_batch = 1024                   # most operations per group commit
+//! queue = 8192                       # operations waiting for the commit thread
+//!
+//! [audit]
+//! origin = "filet.relay/<agreement id>"   # checkpoint origin, fixed at the first start
+//! ```
+//!
+//! Relative paths are relative to the directory of the configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid (the message names the line and key).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and key.
+        message: String,
+    },
+    /// A required setting is missing.
+    #[error("{0} is required (in the configuration file or as a flag)")]
+    Missing(&'static str),
+}
+
+/// Where the relay's certificate, key, the CA and the CRL are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiPaths {
+    /// The agreement's CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The relay's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The relay's private key (PEM, PKCS#8).
+    pub key: PathBuf,
+    /// The certificate revocation list (PEM); required: an empty CRL is fine.
+    pub crl: PathBuf,
+}
+
+impl PkiPaths {
+    /// The paths of a `filet-certs` directory.
+    pub fn from_dir(dir: &Path) -> Self {
+        PkiPaths {
+            ca: dir.join("ca.crt.pem"),
+            cert: dir.join("relay.crt.pem"),
+            key: dir.join("relay.key.pem"),
+            crl: dir.join("crl.pem"),
+        }
+    }
+}
+
+/// Limits, each with its default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open connections (default 1000).
+    pub max_connections: usize,
+    /// Concurrent bidirectional streams per connection (default 8).
+    pub max_streams_per_connection: u32,
+    /// Idle timeout, seconds (default 60).
+    pub idle_timeout_secs: u64,
+    /// Time a started frame may take, seconds (default 10).
+    pub frame_timeout_secs: u64,
+    /// Pipelined requests per stream (default 64).
+    pub max_in_flight_per_stream: usize,
+    /// Posts per principal per minute (default 600).
+    pub posts_per_minute: u32,
+    /// Unacknowledged alerts per unit (default 10000).
+    pub mailbox_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1000,
+            max_streams_per_connection: 8,
+            idle_timeout_secs: 60,
+            frame_timeout_secs: 10,
+            max_in_flight_per_stream: 64,
+            posts_per_minute: 600,
+            mailbox_max: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The frame timeout.
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.frame_timeout_secs.max(1))
+    }
+}
+
+/// Group commit settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommitSettings {
+    /// Most operations per commit (default 1024).
+    pub max_batch: usize,
+    /// Operations queued for the commit thread (default 8192); when full, connections wait.
+    pub queue: usize,
+}
+
+impl Default for CommitSettings {
+    fn default() -> Self {
+        CommitSettings {
+            max_batch: 1024,
+            queue: 8192,
+        }
+    }
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The checkpoint origin (default `filet.relay/<agreement id>`); fixed in the data
+    /// directory at the first start.
+    pub origin: Option<String>,
+}
+
+/// The file form of the configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    agreement: Option<PathBuf>,
+    pki_dir: Option<PathBuf>,
+    pki: Option<PkiPaths>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    commit: CommitSettings,
+    #[serde(default)]
+    audit: AuditSettings,
+}
+
+/// The relay's complete, checked settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayConfig {
+    /// UDP address to listen on (default `127.0.0.1:4433`).
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Agreement file.
+    pub agreement: PathBuf,
+    /// PKI files.
+    pub pki: PkiPaths,
+    /// Limits.
+    pub limits: Limits,
+    /// Group commit.
+    pub commit: CommitSettings,
+    /// Audit log.
+    pub audit: AuditSettings,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--agreement`.
+    pub agreement: Option<PathBuf>,
+    /// `--pki` (a filet-certs directory).
+    pub pki_dir: Option<PathBuf>,
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+
+impl RelayConfig {
+    /// Reads `relay.toml` (if given) and applies the flags.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and key, or the missing setting.
+    pub fn load(file: Option<&Path>, o: Overrides) -> Result<RelayConfig, ConfigError> {
+        let (fc, base) = match file {
+            None => (FileConfig::default(), PathBuf::new()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let fc: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: e.to_string().trim().to_owned(),
+                })?;
+                (fc, path.parent().map(Path::to_owned).unwrap_or_default())
+            }
+        };
+        let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let pki = match (o.pki_dir, fc.pki, fc.pki_dir) {
+            (Some(dir), _, _) => PkiPaths::from_dir(&dir),
+            (None, Some(p), _) => PkiPaths {
+                ca: rel(p.ca),
+                cert: rel(p.cert),
+                key: rel(p.key),
+                crl: rel(p.crl),
+            },
+            (None, None, Some(dir)) => PkiPaths::from_dir(&rel(dir)),
+            (None, None, None) => return Err(ConfigError::Missing("the PKI (--pki DIR, or pki / pki_dir in relay.toml)")),
+        };
+        let listen = match o.listen.or(fc.listen) {
+            Some(l) => l,
+            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Missing("listen"))?,
+        };
+        Ok(RelayConfig {
+            listen,
+            data_dir: o
+                .data_dir
+                .or(fc.data_dir.map(&rel))
+                .ok_or(ConfigError::Missing("the data directory (--data-dir or data_dir)"))?,
+            agreement: o
+                .agreement
+                .or(fc.agreement.map(&rel))
+                .ok_or(ConfigError::Missing("the agreement (--agreement or agreement)"))?,
+            pki,
+            limits: fc.limits,
+            commit: fc.commit,
+            audit: fc.audit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_file_with_defaults_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "data_dir = \"d\"\nagreement = \"a.toml\"\npki_dir = \"pki\"\n[limits]\nmailbox_max = 5\n").unwrap();
+        let c = RelayConfig::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.data_dir, dir.path().join("d"));
+        assert_eq!(c.pki.crl, dir.path().join("pki/crl.pem"));
+        assert_eq!(c.limits.mailbox_max, 5);
+        assert_eq!(c.limits.posts_per_minute, 600);
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "data_dir = \"d\"\n[limits]\nmailbox_maxx = 5\n").unwrap();
+        let e = RelayConfig::load(Some(&path), Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("relay.toml") && e.contains("mailbox_maxx") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn flags_alone_suffice() {
+        let c = RelayConfig::load(
+            None,
+            Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                data_dir: Some("D".into()),
+                agreement: Some("A".into()),
+                pki_dir: Some("P".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pki.ca, PathBuf::from("P/ca.crt.pem"));
+        assert!(RelayConfig::load(None, Overrides::default()).is_err());
+    }
+}

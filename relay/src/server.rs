@@ -1,0 +1,667 @@
+//! The QUIC endpoint: accepting connections, identifying them, serving their streams,
+//! pushing deliveries.
+//!
+//! Every task is owned: connections in the server's `JoinSet`, streams in their
+//! connection's, request handlers and the delivery loop in their stream's. Dropping a set
+//! aborts what it holds. Every wait on the network has a bound: the handshake
+//! ([`HANDSHAKE_TIMEOUT`]), a started frame (`limits.frame_timeout_secs`), an idle
+//! connection (`limits.idle_timeout_secs`, QUIC's idle timeout).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use filet_client::transport::{read_frame, ReadFrameError};
+use filet_proto::agreement::{Agreement, AuditScope};
+use filet_proto::alert::{Disclosed, Kind};
+use filet_proto::audit::{Entry, Event, RefusalReason};
+use filet_proto::codec::{self, MAX_FRAME_LEN};
+use filet_proto::wire::{
+    close, ClientFrame, EntryWithProof, ErrorCode, RelayError, Request, Response, ServerFrame, WhoAmI,
+    MAX_ENTRIES_PER_PAGE, MAX_INBOX_PAGE,
+};
+use filet_proto::{AlertDraft, AlertId, Principal, UnitRef};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::audit_log::AuditReader;
+use crate::clock::Clock;
+use crate::commit::Op;
+use crate::config::Limits;
+use crate::hub::Hub;
+use crate::identity;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+/// Longest a QUIC + TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for one stream's writer.
+const OUT_QUEUE: usize = 256;
+/// Deliveries sent per wake-up of a delivery loop before looking again.
+const DELIVERY_CHUNK: usize = 64;
+/// How long a shutting-down connection waits for its in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every connection task shares.
+pub struct Shared {
+    /// The current agreement (replaced whole on reload).
+    pub agreement: RwLock<Arc<Agreement>>,
+    /// Published mailboxes.
+    pub hub: Arc<Hub>,
+    /// Alert records (read side).
+    pub store: Store,
+    /// Audit log (read side).
+    pub audit: AuditReader,
+    /// The newest signed checkpoint.
+    pub latest_checkpoint: Arc<RwLock<String>>,
+    /// To the commit thread.
+    pub ops: mpsc::Sender<Op>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Limits.
+    pub limits: Limits,
+    /// Posts per principal.
+    pub rate: RateLimiter,
+    /// Open connections (for the connection limit).
+    pub connections: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// The current agreement.
+    pub fn agreement(&self) -> Arc<Agreement> {
+        self.agreement.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends an op to the commit thread (waits while its queue is full).
+    async fn op(&self, op: Op) -> Result<(), RelayError> {
+        self.ops
+            .send(op)
+            .await
+            .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))
+    }
+
+    /// Appends an audit event and waits until it is durable.
+    async fn audit(&self, event: Event) -> Result<u64, RelayError> {
+        let (tx, rx) = oneshot::channel();
+        self.op(Op::Audit {
+            event,
+            reply: Some(tx),
+        })
+        .await?;
+        rx.await
+            .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))?
+    }
+}
+
+/// Accepts connections until `shutdown` turns true, then stops accepting, tells every
+/// connection, waits for their in-flight requests, and returns.
+pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                    warn!(remote = %incoming.remote_address(), "connection refused: limit of {} connections reached", shared.limits.max_connections);
+                    incoming.refuse();
+                    continue;
+                };
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                conns.spawn(async move {
+                    connection(shared, incoming, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() { break; }
+            }
+        }
+    }
+    info!("shutting down: no new connections; finishing in-flight requests");
+    while conns.join_next().await.is_some() {}
+    endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
+}
+
+async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, shutdown: watch::Receiver<bool>) {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(%remote, "incoming connection failed: {e}");
+            return;
+        }
+    };
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let detail = format!("TLS handshake from {remote} failed: {e}");
+            warn!("{detail}");
+            let _ = shared
+                .op(Op::Audit {
+                    event: Event::Refused {
+                        principal: None,
+                        reason: RefusalReason::UnknownIdentity,
+                        detail,
+                        category: None,
+                        recipient: None,
+                        alert: None,
+                    },
+                    reply: None,
+                })
+                .await;
+            return;
+        }
+        Err(_) => {
+            debug!(%remote, "handshake timed out");
+            return;
+        }
+    };
+    let agreement = shared.agreement();
+    let leaf = identity::peer_leaf(&conn);
+    let principal = match identity::principal_of(leaf.as_ref(), &agreement) {
+        Ok(p) => p,
+        Err(e) => {
+            let detail = format!("connection from {remote} refused: {e}");
+            warn!("{detail}");
+            let _ = shared
+                .audit(Event::Refused {
+                    principal: match &e {
+                        identity::PrincipalError::UnknownParty { principal, .. }
+                        | identity::PrincipalError::UnknownUnit { principal, .. } => Some(principal.to_string()),
+                        _ => None,
+                    },
+                    reason: RefusalReason::UnknownIdentity,
+                    detail: detail.clone(),
+                    category: None,
+                    recipient: None,
+                    alert: None,
+                })
+                .await;
+            conn.close(close::UNKNOWN_PRINCIPAL.into(), e.to_string().as_bytes());
+            return;
+        }
+    };
+    let span = info_span!("conn", principal = %principal, %remote);
+    async move {
+        info!("connected");
+        let ctx = Arc::new(ConnCtx {
+            shared,
+            principal,
+            conn: conn.clone(),
+        });
+        let mut streams = JoinSet::new();
+        let mut shutdown2 = shutdown.clone();
+        loop {
+            tokio::select! {
+                s = conn.accept_bi() => match s {
+                    Ok((send, recv)) => {
+                        let ctx = ctx.clone();
+                        let shutdown = shutdown.clone();
+                        streams.spawn(async move { stream(ctx, send, recv, shutdown).await });
+                    }
+                    Err(e) => {
+                        info!("disconnected: {}", filet_client::transport::describe_connection_error(&e));
+                        break;
+                    }
+                },
+                Some(_) = streams.join_next(), if !streams.is_empty() => {}
+                r = shutdown2.changed() => {
+                    if r.is_err() || *shutdown2.borrow() { break; }
+                }
+            }
+        }
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while streams.join_next().await.is_some() {} }).await;
+        conn.close(close::SHUTDOWN.into(), b"relay shutting down; reconnect later");
+    }
+    .instrument(span)
+    .await
+}
+
+struct ConnCtx {
+    shared: Arc<Shared>,
+    principal: Principal,
+    conn: quinn::Connection,
+}
+
+impl ConnCtx {
+    fn unit(&self) -> &UnitRef {
+        &self.principal.unit
+    }
+}
+
+fn frame(f: &ServerFrame) -> Option<Vec<u8>> {
+    match codec::encode_frame(f) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            warn!("cannot encode a frame: {e}");
+            None
+        }
+    }
+}
+
+async fn stream(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream, mut shutdown: watch::Receiver<bool>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if send.write_all(&buf).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    let permits = Arc::new(Semaphore::new(ctx.shared.limits.max_in_flight_per_stream.max(1)));
+    let frame_timeout = ctx.shared.limits.frame_timeout();
+    let mut subscribed = false;
+    loop {
+        let next = tokio::select! {
+            f = read_frame::<ClientFrame>(&mut recv, frame_timeout) => f,
+            _ = shutdown.changed() => break,
+        };
+        let ClientFrame { id, request } = match next {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(ReadFrameError::Stream(_)) => break,
+            Err(e) => {
+                let reason = format!("protocol error: {e}");
+                warn!(principal = %ctx.principal, "{reason}; closing the connection");
+                ctx.conn.close(close::PROTOCOL.into(), reason.as_bytes());
+                return;
+            }
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        if let Request::Subscribe = request {
+            let result = if subscribed {
+                Err(RelayError::new(ErrorCode::BadRequest, "this stream is already subscribed"))
+            } else {
+                subscribed = true;
+                Ok(Response::Subscribed)
+            };
+            let ok = result.is_ok();
+            if let Some(b) = frame(&ServerFrame::Response { id, result }) {
+                if tx.send(b).await.is_err() {
+                    break;
+                }
+            }
+            if ok {
+                tasks.spawn(deliveries(ctx.clone(), tx.clone(), shutdown.clone()));
+            }
+            drop(permit);
+            continue;
+        }
+        let ctx2 = ctx.clone();
+        let tx2 = tx.clone();
+        tasks.spawn(async move {
+            let result = handle(&ctx2, request).await;
+            if let Some(b) = frame(&ServerFrame::Response { id, result }) {
+                let _ = tx2.send(b).await;
+            }
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(tx);
+    // In-flight requests finish; the delivery loop runs until the connection or relay ends.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Pushes this unit's mailbox: everything waiting, then each new entry as it is published.
+async fn deliveries(ctx: Arc<ConnCtx>, tx: mpsc::Sender<Vec<u8>>, mut shutdown: watch::Receiver<bool>) {
+    let hub = ctx.shared.hub.clone();
+    let mut newest = hub.subscribe(ctx.unit());
+    let mut cursor = 0u64;
+    loop {
+        newest.borrow_and_update();
+        let batch = hub.pending_after(ctx.unit(), cursor, DELIVERY_CHUNK);
+        if batch.is_empty() {
+            tokio::select! {
+                r = newest.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        for (seq, id) in batch {
+            cursor = seq;
+            let Some(d) = disclose(&ctx, id, seq).await else { continue };
+            let Some(b) = frame(&ServerFrame::Delivery(d.clone())) else { continue };
+            if tx.send(b).await.is_err() {
+                return;
+            }
+            let _ = ctx
+                .shared
+                .op(Op::Delivered {
+                    alert: id,
+                    sender: d.envelope.sender.clone(),
+                    node: ctx.principal.clone(),
+                    fields: d.fields,
+                })
+                .await;
+        }
+    }
+}
+
+/// The alert as this connection's unit may see it now, or `None` (gone, expired, or no
+/// longer permitted — then withheld and audited).
+async fn disclose(ctx: &ConnCtx, id: AlertId, seq: u64) -> Option<Disclosed> {
+    let rec = match ctx.shared.store.get(&id) {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!("cannot read alert {id}: {e}");
+            return None;
+        }
+    };
+    let unit = ctx.unit();
+    let r = rec.recipients.iter().find(|r| r.unit == *unit)?;
+    let content = rec.content.as_ref()?;
+    if ctx.shared.clock.now() >= rec.envelope.expires_at {
+        return None;
+    }
+    let agreement = ctx.shared.agreement();
+    let sender_unit = &rec.envelope.sender.unit;
+    let Some(now) = agreement.permits(sender_unit, unit, rec.envelope.category) else {
+        let reason = format!(
+            "no rule of agreement {} v{} permits {} to send {} alerts to {} any more",
+            agreement.id, agreement.version, sender_unit, rec.envelope.category, unit
+        );
+        let _ = ctx
+            .shared
+            .op(Op::Withheld {
+                alert: id,
+                sender: rec.envelope.sender.clone(),
+                unit: unit.clone(),
+                reason,
+            })
+            .await;
+        return None;
+    };
+    // Never more than was disclosed (and logged) at posting time.
+    let fields = r.fields.intersection(now.fields);
+    Some(Disclosed {
+        envelope: rec.envelope.clone(),
+        content: content.redact(fields),
+        note: rec.note.clone(),
+        rules: r.rules.clone(),
+        fields,
+        seq,
+    })
+}
+
+async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError> {
+    match request {
+        Request::WhoAmI => Ok(Response::WhoAmI(whoami(ctx))),
+        Request::Post { draft, idempotency_key } => post(ctx, draft, idempotency_key).await,
+        Request::Inbox { after_seq } => inbox(ctx, after_seq).await,
+        Request::Subscribe => Err(RelayError::new(ErrorCode::BadRequest, "subscribe is handled by the stream")),
+        Request::Ack { alert } => {
+            let (tx, rx) = oneshot::channel();
+            ctx.shared
+                .op(Op::Ack {
+                    principal: ctx.principal.clone(),
+                    alert,
+                    reply: tx,
+                })
+                .await?;
+            let audit_index = rx
+                .await
+                .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))??;
+            Ok(Response::Acked { alert, audit_index })
+        }
+        Request::AuditCheckpoint => Ok(Response::Checkpoint(
+            ctx.shared
+                .latest_checkpoint
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )),
+        Request::AuditEntries {
+            start,
+            end,
+            tree_size,
+            proofs,
+        } => audit_entries(ctx, start, end, tree_size, proofs).await,
+        Request::AuditInclusion { index, tree_size } => {
+            let scope = audit_scope(ctx, "an inclusion proof").await?;
+            if let AuditScope::Party(p) = &scope {
+                let visible = ctx
+                    .shared
+                    .audit
+                    .entry(index)
+                    .ok()
+                    .and_then(|b| Entry::from_bytes(&b).ok())
+                    .is_some_and(|e| e.event.concerns_party(p));
+                if !visible {
+                    return Err(RelayError::new(
+                        ErrorCode::AuditDenied,
+                        format!("audit entry {index} does not concern party {p}"),
+                    ));
+                }
+            }
+            let proof = ctx
+                .shared
+                .audit
+                .inclusion_proof(index, tree_size)
+                .map_err(|e| RelayError::new(ErrorCode::BadRequest, e.to_string()))?;
+            Ok(Response::Proof(proof))
+        }
+        Request::AuditConsistency { old_size, new_size } => {
+            let proof = ctx
+                .shared
+                .audit
+                .consistency_proof(old_size, new_size)
+                .map_err(|e| RelayError::new(ErrorCode::BadRequest, e.to_string()))?;
+            Ok(Response::Proof(proof))
+        }
+    }
+}
+
+fn whoami(ctx: &ConnCtx) -> WhoAmI {
+    let a = ctx.shared.agreement();
+    let unit = ctx.unit();
+    WhoAmI {
+        principal: ctx.principal.clone(),
+        agreement_id: a.id.clone(),
+        agreement_version: a.version,
+        may_send_under: a
+            .rules
+            .iter()
+            .filter(|r| r.from.iter().any(|s| s.matches(unit)))
+            .map(|r| r.id.clone())
+            .collect(),
+        may_receive_under: a
+            .rules
+            .iter()
+            .filter(|r| r.to.iter().any(|s| s.matches(unit)))
+            .map(|r| r.id.clone())
+            .collect(),
+        audit_right: match a.audit_scope(unit) {
+            Some(AuditScope::Full) => "full".into(),
+            Some(AuditScope::Party(_)) => "party".into(),
+            None => "none".into(),
+        },
+    }
+}
+
+async fn post(ctx: &ConnCtx, draft: AlertDraft, idempotency_key: [u8; 16]) -> Result<Response, RelayError> {
+    let now = ctx.shared.clock.now();
+    if let Err(wait_ms) = ctx.shared.rate.check(&ctx.principal, now) {
+        // Not audited per refusal: a flood must not flood the log. The limiter counts them.
+        return Err(RelayError {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "{} posts faster than the limit of {} per minute; nothing was posted",
+                ctx.principal, ctx.shared.limits.posts_per_minute
+            ),
+            retry_after_ms: Some(wait_ms),
+            invalid: None,
+        });
+    }
+    let refuse = |reason, detail: String, recipient: Option<String>| Event::Refused {
+        principal: Some(ctx.principal.to_string()),
+        reason,
+        detail,
+        category: Some(draft.category),
+        recipient,
+        alert: draft.references,
+    };
+    let valid = match draft.validate(now) {
+        Ok(v) => v,
+        Err(invalid) => {
+            // The audit names the fields at fault, never their content.
+            let paths: Vec<&str> = invalid.errors.iter().map(|e| e.path.as_str()).collect();
+            ctx.shared
+                .audit(refuse(
+                    RefusalReason::Invalid,
+                    format!("invalid alert: {}", paths.join(", ")),
+                    None,
+                ))
+                .await?;
+            return Err(RelayError {
+                code: ErrorCode::InvalidAlert,
+                message: format!("invalid alert: {invalid}"),
+                retry_after_ms: None,
+                invalid: Some(invalid),
+            });
+        }
+    };
+    if valid.kind != Kind::Alert {
+        return Err(RelayError::new(
+            ErrorCode::BadRequest,
+            format!("kind {} is not accepted by this relay yet; post a new alert", valid.kind),
+        ));
+    }
+    let agreement = ctx.shared.agreement();
+    let disclosures = match agreement.route(ctx.unit(), valid.category, &valid.to) {
+        Ok(d) => d,
+        Err(refusal) => {
+            let recipient = match &refusal {
+                filet_proto::agreement::Refusal::NotPermitted { recipient, .. }
+                | filet_proto::agreement::Refusal::UnknownRecipient { recipient, .. } => Some(recipient.clone()),
+                filet_proto::agreement::Refusal::NoRecipient { .. } => None,
+            };
+            let message = format!("{}: {refusal}", ctx.principal);
+            ctx.shared
+                .audit(refuse(RefusalReason::NotPermitted, message.clone(), recipient))
+                .await?;
+            return Err(RelayError::new(ErrorCode::NotPermitted, message));
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    ctx.shared
+        .op(Op::Post {
+            principal: ctx.principal.clone(),
+            draft: valid,
+            disclosures,
+            idempotency_key,
+            received_at: now,
+            reply: tx,
+        })
+        .await?;
+    let receipt = rx
+        .await
+        .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))??;
+    Ok(Response::Receipt(receipt))
+}
+
+async fn inbox(ctx: &ConnCtx, after_seq: u64) -> Result<Response, RelayError> {
+    let pending = ctx
+        .shared
+        .hub
+        .pending_after(ctx.unit(), after_seq, MAX_INBOX_PAGE + 1);
+    let more = pending.len() > MAX_INBOX_PAGE;
+    let mut alerts = Vec::new();
+    for (seq, id) in pending.into_iter().take(MAX_INBOX_PAGE) {
+        if let Some(d) = disclose(ctx, id, seq).await {
+            ctx.shared
+                .op(Op::Delivered {
+                    alert: id,
+                    sender: d.envelope.sender.clone(),
+                    node: ctx.principal.clone(),
+                    fields: d.fields,
+                })
+                .await?;
+            alerts.push(d);
+        }
+    }
+    Ok(Response::Inbox { alerts, more })
+}
+
+async fn audit_scope(ctx: &ConnCtx, what: &str) -> Result<AuditScope, RelayError> {
+    match ctx.shared.agreement().audit_scope(ctx.unit()) {
+        Some(s) => Ok(s),
+        None => {
+            let detail = format!(
+                "{} asked for {what} but {} has no audit right in the agreement",
+                ctx.principal,
+                ctx.unit()
+            );
+            ctx.shared
+                .audit(Event::Refused {
+                    principal: Some(ctx.principal.to_string()),
+                    reason: RefusalReason::AuditDenied,
+                    detail: detail.clone(),
+                    category: None,
+                    recipient: None,
+                    alert: None,
+                })
+                .await?;
+            Err(RelayError::new(ErrorCode::AuditDenied, detail))
+        }
+    }
+}
+
+async fn audit_entries(ctx: &ConnCtx, start: u64, end: u64, tree_size: u64, proofs: bool) -> Result<Response, RelayError> {
+    let scope = audit_scope(ctx, "audit entries").await?;
+    let audit = &ctx.shared.audit;
+    let size = audit.size();
+    if tree_size > size || end > tree_size || start > end {
+        return Err(RelayError::new(
+            ErrorCode::BadRequest,
+            format!("entries {start}..{end} of a tree of {tree_size} are out of range (the log has {size})"),
+        ));
+    }
+    let party = match &scope {
+        AuditScope::Full => None,
+        AuditScope::Party(p) => Some(p.clone()),
+    };
+    let proofs = proofs || party.is_some();
+    let stop = end.min(start.saturating_add(MAX_ENTRIES_PER_PAGE));
+    // Leave room for the frame's envelope.
+    let budget = MAX_FRAME_LEN - 4096;
+    let mut used = 0usize;
+    let mut entries = Vec::new();
+    let mut next = start;
+    while next < stop {
+        let bytes = audit
+            .entry(next)
+            .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?;
+        if let Some(p) = &party {
+            let visible = Entry::from_bytes(&bytes).is_ok_and(|e| e.event.concerns_party(p));
+            if !visible {
+                next += 1;
+                continue;
+            }
+        }
+        let proof = if proofs {
+            audit
+                .inclusion_proof(next, tree_size)
+                .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        let cost = bytes.len() + proof.len() * 33 + 16;
+        if used + cost > budget && !entries.is_empty() {
+            break;
+        }
+        used += cost;
+        entries.push(EntryWithProof {
+            index: next,
+            entry: bytes,
+            proof,
+        });
+        next += 1;
+    }
+    Ok(Response::Entries { entries, next })
+}

@@ -1,0 +1,276 @@
+//! The alert store: sled 0.34.7, one packed record per alert.
+//!
+//! Trees: `alerts` (alert id, 16 bytes → [`AlertRecord`] encoded by `proto::codec`) and
+//! `meta` (`audit_len` → the audit log size the store has caught up with, u64 BE;
+//! `checkpoint` → the newest signed checkpoint). Mailboxes and every other index are
+//! rebuilt in memory from the records at start-up, so a post costs one key.
+//!
+//! **Durability.** sled 0.34.7 makes writes durable only when `flush` returns, and on
+//! Linux its flush uses `sync_file_range`, which survives a process crash but not a power
+//! loss. [`Store::flush`] therefore calls `flush` and then `fdatasync` on sled's data file:
+//! a receipt rests on a real `fdatasync`.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::path::{Path, PathBuf};
+
+use filet_proto::agreement::Disclosure;
+use filet_proto::alert::{Content, Envelope, FieldSet};
+use filet_proto::codec;
+use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the alert store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("alert store {path}: {source}")]
+    Sled {
+        /// The store directory.
+        path: PathBuf,
+        /// The cause.
+        source: sled::Error,
+    },
+    /// The fsync after sled's flush failed.
+    #[error("alert store {path}: fdatasync: {source}")]
+    Sync {
+        /// sled's data file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A record cannot be decoded.
+    #[error("alert store record {key} is damaged: {problem}")]
+    Corrupt {
+        /// The key (alert id or meta name).
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The acknowledgement of one recipient unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckRecord {
+    /// The node that acknowledged.
+    pub node: Principal,
+    /// When.
+    pub at: Timestamp,
+    /// Index of its audit entry.
+    pub audit_index: u64,
+}
+
+/// One recipient unit of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    /// The unit.
+    pub unit: UnitRef,
+    /// The rules that permitted the disclosure.
+    pub rules: Vec<String>,
+    /// Their legal bases.
+    pub legal_bases: Vec<String>,
+    /// Fields disclosed.
+    pub fields: FieldSet,
+    /// Longest retention of the rules, ms.
+    pub retention_ms: i64,
+    /// Position in the unit's mailbox.
+    pub seq: u64,
+    /// Index of the `disclosed` audit entry.
+    pub disclosed_index: u64,
+    /// Set once a node of the unit acknowledges.
+    pub acked: Option<AckRecord>,
+}
+
+impl RecipientRecord {
+    /// A recipient from a routing decision.
+    pub fn new(d: &Disclosure, seq: u64, disclosed_index: u64) -> Self {
+        RecipientRecord {
+            unit: d.recipient.clone(),
+            rules: d.rules.clone(),
+            legal_bases: d.legal_bases.clone(),
+            fields: d.fields,
+            retention_ms: d.retention_ms,
+            seq,
+            disclosed_index,
+            acked: None,
+        }
+    }
+}
+
+/// Everything the relay keeps about one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Always kept.
+    pub envelope: Envelope,
+    /// The whole content; `None` once purged at the end of retention.
+    pub content: Option<Content>,
+    /// Note of a located / cancel.
+    pub note: Option<String>,
+    /// Salt of the audit commitment (zeroed when purged).
+    pub salt: [u8; 32],
+    /// The sender's idempotency key.
+    pub idempotency_key: [u8; 16],
+    /// Index of the `posted` audit entry.
+    pub posted_index: u64,
+    /// Recipient units, in unit order.
+    pub recipients: Vec<RecipientRecord>,
+}
+
+/// The sled database and its trees. Cloning is cheap and shares the database: the commit
+/// thread writes, connection tasks read.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    alerts: sled::Tree,
+    meta: sled::Tree,
+    /// sled's data file, for `fdatasync` after `flush` (see the module doc).
+    data_file: Option<Arc<File>>,
+}
+
+fn sled_err(path: &Path) -> impl FnOnce(sled::Error) -> StoreError + '_ {
+    move |source| StoreError::Sled {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+const AUDIT_LEN: &[u8] = b"audit_len";
+const CHECKPOINT: &[u8] = b"checkpoint";
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// sled's error, naming the directory.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(sled_err(dir))?;
+        let alerts = db.open_tree("alerts").map_err(sled_err(dir))?;
+        let meta = db.open_tree("meta").map_err(sled_err(dir))?;
+        // sled 0.34 keeps its log and pages in the file `db` of its directory.
+        let data_file = File::open(dir.join("db")).ok().map(Arc::new);
+        Ok(Store {
+            path: dir.to_owned(),
+            db,
+            alerts,
+            meta,
+            data_file,
+        })
+    }
+
+    /// Reads one alert.
+    ///
+    /// # Errors
+    /// sled errors; [`StoreError::Corrupt`] if the record does not decode.
+    pub fn get(&self, id: &AlertId) -> Result<Option<AlertRecord>> {
+        match self.alerts.get(id.0).map_err(sled_err(&self.path))? {
+            None => Ok(None),
+            Some(v) => codec::decode_value(&v).map(Some).map_err(|e| StoreError::Corrupt {
+                key: id.to_string(),
+                problem: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes one alert (not durable until [`Store::flush`]).
+    ///
+    /// # Errors
+    /// sled errors; encoding errors as [`StoreError::Corrupt`].
+    pub fn put(&self, rec: &AlertRecord) -> Result<()> {
+        let bytes = codec::encode_value(rec).map_err(|e| StoreError::Corrupt {
+            key: rec.envelope.id.to_string(),
+            problem: e.to_string(),
+        })?;
+        self.alerts
+            .insert(rec.envelope.id.0, bytes)
+            .map_err(sled_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Removes one alert (not durable until [`Store::flush`]).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn remove(&self, id: &AlertId) -> Result<()> {
+        self.alerts.remove(id.0).map_err(sled_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Every record, in id (time) order.
+    pub fn iter(&self) -> impl Iterator<Item = Result<AlertRecord>> + '_ {
+        self.alerts.iter().map(move |kv| {
+            let (k, v) = kv.map_err(sled_err(&self.path))?;
+            codec::decode_value(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("{k:?}"),
+                problem: e.to_string(),
+            })
+        })
+    }
+
+    /// Records the audit log size and newest checkpoint this store state goes with.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn set_audit_state(&self, audit_len: u64, checkpoint: &str) -> Result<()> {
+        self.meta
+            .insert(AUDIT_LEN, &audit_len.to_be_bytes())
+            .map_err(sled_err(&self.path))?;
+        self.meta
+            .insert(CHECKPOINT, checkpoint.as_bytes())
+            .map_err(sled_err(&self.path))?;
+        Ok(())
+    }
+
+    /// The audit log size and checkpoint last recorded by [`Store::set_audit_state`].
+    ///
+    /// # Errors
+    /// sled errors, damaged values.
+    pub fn audit_state(&self) -> Result<(u64, Option<String>)> {
+        let len = match self.meta.get(AUDIT_LEN).map_err(sled_err(&self.path))? {
+            None => 0,
+            Some(v) => {
+                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: "meta/audit_len".into(),
+                    problem: format!("{} bytes, expected 8", v.len()),
+                })?;
+                u64::from_be_bytes(b)
+            }
+        };
+        let cp = match self.meta.get(CHECKPOINT).map_err(sled_err(&self.path))? {
+            None => None,
+            Some(v) => Some(String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
+                key: "meta/checkpoint".into(),
+                problem: "not UTF-8".into(),
+            })?),
+        };
+        Ok((len, cp))
+    }
+
+    /// Makes every write so far durable: sled `flush` (durability in sled 0.34.7 exists
+    /// only after it returns), then `fdatasync` on sled's data file, because sled's flush
+    /// uses `sync_file_range`, which does not flush the drive cache.
+    ///
+    /// # Errors
+    /// sled or fsync errors; after one, nothing written since the last successful flush
+    /// may be acknowledged.
+    pub fn flush(&mut self) -> Result<()> {
+        self.db.flush().map_err(sled_err(&self.path))?;
+        if self.data_file.is_none() {
+            self.data_file = File::open(self.path.join("db")).ok().map(Arc::new);
+        }
+        if let Some(f) = &self.data_file {
+            f.sync_data().map_err(|source| StoreError::Sync {
+                path: self.path.join("db"),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
