@@ -1,1 +1,18 @@
-//! Filet client (being written).
+//! The Filet node: a library to connect to the relay and exchange alerts, and the `filet`
+//! command built on it.
+//!
+//! - [`node`]: [`Node`], a mutual-TLS QUIC connection with pipelined requests and pushed
+//!   deliveries; [`NodeConfig`] from a profile.
+//! - [`transport`]: frames over QUIC streams, TLS settings and error descriptions shared
+//!   with the relay.
+//! - [`audit`]: the auditor's verification of the log.
+//! - [`render`]: human and JSON output.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod node;
+pub mod render;
+pub mod transport;
+
+pub use node::{ClientError, Node, NodeConfig};

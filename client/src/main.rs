@@ -1,0 +1,489 @@
+//! `filet`: a node of the agreement — post alerts, receive them, acknowledge them, audit.
+//!
+//! Exit codes: 0 success; 1 an error not listed here; 2 bad command line; 3 refused by the
+//! relay (not permitted, no audit right, rate limited, mailbox full); 4 invalid alert or
+//! input file; 5 cannot connect (address, TLS, certificate refused); 6 audit verification
+//! failed.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use filet_client::audit::{entry_line, fetch_and_verify, AuditError};
+use filet_client::render::{alert_text, receipt_json, receipt_text};
+use filet_client::{ClientError, Node, NodeConfig};
+use filet_proto::alert::{AlertFile, Category, Geo, Language, Risk, Status};
+use filet_proto::checkpoint::NoteVerifier;
+use filet_proto::profile::Profile;
+use filet_proto::wire::ErrorCode;
+use filet_proto::{AlertDraft, AlertId, Selector, Timestamp};
+
+#[derive(Parser)]
+#[command(name = "filet", version, about = "A node of a Filet information-sharing agreement: post, receive and audit alerts")]
+struct Cli {
+    /// Node profile (relay address, server name, CA, certificate, key); default $FILET_PROFILE.
+    #[arg(long, global = true, env = "FILET_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Relay address host:port (instead of a profile; needs --ca, --cert, --key).
+    #[arg(long, global = true)]
+    relay: Option<String>,
+    /// Name on the relay's certificate (default: the host of --relay).
+    #[arg(long, global = true)]
+    server_name: Option<String>,
+    /// CA certificate (PEM).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// Node certificate (PEM).
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// Node private key (PEM).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// Print JSON (one object per line) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show this node's principal and what the agreement lets it do.
+    Whoami,
+    /// Post an alert from a file (TOML, as shared/cases/alerts) and/or flags.
+    Post(PostArgs),
+    /// List what waits in this unit's mailbox; --follow stays connected and prints each
+    /// alert as it arrives.
+    Inbox {
+        /// Stay connected; print alerts as they are pushed; reconnect if the relay goes away.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Acknowledge alerts for this unit.
+    Ack {
+        /// Alert ids.
+        #[arg(required = true)]
+        ids: Vec<AlertId>,
+    },
+    /// The audit log (for the agreement's auditors).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// List the entries this auditor may read, after verifying them.
+    Log {
+        /// The relay's audit verifier key (`filet-relay audit-key` prints it).
+        #[arg(long, env = "FILET_AUDIT_KEY")]
+        verifier_key: String,
+    },
+    /// Verify the log: checkpoint signature, then the Merkle root recomputed from every
+    /// entry (RFC 9162) or each entry's inclusion proof.
+    Verify {
+        /// The relay's audit verifier key.
+        #[arg(long, env = "FILET_AUDIT_KEY")]
+        verifier_key: String,
+    },
+}
+
+#[derive(Args)]
+struct PostArgs {
+    /// Alert file (TOML); flags given as well override its values.
+    file: Option<PathBuf>,
+    /// runaway, sighting or exploitation-risk.
+    #[arg(long)]
+    category: Option<Category>,
+    /// extreme, severe, moderate or minor.
+    #[arg(long)]
+    risk: Option<Risk>,
+    /// actual, exercise or test.
+    #[arg(long)]
+    status: Option<Status>,
+    /// fr-CA or en-CA.
+    #[arg(long)]
+    language: Option<Language>,
+    /// subject.reference: the originating file number.
+    #[arg(long)]
+    reference: Option<String>,
+    /// subject.given_name.
+    #[arg(long)]
+    given_name: Option<String>,
+    /// subject.age.
+    #[arg(long)]
+    age: Option<u8>,
+    /// subject.description.
+    #[arg(long)]
+    description: Option<String>,
+    /// last_seen.at (RFC 3339, e.g. 2026-11-28T22:40:00Z).
+    #[arg(long)]
+    last_seen_at: Option<Timestamp>,
+    /// last_seen.place.
+    #[arg(long)]
+    place: Option<String>,
+    /// last_seen.geo as LAT,LON.
+    #[arg(long, value_parser = parse_geo)]
+    geo: Option<Geo>,
+    /// instructions.
+    #[arg(long)]
+    instructions: Option<String>,
+    /// contact.
+    #[arg(long)]
+    contact: Option<String>,
+    /// expires_at (RFC 3339); default 72 h after posting.
+    #[arg(long)]
+    expires_at: Option<Timestamp>,
+    /// Explicit recipient (PARTY or PARTY/UNIT), repeatable; default: every unit the agreement permits.
+    #[arg(long = "to")]
+    to: Vec<Selector>,
+}
+
+fn parse_geo(s: &str) -> Result<Geo, String> {
+    let (a, b) = s.split_once(',').ok_or("expected LAT,LON")?;
+    let lat = a.trim().parse().map_err(|_| format!("latitude {a:?} is not a number"))?;
+    let lon = b.trim().parse().map_err(|_| format!("longitude {b:?} is not a number"))?;
+    Ok(Geo(lat, lon))
+}
+
+/// An error with its exit code.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error = e.into();
+        let code = code_of(&error);
+        Failure { code, error }
+    }
+}
+
+fn client_code(c: &ClientError) -> u8 {
+    match c {
+        ClientError::Relay(r) => match r.code {
+            ErrorCode::InvalidAlert | ErrorCode::BadRequest => 4,
+            ErrorCode::Internal | ErrorCode::Busy => 1,
+            _ => 3,
+        },
+        ClientError::File { .. } | ClientError::Tls(_) => 4,
+        ClientError::Address { .. } | ClientError::Connection(_) | ClientError::Timeout(_) => 5,
+        ClientError::Protocol(_) => 1,
+    }
+}
+
+fn code_of(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<ClientError>() {
+            return client_code(c);
+        }
+        if let Some(a) = cause.downcast_ref::<AuditError>() {
+            return match a {
+                AuditError::Client(c) => client_code(c),
+                _ => 6,
+            };
+        }
+        if cause.downcast_ref::<InputError>().is_some() {
+            return 4;
+        }
+    }
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InputError(String);
+
+fn node_config(cli: &Cli) -> Result<NodeConfig, Failure> {
+    if let Some(p) = &cli.profile {
+        return Ok(NodeConfig::from_profile_file(p)?);
+    }
+    match (&cli.relay, &cli.ca, &cli.cert, &cli.key) {
+        (Some(relay), Some(ca), Some(cert), Some(key)) => {
+            let server_name = cli
+                .server_name
+                .clone()
+                .unwrap_or_else(|| relay.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_owned()).unwrap_or_else(|| relay.clone()));
+            Ok(NodeConfig::from_profile(&Profile {
+                relay: relay.clone(),
+                server_name,
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            })?)
+        }
+        _ => Err(InputError(
+            "no node profile: give --profile FILE (or set FILET_PROFILE), or --relay, --ca, --cert and --key".into(),
+        )
+        .into()),
+    }
+}
+
+fn draft_of(a: &PostArgs) -> Result<AlertDraft, Failure> {
+    let mut d = match &a.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read alert file {}", path.display()))
+                .map_err(|e| InputError(format!("{e:#}")))?;
+            AlertFile::from_toml(&text)
+                .map_err(|e| InputError(format!("alert file {}: {e}", path.display())))?
+                .into_draft()
+        }
+        None => {
+            let category = a.category.ok_or_else(|| InputError("--category is required without an alert file".into()))?;
+            let risk = a.risk.ok_or_else(|| InputError("--risk is required without an alert file".into()))?;
+            let mut d = AlertDraft::new(category, risk, "", "");
+            d.content.subject.reference = None;
+            d.content.contact = None;
+            d
+        }
+    };
+    if let Some(v) = a.category {
+        d.category = v;
+    }
+    if let Some(v) = a.risk {
+        d.risk = v;
+    }
+    if let Some(v) = a.status {
+        d.status = v;
+    }
+    if let Some(v) = a.language {
+        d.language = v;
+    }
+    let c = &mut d.content;
+    macro_rules! set {
+        ($dst:expr, $src:expr) => {
+            if let Some(v) = &$src {
+                $dst = Some(v.clone());
+            }
+        };
+    }
+    set!(c.subject.reference, a.reference);
+    set!(c.subject.given_name, a.given_name);
+    set!(c.subject.age, a.age);
+    set!(c.subject.description, a.description);
+    set!(c.last_seen.at, a.last_seen_at);
+    set!(c.last_seen.place, a.place);
+    set!(c.last_seen.geo, a.geo);
+    set!(c.instructions, a.instructions);
+    set!(c.contact, a.contact);
+    set!(d.expires_at, a.expires_at);
+    if !a.to.is_empty() {
+        d.to = a.to.clone();
+    }
+    Ok(d)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Post(args) => {
+            let draft = draft_of(args)?;
+            // Check locally first: a clear message without a round trip. The relay checks
+            // again (it is the one that decides).
+            if let Err(invalid) = draft.validate(Timestamp::now()) {
+                return Err(InputError(format!("invalid alert: {invalid}")).into());
+            }
+            let node = Node::connect(&node_config(&cli)?).await?;
+            let receipt = node.post(draft).await.map_err(refusal_context)?;
+            if cli.json {
+                print_json(&receipt_json(&receipt));
+            } else {
+                print!("{}", receipt_text(&receipt));
+            }
+            node.close().await;
+        }
+        Command::Whoami => {
+            let node = Node::connect(&node_config(&cli)?).await?;
+            let w = node.whoami().await?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "principal": w.principal.to_string(),
+                    "agreement": w.agreement_id,
+                    "agreement_version": w.agreement_version,
+                    "may_send_under": w.may_send_under,
+                    "may_receive_under": w.may_receive_under,
+                    "audit_right": w.audit_right,
+                }));
+            } else {
+                println!("principal   {}", w.principal);
+                println!("agreement   {} v{}", w.agreement_id, w.agreement_version);
+                println!("may send    {}", list_or_none(&w.may_send_under));
+                println!("may receive {}", list_or_none(&w.may_receive_under));
+                println!("audit right {}", w.audit_right);
+            }
+            node.close().await;
+        }
+        Command::Inbox { follow: false } => {
+            let node = Node::connect(&node_config(&cli)?).await?;
+            let alerts = node.inbox().await?;
+            if alerts.is_empty() && !cli.json {
+                println!("no alert waiting");
+            }
+            for d in &alerts {
+                if cli.json {
+                    print_json(&d.to_json());
+                } else {
+                    println!("{}", alert_text(d));
+                }
+            }
+            node.close().await;
+        }
+        Command::Inbox { follow: true } => follow(&cli).await?,
+        Command::Ack { ids } => {
+            let node = Node::connect(&node_config(&cli)?).await?;
+            for id in ids {
+                let idx = node.ack(*id).await.map_err(refusal_context)?;
+                if cli.json {
+                    print_json(&serde_json::json!({"alert": id.to_string(), "acknowledged": true, "audit_index": idx}));
+                } else {
+                    println!("acknowledged {id} (audit entry #{idx})");
+                }
+            }
+            node.close().await;
+        }
+        Command::Audit(AuditCommand::Log { verifier_key }) | Command::Audit(AuditCommand::Verify { verifier_key }) => {
+            let verifier = NoteVerifier::parse(verifier_key.trim())
+                .map_err(|e| InputError(format!("--verifier-key: {e}")))?;
+            let node = Node::connect(&node_config(&cli)?).await?;
+            let log = fetch_and_verify(&node, &verifier).await?;
+            let is_log = matches!(cli.command, Command::Audit(AuditCommand::Log { .. }));
+            if is_log {
+                for (i, bytes) in &log.entries {
+                    if cli.json {
+                        println!("{}", String::from_utf8_lossy(bytes));
+                    } else {
+                        println!("{}", entry_line(*i, bytes));
+                    }
+                }
+            }
+            let how = if log.complete {
+                "root recomputed from every entry"
+            } else {
+                "each entry's inclusion proof checked"
+            };
+            if cli.json && !is_log {
+                print_json(&serde_json::json!({
+                    "verified": true,
+                    "origin": log.checkpoint.origin,
+                    "tree_size": log.checkpoint.size,
+                    "root": filet_proto::audit::hex(&log.checkpoint.root),
+                    "entries_read": log.entries.len(),
+                    "complete": log.complete,
+                }));
+            } else if !cli.json {
+                println!(
+                    "verified: checkpoint of {} entries signed by {}; {} entries read, {how}",
+                    log.checkpoint.size,
+                    verifier.name(),
+                    log.entries.len()
+                );
+            }
+            node.close().await;
+        }
+    }
+    Ok(())
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "(no rule)".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn refusal_context(e: ClientError) -> anyhow::Error {
+    let msg = match &e {
+        ClientError::Relay(r) => format!("refused by the relay ({:?})", r.code),
+        _ => "request failed".to_string(),
+    };
+    anyhow::Error::new(e).context(msg)
+}
+
+/// `inbox --follow`: subscribe, print each alert once, reconnect with backoff.
+async fn follow(cli: &Cli) -> Result<(), Failure> {
+    let cfg = node_config(cli)?;
+    let mut seen: HashSet<AlertId> = HashSet::new();
+    let mut backoff = Duration::from_millis(500);
+    let mut connected_once = false;
+    loop {
+        let node = match Node::connect(&cfg).await {
+            Ok(n) => n,
+            Err(e) if connected_once => {
+                eprintln!("filet: relay unavailable ({e}); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut rx = match node.subscribe().await {
+            Ok(rx) => rx,
+            Err(e) if connected_once => {
+                eprintln!("filet: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        connected_once = true;
+        backoff = Duration::from_millis(500);
+        if !cli.json {
+            eprintln!("filet: following the mailbox (Ctrl-C to stop)");
+        }
+        loop {
+            tokio::select! {
+                d = rx.recv() => match d {
+                    Some(d) => {
+                        if !seen.insert(d.envelope.id) {
+                            continue;
+                        }
+                        if cli.json {
+                            print_json(&d.to_json());
+                        } else {
+                            println!("{}", alert_text(&d));
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    node.close().await;
+                    return Ok(());
+                }
+            }
+        }
+        let reason = node.close_reason().unwrap_or_else(|| "connection lost".into());
+        eprintln!("filet: disconnected ({reason}); reconnecting");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("filet: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("filet: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

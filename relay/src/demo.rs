@@ -1,0 +1,300 @@
+//! `filet-relay demo`: the whole story in one process, on a temporary directory, with real
+//! QUIC clients, printed as a transcript. Every step is checked; the demo fails (exit 1)
+//! if any did not happen as described.
+//!
+//! The agreement and the alert are embedded: `assets/agreement.example.toml` and
+//! `assets/runaway.toml`, the same bytes as `shared/agreement.example.toml` and
+//! `shared/cases/alerts/runaway.toml` (a test checks).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use filet_client::audit::{entry_line, fetch_and_verify};
+use filet_client::render::{alert_text, receipt_text};
+use filet_client::{Node, NodeConfig};
+use filet_proto::alert::{AlertFile, Disclosed, FieldPath};
+use filet_proto::checkpoint::NoteVerifier;
+use filet_proto::wire::{ErrorCode, Receipt};
+use filet_proto::{Selector, UnitRef};
+use tokio::sync::mpsc;
+
+use crate::clock::SystemClock;
+use crate::config::{Overrides, RelayConfig};
+use crate::Relay;
+
+/// The example agreement, as embedded.
+pub const AGREEMENT: &str = include_str!("../assets/agreement.example.toml");
+/// The example runaway alert, as embedded.
+pub const RUNAWAY: &str = include_str!("../assets/runaway.toml");
+
+/// How long the demo waits for a pushed alert before calling the step failed.
+const PUSH_WAIT: Duration = Duration::from_secs(10);
+
+struct Transcript {
+    failures: Vec<String>,
+}
+
+impl Transcript {
+    fn say(&self, who: &str, what: &str) {
+        let mut lines = what.lines();
+        if let Some(first) = lines.next() {
+            println!("[{who}] {first}");
+        }
+        for l in lines {
+            println!("{:width$} {l}", "", width = who.len() + 2);
+        }
+    }
+
+    fn check(&mut self, ok: bool, what: &str) {
+        if ok {
+            println!("    ✔ {what}");
+        } else {
+            println!("    ✘ {what}");
+            self.failures.push(what.to_owned());
+        }
+    }
+}
+
+async fn node(pki: &Path, unit: &str, relay: &str) -> anyhow::Result<Node> {
+    let stem = unit.replace('/', "-");
+    let mut cfg = NodeConfig::from_profile_file(&pki.join("profiles").join(format!("{stem}.toml")))?;
+    cfg.relay = relay.to_owned();
+    Ok(Node::connect(&cfg).await?)
+}
+
+async fn next_push(rx: &mut mpsc::Receiver<Disclosed>) -> Option<Disclosed> {
+    tokio::time::timeout(PUSH_WAIT, rx.recv()).await.ok().flatten()
+}
+
+fn u(s: &str) -> UnitRef {
+    s.parse().unwrap_or_else(|_| UnitRef {
+        party: s.into(),
+        unit: String::new(),
+    })
+}
+
+/// Runs the demo in `dir` (a temporary directory when `None`). Returns whether every step
+/// happened as described.
+///
+/// # Errors
+/// Setup failures (PKI, relay start, connections) as errors; failed checks make it return
+/// `Ok(false)`.
+pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
+    let tmp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_owned()
+        }
+    };
+    let mut t = Transcript { failures: Vec::new() };
+    println!("== Filet demo: a runaway alert crosses the relay, per the agreement ==");
+    println!("   working directory {}", dir.display());
+
+    // 1. The agreement and its PKI.
+    let agreement_path = dir.join("agreement.toml");
+    std::fs::write(&agreement_path, AGREEMENT)?;
+    let pki = dir.join("pki");
+    let report = filet_certs::dev(&pki, &agreement_path, "127.0.0.1:4433", false)?;
+    t.say(
+        "pki",
+        &format!(
+            "dev PKI for agreement table-regionale-quebec-esj: a CA, the relay ({}), {} node certificates and profiles",
+            report.relay_names.join(", "),
+            report.nodes.len()
+        ),
+    );
+
+    // 2. The relay, on a free loopback port.
+    let cfg = RelayConfig::load(
+        None,
+        Overrides {
+            listen: Some("127.0.0.1:0".parse()?),
+            data_dir: Some(dir.join("data")),
+            agreement: Some(agreement_path.clone()),
+            pki_dir: Some(pki.clone()),
+        },
+    )?;
+    let relay = Relay::start(cfg, Arc::new(SystemClock)).await?;
+    let addr = relay.local_addr()?.to_string();
+    let verifier = NoteVerifier::parse(relay.verifier_key())?;
+    t.say("relay", &format!("listening on {addr} (QUIC, ALPN filet/1, TLS 1.3, client certificates required)"));
+    t.say("relay", &format!("audit verifier key {}", relay.verifier_key()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(relay.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    // 3. Nodes connect; recipients follow their mailboxes.
+    let esm = node(&pki, "SPVQ/ESM", &addr).await?;
+    let rts = node(&pki, "DPJ/RTS", &addr).await?;
+    let ikat = node(&pki, "SPVQ/IKAT", &addr).await?;
+    let cssc = node(&pki, "CSSC/PIVOT", &addr).await?;
+    for (n, who) in [(&esm, "SPVQ/ESM"), (&rts, "DPJ/RTS"), (&ikat, "SPVQ/IKAT"), (&cssc, "CSSC/PIVOT")] {
+        let w = n.whoami().await?;
+        t.say(who, &format!("connected as {} (may send under: {})", w.principal, if w.may_send_under.is_empty() { "no rule".into() } else { w.may_send_under.join(", ") }));
+    }
+    let mut rts_rx = rts.subscribe().await?;
+    let mut ikat_rx = ikat.subscribe().await?;
+    let mut cssc_rx = cssc.subscribe().await?;
+    t.say("CJQ/PIVOT", "offline for now");
+
+    // 4. SPVQ/ESM posts the runaway alert.
+    let draft = AlertFile::from_toml(RUNAWAY).map_err(anyhow::Error::msg)?.into_draft();
+    t.say("SPVQ/ESM", "posts the runaway alert SPVQ-2026-04417 (risk severe)");
+    let receipt: Receipt = esm.post(draft.clone()).await?;
+    t.say("SPVQ/ESM", &receipt_text(&receipt));
+    let units: Vec<String> = receipt.recipients.iter().map(|r| r.unit.to_string()).collect();
+    t.check(
+        units == ["CJQ/PIVOT", "DPJ/RTS", "SPVQ/GRIPP", "SPVQ/IKAT"],
+        "the receipt names exactly CJQ/PIVOT, DPJ/RTS, SPVQ/GRIPP and SPVQ/IKAT, each with its rule",
+    );
+    let id = receipt.alert;
+
+    // 5. DPJ/RTS gets every field.
+    let got = next_push(&mut rts_rx).await;
+    if let Some(d) = &got {
+        t.say("DPJ/RTS", &format!("pushed:\n{}", alert_text(d)));
+    }
+    t.check(
+        got.as_ref().is_some_and(|d| d.envelope.id == id && d.content == draft.content && d.rules == ["police-vers-protection"]),
+        "DPJ/RTS received every field, under police-vers-protection",
+    );
+
+    // 6. SPVQ/IKAT gets the reduced set.
+    let got = next_push(&mut ikat_rx).await;
+    if let Some(d) = &got {
+        t.say("SPVQ/IKAT", &format!("pushed:\n{}", alert_text(d)));
+    }
+    t.check(
+        got.as_ref().is_some_and(|d| {
+            d.envelope.id == id
+                && d.content.subject.reference.is_none()
+                && d.content.last_seen.geo.is_none()
+                && d.content.last_seen.place.is_some()
+                && !d.fields.contains(FieldPath::SubjectReference)
+                && d.rules == ["enquete-vers-patrouille"]
+        }),
+        "SPVQ/IKAT received the reduced alert: no subject.reference, no last_seen.geo",
+    );
+
+    // 7. CSSC/PIVOT gets nothing: its mailbox is empty although the post is published.
+    let cssc_inbox = cssc.inbox().await?;
+    t.say("CSSC/PIVOT", &format!("mailbox holds {} alert(s)", cssc_inbox.len()));
+    t.check(
+        cssc_inbox.is_empty() && cssc_rx.try_recv().is_err(),
+        "CSSC/PIVOT received nothing: no rule lets SPVQ/ESM send to schools",
+    );
+
+    // 8. A post naming ULAVAL/RECHERCHE is refused whole.
+    let mut to_research = draft.clone();
+    to_research.to = vec![Selector::Unit(u("ULAVAL/RECHERCHE"))];
+    t.say("SPVQ/ESM", "posts the same alert to ULAVAL/RECHERCHE");
+    match esm.post(to_research).await {
+        Err(e) => {
+            t.say("SPVQ/ESM", &format!("refused: {e}"));
+            t.check(
+                e.relay_error().is_some_and(|r| r.code == ErrorCode::NotPermitted && r.message.contains("ULAVAL/RECHERCHE")),
+                "the post to ULAVAL/RECHERCHE was refused, naming the recipient and the category",
+            );
+        }
+        Ok(r) => t.check(false, &format!("the post to ULAVAL/RECHERCHE was refused (it got receipt {})", r.alert)),
+    }
+
+    // 9. CJQ/PIVOT connects later and receives it (store and forward).
+    let cjq = node(&pki, "CJQ/PIVOT", &addr).await?;
+    let mut cjq_rx = cjq.subscribe().await?;
+    let got = next_push(&mut cjq_rx).await;
+    if let Some(d) = &got {
+        t.say("CJQ/PIVOT", &format!("connects and is pushed what waited:\n{}", alert_text(d)));
+    }
+    t.check(
+        got.as_ref().is_some_and(|d| d.envelope.id == id && d.content == draft.content),
+        "CJQ/PIVOT, offline at posting time, received the alert when it connected",
+    );
+
+    // 10. Recipients acknowledge.
+    for (n, who) in [(&rts, "DPJ/RTS"), (&ikat, "SPVQ/IKAT"), (&cjq, "CJQ/PIVOT")] {
+        let idx = n.ack(id).await?;
+        t.say(who, &format!("acknowledges {id} (audit entry #{idx})"));
+    }
+    let rts_left = rts.inbox().await?;
+    t.check(rts_left.is_empty(), "an acknowledged alert leaves the unit's mailbox");
+
+    // 11. The auditor lists and verifies the log.
+    let auditor = node(&pki, "TABLE/CONFORMITE", &addr).await?;
+    let log = fetch_and_verify(&auditor, &verifier).await?;
+    t.say(
+        "TABLE/CONFORMITE",
+        &format!("audit log ({} entries, checkpoint signed by {}):", log.checkpoint.size, verifier.name()),
+    );
+    for (i, b) in &log.entries {
+        println!("      {}", entry_line(*i, b));
+    }
+    let text: Vec<String> = log.entries.iter().map(|(i, b)| entry_line(*i, b)).collect();
+    let has = |needle: &str| text.iter().any(|l| l.contains(needle));
+    t.check(log.complete, "the auditor recomputed the Merkle root from every entry and it matches the signed checkpoint");
+    t.check(
+        has(&format!("{id} disclosed to DPJ/RTS under police-vers-protection"))
+            && has(&format!("{id} disclosed to SPVQ/IKAT under enquete-vers-patrouille"))
+            && has("refused (not_permitted)")
+            && has(&format!("{id} acknowledged by CJQ/PIVOT"))
+            && !text.iter().any(|l| l.contains("CSSC/PIVOT") && l.contains("disclosed")),
+        "the log holds each disclosure with its rule, the refusal and the acknowledgements, and nothing for CSSC/PIVOT",
+    );
+    let proof = auditor
+        .inclusion_proof(receipt.recipients[1].audit_index, log.checkpoint.size)
+        .await?;
+    let (di, dbytes) = log
+        .entries
+        .iter()
+        .find(|(i, _)| *i == receipt.recipients[1].audit_index)
+        .cloned()
+        .unwrap_or_default();
+    t.check(
+        filet_proto::merkle::verify_inclusion(
+            &filet_proto::merkle::leaf_hash(&dbytes),
+            di,
+            log.checkpoint.size,
+            &proof,
+            &log.checkpoint.root,
+        )
+        .is_ok(),
+        "the inclusion proof of the disclosure to DPJ/RTS verifies against the signed root",
+    );
+    let unit_auditor = node(&pki, "CSSC/PIVOT", &addr).await?;
+    let denied = unit_auditor.audit_entries(0, 1, 1, false).await;
+    t.check(
+        denied.as_ref().err().and_then(|e| e.relay_error()).is_some_and(|r| r.code == ErrorCode::AuditDenied),
+        "a unit without audit rights (CSSC/PIVOT) is refused the log",
+    );
+
+    for n in [esm, rts, ikat, cssc, cjq, auditor, unit_auditor] {
+        n.close().await;
+    }
+    let _ = stop_tx.send(());
+    server.await??;
+    let ok = t.failures.is_empty();
+    println!();
+    if ok {
+        println!("== demo complete: every step happened as described ==");
+    } else {
+        println!("== demo FAILED: {} step(s) did not happen as described ==", t.failures.len());
+        for f in &t.failures {
+            println!("   - {f}");
+        }
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn embedded_inputs_are_the_shared_ones() {
+        let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/");
+        assert_eq!(super::AGREEMENT, std::fs::read_to_string(format!("{shared}agreement.example.toml")).unwrap());
+        assert_eq!(super::RUNAWAY, std::fs::read_to_string(format!("{shared}cases/alerts/runaway.toml")).unwrap());
+    }
+}
