@@ -320,6 +320,9 @@ pub struct DevReport {
     pub relay: Vec<PathBuf>,
     /// One entry per unit of every party, in the agreement's order.
     pub nodes: Vec<NodeFiles>,
+    /// A good first profile to try: that of the first unit the agreement's first rules
+    /// let send (e.g. `profiles/SPVQ-ESM.toml`), else the first profile.
+    pub first_profile: Option<PathBuf>,
 }
 
 impl DevReport {
@@ -533,12 +536,19 @@ pub fn dev(
         .into_iter()
         .map(|p| issue_node_with(&ca, &layout, p, Some((relay_addr, host.clone())), true))
         .collect::<Result<Vec<_>, _>>()?;
+    let sender = agreement
+        .rules
+        .iter()
+        .flat_map(|rule| rule.from.iter())
+        .find_map(|from| nodes.iter().find(|n| from.matches(&n.principal.unit)));
+    let first_profile = sender.or(nodes.first()).and_then(|n| n.profile.clone());
     Ok(DevReport {
         ca: ca_paths,
         crl,
         relay_names,
         relay,
         nodes,
+        first_profile,
     })
 }
 
