@@ -88,7 +88,7 @@ pub trait HashStoreMut: HashStore {
 /// every complete subtree it completes (while the new index at a level is odd, it is
 /// combined with its left sibling and the result pushed at `level + 1`).
 ///
-/// Reads and writes at most 64 hashes each. `size_before` must be the number of leaves
+/// Reads at most 64 hashes and pushes at most 65. `size_before` must be the number of leaves
 /// already in `store`; the store is not asked to check it.
 ///
 /// # Errors
