@@ -20,7 +20,7 @@ use ring::digest;
 /// A SHA-256 hash: a leaf hash, a node hash or a tree root (32 bytes).
 pub type Hash = [u8; 32];
 
-/// Length of a [`Hash`], in bytes.
+/// Length of a [`Hash`](type@Hash), in bytes.
 pub const HASH_LEN: usize = 32;
 
 fn sha256(parts: &[&[u8]]) -> Hash {
@@ -51,7 +51,7 @@ pub fn empty_root() -> Hash {
     sha256(&[])
 }
 
-/// Turns untrusted bytes (e.g. a decoded base64 string) into a [`Hash`].
+/// Turns untrusted bytes (e.g. a decoded base64 string) into a [`Hash`](type@Hash).
 ///
 /// # Errors
 /// [`VerifyError::HashLength`] unless `bytes` is exactly [`HASH_LEN`] (32) bytes long.
@@ -88,7 +88,7 @@ pub trait HashStoreMut: HashStore {
 /// every complete subtree it completes (while the new index at a level is odd, it is
 /// combined with its left sibling and the result pushed at `level + 1`).
 ///
-/// Reads and writes at most 64 hashes each. `size_before` must be the number of leaves
+/// Reads at most 64 hashes and pushes at most 65. `size_before` must be the number of leaves
 /// already in `store`; the store is not asked to check it.
 ///
 /// # Errors
@@ -988,7 +988,7 @@ mod tests {
         }
     }
 
-    /// Base64 → [`Hash`] through the product's own length check.
+    /// Base64 → [`Hash`](type@Hash) through the product's own length check.
     fn b64_hash(s: &str) -> Result<Hash, VerifyError> {
         hash_from_slice(&STANDARD.decode(s).unwrap())
     }
