@@ -1,5 +1,6 @@
 //! `principal_of` on well-formed and hostile subjects, and hostile certificates crafted with
 //! `CertSpec` that the relay's verifier must refuse, each for its own reason.
+#![allow(clippy::unwrap_used)] // test helpers too: a panic is a test failure with its place
 
 mod support;
 

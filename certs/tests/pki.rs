@@ -1,5 +1,6 @@
 //! The PKI directory: `dev`, `init`, `issue_relay`, `issue_node`, `revoke`, and the loading
 //! helpers the relay and the client use.
+#![allow(clippy::unwrap_used)] // test helpers too: a panic is a test failure with its place
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: the example agreement and a realistic client
 //! certificate check (rustls's WebPKI client verifier with the ring provider).
 #![allow(dead_code)] // each test file uses a different part of this module
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a test failure with its place
 
 use std::path::PathBuf;
 use std::sync::Arc;
