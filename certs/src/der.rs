@@ -38,8 +38,20 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads one tag-length-value with a one-byte tag: `(tag, whole encoding, content, rest)`.
-fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8], &[u8]), String> {
+/// One tag-length-value read from a buffer.
+struct Tlv<'a> {
+    /// The (one-byte) tag.
+    tag: u8,
+    /// The whole encoding: tag, length and content.
+    whole: &'a [u8],
+    /// The content octets.
+    content: &'a [u8],
+    /// What follows in the buffer.
+    rest: &'a [u8],
+}
+
+/// Reads one tag-length-value with a one-byte tag.
+fn read_tlv(input: &[u8]) -> Result<Tlv<'_>, String> {
     let (&tag, after_tag) = input.split_first().ok_or("truncated DER")?;
     let (&first, after_len) = after_tag.split_first().ok_or("truncated DER length")?;
     let (len, after_len) = if first < 0x80 {
@@ -58,12 +70,12 @@ fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8], &[u8]), String> {
         return Err("truncated DER content".into());
     }
     let header = input.len() - after_len.len();
-    Ok((
+    Ok(Tlv {
         tag,
-        &input[..header + len],
-        &after_len[..len],
-        &after_len[len..],
-    ))
+        whole: &input[..header + len],
+        content: &after_len[..len],
+        rest: &after_len[len..],
+    })
 }
 
 /// The encoded object identifier.
@@ -109,20 +121,21 @@ pub(crate) fn resign_with_names(
     issuer: Option<&[u8]>,
     key: &impl SigningKey,
 ) -> Result<Vec<u8>, String> {
-    let (tag, _, body, rest) = read_tlv(cert)?;
-    if tag != SEQUENCE || !rest.is_empty() {
+    let outer = read_tlv(cert)?;
+    if outer.tag != SEQUENCE || !outer.rest.is_empty() {
         return Err("not a certificate".into());
     }
-    let (tbs_tag, _, mut tbs, after_tbs) = read_tlv(body)?;
-    let (_, algorithm, _, _) = read_tlv(after_tbs)?;
-    if tbs_tag != SEQUENCE {
+    let tbs = read_tlv(outer.content)?;
+    let algorithm = read_tlv(tbs.rest)?.whole;
+    if tbs.tag != SEQUENCE {
         return Err("not a certificate".into());
     }
     let mut fields = Vec::new();
-    while !tbs.is_empty() {
-        let (field_tag, whole, _, rest) = read_tlv(tbs)?;
-        fields.push((field_tag, whole));
-        tbs = rest;
+    let mut remaining = tbs.content;
+    while !remaining.is_empty() {
+        let field = read_tlv(remaining)?;
+        fields.push((field.tag, field.whole));
+        remaining = field.rest;
     }
     // version?, serialNumber, signature, issuer, validity, subject, ...
     let base = usize::from(fields.first().map(|f| f.0) == Some(VERSION));
@@ -159,7 +172,7 @@ mod tests {
         assert_eq!(tlv(0x04, &[1, 2]), vec![0x04, 2, 1, 2]);
         let long = tlv(0x04, &[0; 300]);
         assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        assert_eq!(read_tlv(&long).unwrap().2.len(), 300);
+        assert_eq!(read_tlv(&long).unwrap().content.len(), 300);
         // 2.5.4.10 (organizationName) and 1.2.840.10045.2.1 (ecPublicKey)
         assert_eq!(
             oid(&[2, 5, 4, 10]).unwrap(),

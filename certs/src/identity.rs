@@ -65,7 +65,7 @@ fn principal_of_name(subject: &X509Name<'_>) -> Result<Principal, SubjectError> 
 
 fn parse(cert_der: &[u8]) -> Result<X509Certificate<'_>, SubjectError> {
     match X509Certificate::from_der(cert_der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(SubjectError::Unparsable(
             "trailing bytes after the certificate".into(),
         )),

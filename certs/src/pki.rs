@@ -492,8 +492,10 @@ fn issue_node_with(
 /// certificate for the host of `relay_addr`, a certificate, key and profile for the
 /// default node of every unit of every party, and an empty revocation list.
 ///
-/// Everything is checked before anything is written. An existing CA is replaced only
-/// with `force`; the other files of the directory are then replaced too.
+/// The agreement, the relay address and every node name are checked before anything is
+/// written. An existing CA is replaced only with `force`; the relay's and the nodes' files
+/// are always rewritten, since they belong to the new CA. Files of units no longer in the
+/// agreement are left alone.
 ///
 /// # Errors
 /// [`CertError::Read`]/[`CertError::Agreement`] for the agreement,

@@ -163,6 +163,15 @@ impl AttrValue {
     }
 }
 
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Utf8(s) | AttrValue::Printable(s) | AttrValue::Bmp(s) => f.write_str(s),
+            AttrValue::Raw { tag, bytes } => write!(f, "<tag {tag}: {}>", hex(bytes)),
+        }
+    }
+}
+
 impl From<&str> for AttrValue {
     fn from(s: &str) -> Self {
         AttrValue::Utf8(s.to_owned())
@@ -438,7 +447,7 @@ pub(crate) fn make(
         let names: Vec<String> = spec
             .subject
             .iter()
-            .map(|(a, v)| format!("{a}={v:?}"))
+            .map(|(a, v)| format!("{a}={v}"))
             .collect();
         format!("certificate for [{}]", names.join(", "))
     };
