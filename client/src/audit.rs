@@ -57,9 +57,13 @@ pub struct VerifiedLog {
 ///
 /// # Errors
 /// [`AuditError`] naming the first bad index, or the checkpoint problem.
-pub async fn fetch_and_verify(node: &Node, verifier: &NoteVerifier) -> Result<VerifiedLog, AuditError> {
+pub async fn fetch_and_verify(
+    node: &Node,
+    verifier: &NoteVerifier,
+) -> Result<VerifiedLog, AuditError> {
     let note = node.checkpoint().await?;
-    let checkpoint = open_checkpoint(&note, verifier).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+    let checkpoint =
+        open_checkpoint(&note, verifier).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
     let size = checkpoint.size;
     let mut entries = Vec::new();
     let mut tree = MemoryTree::new();
@@ -89,12 +93,11 @@ pub async fn fetch_and_verify(node: &Node, verifier: &NoteVerifier) -> Result<Ve
                 tree.push_leaf_hash(leaf);
             } else {
                 complete = false;
-                merkle::verify_inclusion(&leaf, e.index, size, &e.proof, &checkpoint.root).map_err(|err| {
-                    AuditError::Entry {
+                merkle::verify_inclusion(&leaf, e.index, size, &e.proof, &checkpoint.root)
+                    .map_err(|err| AuditError::Entry {
                         index: e.index,
                         problem: format!("inclusion proof fails: {err}"),
-                    }
-                })?;
+                    })?;
             }
             entries.push((e.index, e.entry));
         }
@@ -126,22 +129,60 @@ pub fn entry_line(index: u64, bytes: &[u8]) -> String {
     };
     let what = match &e.event {
         RelayStarted { software, origin } => format!("relay started ({software}, log {origin})"),
-        AgreementLoaded { agreement, version, sha256 } => {
-            format!("agreement {agreement} v{version} loaded (sha256 {})", &sha256[..16.min(sha256.len())])
+        AgreementLoaded {
+            agreement,
+            version,
+            sha256,
+        } => {
+            format!(
+                "agreement {agreement} v{version} loaded (sha256 {})",
+                &sha256[..16.min(sha256.len())]
+            )
         }
-        Posted { alert, kind, category, status, sender, recipients, .. } => format!(
+        Posted {
+            alert,
+            kind,
+            category,
+            status,
+            sender,
+            recipients,
+            ..
+        } => format!(
             "{sender} posted {kind} {category} {alert}{} to {} unit(s)",
-            if *status == filet_proto::Status::Actual { String::new() } else { format!(" [{status}]") },
+            if *status == filet_proto::Status::Actual {
+                String::new()
+            } else {
+                format!(" [{status}]")
+            },
             recipients.len()
         ),
-        Disclosed { alert, recipient, rules, fields, .. } => format!(
+        Disclosed {
+            alert,
+            recipient,
+            rules,
+            fields,
+            ..
+        } => format!(
             "{alert} disclosed to {recipient} under {} ({})",
             rules.join("+"),
-            if fields.is_all() { "all fields".to_string() } else { fields.paths().join(", ") }
+            if fields.is_all() {
+                "all fields".to_string()
+            } else {
+                fields.paths().join(", ")
+            }
         ),
-        Delivered { alert, recipient, .. } => format!("{alert} delivered to {recipient}"),
-        Acknowledged { alert, recipient, .. } => format!("{alert} acknowledged by {recipient}"),
-        Withheld { alert, recipient, reason, .. } => format!("{alert} withheld from {recipient}: {reason}"),
+        Delivered {
+            alert, recipient, ..
+        } => format!("{alert} delivered to {recipient}"),
+        Acknowledged {
+            alert, recipient, ..
+        } => format!("{alert} acknowledged by {recipient}"),
+        Withheld {
+            alert,
+            recipient,
+            reason,
+            ..
+        } => format!("{alert} withheld from {recipient}: {reason}"),
         Refused { reason, detail, .. } => format!("refused ({}): {detail}", reason.as_str()),
         Expired { alert, .. } => format!("{alert} expired"),
         Purged { alert, .. } => format!("{alert} content purged"),

@@ -22,7 +22,11 @@ use filet_proto::wire::ErrorCode;
 use filet_proto::{AlertDraft, AlertId, Selector, Timestamp};
 
 #[derive(Parser)]
-#[command(name = "filet", version, about = "A node of a Filet information-sharing agreement: post, receive and audit alerts")]
+#[command(
+    name = "filet",
+    version,
+    about = "A node of a Filet information-sharing agreement: post, receive and audit alerts"
+)]
 struct Cli {
     /// Node profile (relay address, server name, CA, certificate, key); default $FILET_PROFILE.
     #[arg(long, global = true, env = "FILET_PROFILE")]
@@ -143,8 +147,14 @@ struct PostArgs {
 
 fn parse_geo(s: &str) -> Result<Geo, String> {
     let (a, b) = s.split_once(',').ok_or("expected LAT,LON")?;
-    let lat = a.trim().parse().map_err(|_| format!("latitude {a:?} is not a number"))?;
-    let lon = b.trim().parse().map_err(|_| format!("longitude {b:?} is not a number"))?;
+    let lat = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("latitude {a:?} is not a number"))?;
+    let lon = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("longitude {b:?} is not a number"))?;
     Ok(Geo(lat, lon))
 }
 
@@ -225,15 +235,20 @@ fn node_config(cli: &Cli) -> Result<NodeConfig, Failure> {
 fn draft_of(a: &PostArgs) -> Result<AlertDraft, Failure> {
     let mut d = match &a.file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read alert file {}", path.display()))
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read alert file {}", path.display()))
                 .map_err(|e| InputError(format!("{e:#}")))?;
             AlertFile::from_toml(&text)
                 .map_err(|e| InputError(format!("alert file {}: {e}", path.display())))?
                 .into_draft()
         }
         None => {
-            let category = a.category.ok_or_else(|| InputError("--category is required without an alert file".into()))?;
-            let risk = a.risk.ok_or_else(|| InputError("--risk is required without an alert file".into()))?;
+            let category = a
+                .category
+                .ok_or_else(|| InputError("--category is required without an alert file".into()))?;
+            let risk = a
+                .risk
+                .ok_or_else(|| InputError("--risk is required without an alert file".into()))?;
             let mut d = AlertDraft::new(category, risk, "", "");
             d.content.subject.reference = None;
             d.content.contact = None;
@@ -340,14 +355,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             for id in ids {
                 let idx = node.ack(*id).await.map_err(refusal_context)?;
                 if cli.json {
-                    print_json(&serde_json::json!({"alert": id.to_string(), "acknowledged": true, "audit_index": idx}));
+                    print_json(
+                        &serde_json::json!({"alert": id.to_string(), "acknowledged": true, "audit_index": idx}),
+                    );
                 } else {
                     println!("acknowledged {id} (audit entry #{idx})");
                 }
             }
             node.close().await;
         }
-        Command::Audit(AuditCommand::Log { verifier_key }) | Command::Audit(AuditCommand::Verify { verifier_key }) => {
+        Command::Audit(AuditCommand::Log { verifier_key })
+        | Command::Audit(AuditCommand::Verify { verifier_key }) => {
             let verifier = NoteVerifier::parse(verifier_key.trim())
                 .map_err(|e| InputError(format!("--verifier-key: {e}")))?;
             let node = Node::connect(&node_config(&cli)?).await?;
@@ -459,7 +477,9 @@ async fn follow(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
-        let reason = node.close_reason().unwrap_or_else(|| "connection lost".into());
+        let reason = node
+            .close_reason()
+            .unwrap_or_else(|| "connection lost".into());
         eprintln!("filet: disconnected ({reason}); reconnecting");
     }
 }
@@ -469,10 +489,17 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("filet: cannot start the runtime: {e}");

@@ -168,7 +168,8 @@ impl NodeConfig {
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         transport.max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| ClientError::Tls(e.to_string()))?,
+            quinn::IdleTimeout::try_from(IDLE_TIMEOUT)
+                .map_err(|e| ClientError::Tls(e.to_string()))?,
         ));
         cfg.transport_config(Arc::new(transport));
         Ok(cfg)
@@ -197,10 +198,12 @@ impl Drop for Node {
 }
 
 async fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
-    let mut it = tokio::net::lookup_host(addr).await.map_err(|e| ClientError::Address {
-        addr: addr.to_owned(),
-        message: e.to_string(),
-    })?;
+    let mut it = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| ClientError::Address {
+            addr: addr.to_owned(),
+            message: e.to_string(),
+        })?;
     it.next().ok_or_else(|| ClientError::Address {
         addr: addr.to_owned(),
         message: "resolves to no address".into(),
@@ -216,9 +219,13 @@ impl Node {
     pub async fn connect(cfg: &NodeConfig) -> Result<Node, ClientError> {
         let addr = resolve(&cfg.relay).await?;
         let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0".parse().map_err(|_| ClientError::Tls("bind".into()))?
+            "[::]:0"
+                .parse()
+                .map_err(|_| ClientError::Tls("bind".into()))?
         } else {
-            "0.0.0.0:0".parse().map_err(|_| ClientError::Tls("bind".into()))?
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| ClientError::Tls("bind".into()))?
         };
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Address {
             addr: bind.to_string(),
@@ -231,7 +238,9 @@ impl Node {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))?
-            .map_err(|e| ClientError::Connection(format!("{addr}: {}", describe_connection_error(&e))))?;
+            .map_err(|e| {
+                ClientError::Connection(format!("{addr}: {}", describe_connection_error(&e)))
+            })?;
         let (mut send, recv) = conn
             .open_bi()
             .await
@@ -249,7 +258,13 @@ impl Node {
             }
             let _ = send.finish();
         });
-        tasks.spawn(reader(recv, conn.clone(), pending.clone(), dtx, closed_reason.clone()));
+        tasks.spawn(reader(
+            recv,
+            conn.clone(),
+            pending.clone(),
+            dtx,
+            closed_reason.clone(),
+        ));
         Ok(Node {
             endpoint,
             conn,
@@ -269,7 +284,11 @@ impl Node {
             .lock()
             .ok()
             .and_then(|r| r.clone())
-            .or_else(|| self.conn.close_reason().map(|e| describe_connection_error(&e)))
+            .or_else(|| {
+                self.conn
+                    .close_reason()
+                    .map(|e| describe_connection_error(&e))
+            })
             .unwrap_or_else(|| "the connection to the relay is closed".into());
         ClientError::Connection(reason)
     }
@@ -333,8 +352,18 @@ impl Node {
     ///
     /// # Errors
     /// As [`Node::post`].
-    pub async fn post_with_key(&self, draft: AlertDraft, idempotency_key: [u8; 16]) -> Result<Receipt, ClientError> {
-        match self.request(Request::Post { draft, idempotency_key }).await? {
+    pub async fn post_with_key(
+        &self,
+        draft: AlertDraft,
+        idempotency_key: [u8; 16],
+    ) -> Result<Receipt, ClientError> {
+        match self
+            .request(Request::Post {
+                draft,
+                idempotency_key,
+            })
+            .await?
+        {
             Response::Receipt(r) => Ok(r),
             other => Err(unexpected(&other)),
         }
@@ -435,8 +464,15 @@ impl Node {
     ///
     /// # Errors
     /// As [`Node::request`].
-    pub async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<[u8; 32]>, ClientError> {
-        match self.request(Request::AuditInclusion { index, tree_size }).await? {
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Vec<[u8; 32]>, ClientError> {
+        match self
+            .request(Request::AuditInclusion { index, tree_size })
+            .await?
+        {
             Response::Proof(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
@@ -446,8 +482,15 @@ impl Node {
     ///
     /// # Errors
     /// As [`Node::request`].
-    pub async fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<[u8; 32]>, ClientError> {
-        match self.request(Request::AuditConsistency { old_size, new_size }).await? {
+    pub async fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<[u8; 32]>, ClientError> {
+        match self
+            .request(Request::AuditConsistency { old_size, new_size })
+            .await?
+        {
             Response::Proof(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
@@ -455,7 +498,9 @@ impl Node {
 
     /// Why the connection ended, once it has (the relay's close reason, a TLS alert...).
     pub fn close_reason(&self) -> Option<String> {
-        self.conn.close_reason().map(|e| describe_connection_error(&e))
+        self.conn
+            .close_reason()
+            .map(|e| describe_connection_error(&e))
     }
 
     /// Waits until the connection is closed (by either side); returns why.

@@ -31,12 +31,20 @@ fn fields_text(f: FieldSet) -> String {
 pub fn receipt_text(r: &Receipt) -> String {
     let mut s = format!(
         "{} {} — received {}, expires {}, audit entry #{}{}\n",
-        if r.duplicate { "receipt (already posted)" } else { "receipt" },
+        if r.duplicate {
+            "receipt (already posted)"
+        } else {
+            "receipt"
+        },
         r.alert,
         r.received_at,
         r.expires_at,
         r.posted_index,
-        if r.duplicate { " (same idempotency key)" } else { "" }
+        if r.duplicate {
+            " (same idempotency key)"
+        } else {
+            ""
+        }
     );
     s.push_str(&format!("  {} recipient unit(s):\n", r.recipients.len()));
     for x in &r.recipients {
@@ -44,7 +52,11 @@ pub fn receipt_text(r: &Receipt) -> String {
             "    {:<18} rule {:<28} {:<16} audit #{}\n",
             x.unit.to_string(),
             x.rules.join("+"),
-            if x.fields.is_all() { "all fields".to_string() } else { format!("{} fields", x.fields.iter().count()) },
+            if x.fields.is_all() {
+                "all fields".to_string()
+            } else {
+                format!("{} fields", x.fields.iter().count())
+            },
             x.audit_index
         ));
     }
@@ -99,7 +111,10 @@ pub fn alert_text(d: &Disclosed) -> String {
     line("description", c.subject.description.clone());
     line("last seen at", c.last_seen.at.map(|t| t.to_string()));
     line("last seen place", c.last_seen.place.clone());
-    line("last seen geo", c.last_seen.geo.map(|g| format!("{}, {}", g.0, g.1)));
+    line(
+        "last seen geo",
+        c.last_seen.geo.map(|g| format!("{}, {}", g.0, g.1)),
+    );
     line("instructions", c.instructions.clone());
     line("contact", c.contact.clone());
     line("note", d.note.clone());

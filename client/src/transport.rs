@@ -68,7 +68,9 @@ pub async fn read_frame<T: DeserializeOwned>(
         let mut body = vec![0u8; len];
         match recv.read_exact(&mut body).await {
             Ok(()) => Ok(body),
-            Err(ReadExactError::FinishedEarly(n)) => Err(ReadFrameError::Truncated { got: n, want: len }),
+            Err(ReadExactError::FinishedEarly(n)) => {
+                Err(ReadFrameError::Truncated { got: n, want: len })
+            }
             Err(ReadExactError::ReadError(e)) => Err(e.into()),
         }
     };
@@ -99,7 +101,11 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
                 Some(alert) => format!(
                     "the relay refused the TLS handshake ({}){}",
                     tls_alert_hint(alert as u8),
-                    if reason.is_empty() { String::new() } else { format!(": {reason}") }
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    }
                 ),
                 None => format!("the relay closed the connection (code {code:#x}): {reason}"),
             }
@@ -107,7 +113,11 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
         C::TransportError(t) => {
             let code = u64::from(t.code);
             match code.checked_sub(0x100).filter(|a| *a < 256) {
-                Some(alert) => format!("TLS handshake failed ({}): {}", tls_alert_hint(alert as u8), t.reason),
+                Some(alert) => format!(
+                    "TLS handshake failed ({}): {}",
+                    tls_alert_hint(alert as u8),
+                    t.reason
+                ),
                 None => format!("transport error: {t}"),
             }
         }

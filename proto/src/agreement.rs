@@ -113,7 +113,9 @@ pub struct Disclosure {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// No rule lets the sender send this category to anyone.
-    #[error("no rule of agreement {agreement} permits {sender} to send {category} alerts to anyone")]
+    #[error(
+        "no rule of agreement {agreement} permits {sender} to send {category} alerts to anyone"
+    )]
     NoRecipient {
         /// Agreement id.
         agreement: String,
@@ -229,7 +231,9 @@ struct RawAudit {
 /// A message naming the text when it is not a positive whole number followed by `d`, `h`
 /// or `m`, or is over 10 years.
 pub fn parse_retention(s: &str) -> Result<i64, String> {
-    let err = || format!("retention {s:?} is not a number of days, hours or minutes such as \"90d\", \"36h\", \"30m\"");
+    let err = || {
+        format!("retention {s:?} is not a number of days, hours or minutes such as \"90d\", \"36h\", \"30m\"")
+    };
     let s2 = s.trim();
     let (num, unit) = s2.split_at(s2.len().saturating_sub(1));
     let n: i64 = num.parse().map_err(|_| err())?;
@@ -241,7 +245,9 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
     }
     .ok_or_else(err)?;
     if n <= 0 || ms > 3660 * DAY_MS {
-        return Err(format!("retention {s:?} must be more than 0 and at most 10 years"));
+        return Err(format!(
+            "retention {s:?} must be more than 0 and at most 10 years"
+        ));
     }
     Ok(ms)
 }
@@ -254,10 +260,19 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line(&self, span: Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
-    fn err(&self, span: Range<usize>, rule: Option<&str>, message: impl Into<String>) -> AgreementError {
+    fn err(
+        &self,
+        span: Range<usize>,
+        rule: Option<&str>,
+        message: impl Into<String>,
+    ) -> AgreementError {
         AgreementError {
             file: self.file.to_owned(),
             line: Some(self.line(span)),
@@ -291,11 +306,18 @@ impl Agreement {
         let version = u64::try_from(*raw.version.get_ref())
             .ok()
             .filter(|v| *v > 0)
-            .ok_or_else(|| cx.err(raw.version.span(), None, "version must be a whole number above 0"))?;
+            .ok_or_else(|| {
+                cx.err(
+                    raw.version.span(),
+                    None,
+                    "version must be a whole number above 0",
+                )
+            })?;
 
         let mut parties = BTreeMap::new();
         for (code, party) in raw.parties {
-            check_code("party", code.get_ref()).map_err(|e| cx.err(code.span(), None, e.to_string()))?;
+            check_code("party", code.get_ref())
+                .map_err(|e| cx.err(code.span(), None, e.to_string()))?;
             let span = party.span();
             let party = party.into_inner();
             if party.units.is_empty() {
@@ -303,20 +325,31 @@ impl Agreement {
             }
             let mut units = BTreeMap::new();
             for (u, name) in party.units {
-                check_code("unit", u.get_ref()).map_err(|e| cx.err(u.span(), None, e.to_string()))?;
+                check_code("unit", u.get_ref())
+                    .map_err(|e| cx.err(u.span(), None, e.to_string()))?;
                 units.insert(u.into_inner(), name);
             }
-            parties.insert(code.into_inner(), Party { name: party.name, units });
+            parties.insert(
+                code.into_inner(),
+                Party {
+                    name: party.name,
+                    units,
+                },
+            );
         }
 
-        let selector = |s: &Spanned<String>, rule: Option<&str>| -> Result<Selector, AgreementError> {
+        let selector = |s: &Spanned<String>,
+                        rule: Option<&str>|
+         -> Result<Selector, AgreementError> {
             let sel: Selector = s
                 .get_ref()
                 .parse()
                 .map_err(|e: crate::principal::NameError| cx.err(s.span(), rule, e.to_string()))?;
             let known = match &sel {
                 Selector::Party(p) => parties.contains_key(p),
-                Selector::Unit(u) => parties.get(&u.party).is_some_and(|p| p.units.contains_key(&u.unit)),
+                Selector::Unit(u) => parties
+                    .get(&u.party)
+                    .is_some_and(|p| p.units.contains_key(&u.unit)),
             };
             if !known {
                 let what = match &sel {
@@ -342,8 +375,15 @@ impl Agreement {
             if !seen.insert(rid.clone()) {
                 return Err(cx.err(r.id.span(), rule, "duplicate rule id"));
             }
-            let from = r.from.iter().map(|s| selector(s, rule)).collect::<Result<Vec<_>, _>>()?;
-            let to = r.to.iter().map(|s| selector(s, rule)).collect::<Result<Vec<_>, _>>()?;
+            let from = r
+                .from
+                .iter()
+                .map(|s| selector(s, rule))
+                .collect::<Result<Vec<_>, _>>()?;
+            let to =
+                r.to.iter()
+                    .map(|s| selector(s, rule))
+                    .collect::<Result<Vec<_>, _>>()?;
             if from.is_empty() {
                 return Err(cx.err(rspan, rule, "from is empty"));
             }
@@ -354,11 +394,16 @@ impl Agreement {
                 for t in &to {
                     let overlap = match (f, t) {
                         (Selector::Party(a), Selector::Party(b)) => a == b,
-                        (Selector::Party(a), Selector::Unit(u)) | (Selector::Unit(u), Selector::Party(a)) => *a == u.party,
+                        (Selector::Party(a), Selector::Unit(u))
+                        | (Selector::Unit(u), Selector::Party(a)) => *a == u.party,
                         (Selector::Unit(a), Selector::Unit(b)) => a == b,
                     };
                     if overlap {
-                        return Err(cx.err(fs.span(), rule, format!("from {f} and to {t} overlap")));
+                        return Err(cx.err(
+                            fs.span(),
+                            rule,
+                            format!("from {f} and to {t} overlap"),
+                        ));
                     }
                 }
             }
@@ -378,12 +423,19 @@ impl Agreement {
             let fields = match r.fields.into_inner() {
                 RawFields::One(p) if p == "all" => FieldSet::all(),
                 RawFields::One(p) => {
-                    return Err(cx.err(fspan, rule, format!("fields must be \"all\" or a list of field paths, not {p:?}")))
+                    return Err(cx.err(
+                        fspan,
+                        rule,
+                        format!("fields must be \"all\" or a list of field paths, not {p:?}"),
+                    ))
                 }
                 RawFields::List(ps) => {
                     let mut set = FieldSet::EMPTY;
                     for p in ps {
-                        set = set.union(FieldSet::parse_pattern(&p).map_err(|e| cx.err(fspan.clone(), rule, e))?);
+                        set = set.union(
+                            FieldSet::parse_pattern(&p)
+                                .map_err(|e| cx.err(fspan.clone(), rule, e))?,
+                        );
                     }
                     set
                 }
@@ -394,8 +446,8 @@ impl Agreement {
             if r.purpose.get_ref().trim().is_empty() {
                 return Err(cx.err(r.purpose.span(), rule, "purpose is empty"));
             }
-            let retention_ms =
-                parse_retention(r.retention.get_ref()).map_err(|e| cx.err(r.retention.span(), rule, e))?;
+            let retention_ms = parse_retention(r.retention.get_ref())
+                .map_err(|e| cx.err(r.retention.span(), rule, e))?;
             rules.push(Rule {
                 id: rid,
                 from,
@@ -417,7 +469,11 @@ impl Agreement {
                     match selector(s, None)? {
                         Selector::Unit(u) => out.push(u),
                         Selector::Party(p) => {
-                            return Err(cx.err(s.span(), None, format!("audit rights name units (PARTY/UNIT), not the party {p}")))
+                            return Err(cx.err(
+                                s.span(),
+                                None,
+                                format!("audit rights name units (PARTY/UNIT), not the party {p}"),
+                            ))
                         }
                     }
                 }
@@ -440,7 +496,9 @@ impl Agreement {
 
     /// Whether the unit is a unit of a party of the agreement.
     pub fn has_unit(&self, u: &UnitRef) -> bool {
-        self.parties.get(&u.party).is_some_and(|p| p.units.contains_key(&u.unit))
+        self.parties
+            .get(&u.party)
+            .is_some_and(|p| p.units.contains_key(&u.unit))
     }
 
     /// Every unit of every party, in order.
@@ -460,7 +518,12 @@ impl Agreement {
 
     /// Whether the agreement permits `sender` to send `category` to `recipient`, and if so
     /// under which rules and with which fields. A unit never sends to itself.
-    pub fn permits(&self, sender: &UnitRef, recipient: &UnitRef, category: Category) -> Option<Disclosure> {
+    pub fn permits(
+        &self,
+        sender: &UnitRef,
+        recipient: &UnitRef,
+        category: Category,
+    ) -> Option<Disclosure> {
         if sender == recipient {
             return None;
         }
@@ -494,7 +557,12 @@ impl Agreement {
     /// # Errors
     /// [`Refusal`] naming the sender, the category and the first recipient at fault; the
     /// whole post is refused.
-    pub fn route(&self, sender: &UnitRef, category: Category, to: &[Selector]) -> Result<Vec<Disclosure>, Refusal> {
+    pub fn route(
+        &self,
+        sender: &UnitRef,
+        category: Category,
+        to: &[Selector],
+    ) -> Result<Vec<Disclosure>, Refusal> {
         let permitted: Vec<Disclosure> = self
             .units()
             .filter_map(|u| self.permits(sender, &u, category))
@@ -521,7 +589,10 @@ impl Agreement {
                     recipient: sel.to_string(),
                 });
             }
-            let hits: Vec<&Disclosure> = permitted.iter().filter(|d| sel.matches(&d.recipient)).collect();
+            let hits: Vec<&Disclosure> = permitted
+                .iter()
+                .filter(|d| sel.matches(&d.recipient))
+                .collect();
             if hits.is_empty() {
                 return Err(Refusal::NotPermitted {
                     agreement: self.id.clone(),
@@ -581,7 +652,10 @@ mod tests {
         assert_eq!(a.rules[0].line, 57);
         assert_eq!(a.rules[2].retention_ms, 30 * DAY_MS);
         assert_eq!(a.audit.full, vec![u("TABLE/CONFORMITE")]);
-        assert_eq!(a.audit_scope(&u("DPJ/CONFORMITE")), Some(AuditScope::Party("DPJ".into())));
+        assert_eq!(
+            a.audit_scope(&u("DPJ/CONFORMITE")),
+            Some(AuditScope::Party("DPJ".into()))
+        );
         assert_eq!(a.audit_scope(&u("DPJ/RTS")), None);
     }
 
@@ -589,7 +663,10 @@ mod tests {
     fn routes_the_runaway_of_spvq_esm() {
         let a = example();
         let r = a.route(&u("SPVQ/ESM"), Category::Runaway, &[]).unwrap();
-        let got: Vec<(String, Vec<String>)> = r.iter().map(|d| (d.recipient.to_string(), d.rules.clone())).collect();
+        let got: Vec<(String, Vec<String>)> = r
+            .iter()
+            .map(|d| (d.recipient.to_string(), d.rules.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -609,20 +686,47 @@ mod tests {
     #[test]
     fn refuses_recipients_outside_the_rules() {
         let a = example();
-        let e = a.route(&u("SPVQ/ESM"), Category::Runaway, &["ULAVAL/RECHERCHE".parse().unwrap()]).unwrap_err();
+        let e = a
+            .route(
+                &u("SPVQ/ESM"),
+                Category::Runaway,
+                &["ULAVAL/RECHERCHE".parse().unwrap()],
+            )
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "no rule of agreement table-regionale-quebec-esj permits SPVQ/ESM to send runaway alerts to ULAVAL/RECHERCHE; nothing was posted"
         );
-        let e = a.route(&u("SPVQ/ESM"), Category::Runaway, &["DPJ/RTS".parse().unwrap(), "CSSC".parse().unwrap()]).unwrap_err();
+        let e = a
+            .route(
+                &u("SPVQ/ESM"),
+                Category::Runaway,
+                &["DPJ/RTS".parse().unwrap(), "CSSC".parse().unwrap()],
+            )
+            .unwrap_err();
         assert!(matches!(e, Refusal::NotPermitted { ref recipient, .. } if recipient == "CSSC"));
-        let e = a.route(&u("SPVQ/ESM"), Category::Runaway, &["NOPE/X".parse().unwrap()]).unwrap_err();
+        let e = a
+            .route(
+                &u("SPVQ/ESM"),
+                Category::Runaway,
+                &["NOPE/X".parse().unwrap()],
+            )
+            .unwrap_err();
         assert!(matches!(e, Refusal::UnknownRecipient { .. }));
-        let e = a.route(&u("DPCP/PROCUREURS"), Category::Runaway, &[]).unwrap_err();
+        let e = a
+            .route(&u("DPCP/PROCUREURS"), Category::Runaway, &[])
+            .unwrap_err();
         assert!(matches!(e, Refusal::NoRecipient { .. }));
         // A party names its permitted units only.
-        let r = a.route(&u("SPVQ/ESM"), Category::Runaway, &["DPJ".parse().unwrap()]).unwrap();
-        assert_eq!(r.iter().map(|d| d.recipient.to_string()).collect::<Vec<_>>(), vec!["DPJ/RTS"]);
+        let r = a
+            .route(&u("SPVQ/ESM"), Category::Runaway, &["DPJ".parse().unwrap()])
+            .unwrap();
+        assert_eq!(
+            r.iter()
+                .map(|d| d.recipient.to_string())
+                .collect::<Vec<_>>(),
+            vec!["DPJ/RTS"]
+        );
     }
 
     fn err_of(text: &str) -> String {
@@ -658,7 +762,10 @@ mod tests {
         let typo = format!("{HEAD}[[rules]]\nid = \"r1\"\nfrom = [\"A/X\"]\nto = [\"B\"]\ncategories = [\"runaway\"]\nfield = \"all\"\n");
         assert!(err_of(&typo).starts_with("a.toml:"), "{}", err_of(&typo));
         assert!(err_of("id = \"t\"\nversion = 0\n").starts_with("a.toml:2: version must be"));
-        assert!(err_of("id = \"t\"\nversion = 1\n[audit]\nfull = [\"Q/R\"]\n").starts_with("a.toml:4: unknown party in Q/R"));
+        assert!(
+            err_of("id = \"t\"\nversion = 1\n[audit]\nfull = [\"Q/R\"]\n")
+                .starts_with("a.toml:4: unknown party in Q/R")
+        );
         assert!(err_of("id = \"t\"\nversion = = 1\n").starts_with("a.toml:2:"));
     }
 
@@ -681,6 +788,11 @@ mod tests {
         assert_eq!(d.legal_bases, vec!["L", "L2"]);
         assert_eq!(d.fields.paths(), vec!["subject.age", "contact"]);
         assert_eq!(d.retention_ms, 30 * DAY_MS);
-        assert_eq!(a.permits(&u("A/Y"), &u("B/Z"), Category::Runaway).unwrap().rules, vec!["r2"]);
+        assert_eq!(
+            a.permits(&u("A/Y"), &u("B/Z"), Category::Runaway)
+                .unwrap()
+                .rules,
+            vec!["r2"]
+        );
     }
 }

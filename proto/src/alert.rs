@@ -186,9 +186,7 @@ impl FieldSet {
 
     /// Every field.
     pub fn all() -> Self {
-        FieldPath::ALL
-            .iter()
-            .fold(Self::EMPTY, |s, &f| s.with(f))
+        FieldPath::ALL.iter().fold(Self::EMPTY, |s, &f| s.with(f))
     }
 
     /// This set plus `f`.
@@ -223,7 +221,10 @@ impl FieldSet {
 
     /// The fields, in [`FieldPath::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = FieldPath> {
-        FieldPath::ALL.iter().copied().filter(move |f| self.contains(*f))
+        FieldPath::ALL
+            .iter()
+            .copied()
+            .filter(move |f| self.contains(*f))
     }
 
     /// The paths, in order, e.g. `["subject.age", "contact"]`.
@@ -246,16 +247,19 @@ impl FieldSet {
                     .filter(|f| f.as_str().starts_with(prefix))
                     .fold(Self::EMPTY, |s, &f| s.with(f)))
             }
-            _ => p.parse::<FieldPath>().map(|f| Self::EMPTY.with(f)).map_err(|_| {
-                format!(
-                    "unknown field path {p:?} (known: all, subject.*, last_seen.*, {})",
-                    FieldPath::ALL
-                        .iter()
-                        .map(|f| f.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }),
+            _ => p
+                .parse::<FieldPath>()
+                .map(|f| Self::EMPTY.with(f))
+                .map_err(|_| {
+                    format!(
+                        "unknown field path {p:?} (known: all, subject.*, last_seen.*, {})",
+                        FieldPath::ALL
+                            .iter()
+                            .map(|f| f.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }),
         }
     }
 }
@@ -482,7 +486,9 @@ impl fmt::Display for InvalidAlert {
 /// bidirectional embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069),
 /// which can make a text read differently from what it holds.
 pub fn is_forbidden_char(c: char) -> bool {
-    c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)
+    c.is_control()
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 struct Checker {
@@ -498,7 +504,13 @@ impl Checker {
     }
 
     /// Trims, then checks characters and length. Returns the trimmed text (`None` if empty).
-    fn text(&mut self, path: &str, v: &Option<String>, limit: usize, required: bool) -> Option<String> {
+    fn text(
+        &mut self,
+        path: &str,
+        v: &Option<String>,
+        limit: usize,
+        required: bool,
+    ) -> Option<String> {
         let t = v.as_deref().map(str::trim).filter(|t| !t.is_empty());
         let Some(t) = t else {
             if required {
@@ -509,7 +521,11 @@ impl Checker {
         if let Some((i, c)) = t.chars().enumerate().find(|(_, c)| is_forbidden_char(*c)) {
             self.fail(
                 path,
-                format!("character {} (U+{:04X}) is a control or bidirectional control character", i + 1, c as u32),
+                format!(
+                    "character {} (U+{:04X}) is a control or bidirectional control character",
+                    i + 1,
+                    c as u32
+                ),
             );
             return None;
         }
@@ -573,48 +589,84 @@ impl AlertDraft {
             {
                 c.fail(
                     "subject.reference",
-                    format!("character {bad:?} is not allowed (only A-Z, a-z, 0-9, '.', '_', '/', '-')"),
+                    format!(
+                        "character {bad:?} is not allowed (only A-Z, a-z, 0-9, '.', '_', '/', '-')"
+                    ),
                 );
             }
         }
         let given_name = c.text("subject.given_name", &s.given_name, MAX_GIVEN_NAME, false);
         if let Some(age) = s.age {
             if age > MAX_AGE {
-                c.fail("subject.age", format!("{age} years, the limit is {MAX_AGE}"));
+                c.fail(
+                    "subject.age",
+                    format!("{age} years, the limit is {MAX_AGE}"),
+                );
             }
         }
-        let description = c.text("subject.description", &s.description, MAX_DESCRIPTION, false);
+        let description = c.text(
+            "subject.description",
+            &s.description,
+            MAX_DESCRIPTION,
+            false,
+        );
         let ls = &self.content.last_seen;
         if let Some(at) = ls.at {
             if at.0 > now.0 + CLOCK_SKEW_MS {
-                c.fail("last_seen.at", format!("{at} is in the future (relay time {now})"));
+                c.fail(
+                    "last_seen.at",
+                    format!("{at} is in the future (relay time {now})"),
+                );
             }
         }
         let place = c.text("last_seen.place", &ls.place, MAX_PLACE, false);
         if let Some(Geo(lat, lon)) = ls.geo {
             if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
-                c.fail("last_seen.geo", format!("latitude {lat} is not within -90..90"));
+                c.fail(
+                    "last_seen.geo",
+                    format!("latitude {lat} is not within -90..90"),
+                );
             }
             if !(lon.is_finite() && (-180.0..=180.0).contains(&lon)) {
-                c.fail("last_seen.geo", format!("longitude {lon} is not within -180..180"));
+                c.fail(
+                    "last_seen.geo",
+                    format!("longitude {lon} is not within -180..180"),
+                );
             }
         }
-        let instructions = c.text("instructions", &self.content.instructions, MAX_INSTRUCTIONS, false);
+        let instructions = c.text(
+            "instructions",
+            &self.content.instructions,
+            MAX_INSTRUCTIONS,
+            false,
+        );
         let contact = c.text("contact", &self.content.contact, MAX_CONTACT, new_alert);
         let note = c.text("note", &self.note, MAX_NOTE, self.kind == Kind::Cancel);
         let expires_at = match self.expires_at {
             None => now.plus_ms(DEFAULT_EXPIRY_MS),
             Some(e) => {
                 if e.0 <= now.0 {
-                    c.fail("expires_at", format!("{e} is not after the relay time {now}"));
+                    c.fail(
+                        "expires_at",
+                        format!("{e} is not after the relay time {now}"),
+                    );
                 } else if e.0 > now.0 + MAX_EXPIRY_MS {
-                    c.fail("expires_at", format!("{e} is more than 30 days after the relay time {now}"));
+                    c.fail(
+                        "expires_at",
+                        format!("{e} is more than 30 days after the relay time {now}"),
+                    );
                 }
                 e
             }
         };
         if self.to.len() > MAX_RECIPIENTS {
-            c.fail("to", format!("{} recipients, the limit is {MAX_RECIPIENTS}", self.to.len()));
+            c.fail(
+                "to",
+                format!(
+                    "{} recipients, the limit is {MAX_RECIPIENTS}",
+                    self.to.len()
+                ),
+            );
         }
         if !c.errors.is_empty() {
             return Err(InvalidAlert { errors: c.errors });
@@ -780,7 +832,10 @@ impl Disclosed {
             "rules".into(),
             Value::Array(self.rules.iter().cloned().map(Value::String).collect()),
         );
-        m.insert("received_at".into(), Value::String(e.received_at.to_string()));
+        m.insert(
+            "received_at".into(),
+            Value::String(e.received_at.to_string()),
+        );
         m.insert("expires_at".into(), Value::String(e.expires_at.to_string()));
         m.insert("language".into(), Value::String(e.language.to_string()));
         if let Some(r) = e.references {
@@ -811,7 +866,10 @@ mod tests {
         let v = d.validate(now()).unwrap();
         assert_eq!(v.category, Category::Runaway);
         assert_eq!(v.risk, Risk::Severe);
-        assert_eq!(v.content.subject.reference.as_deref(), Some("SPVQ-2026-04417"));
+        assert_eq!(
+            v.content.subject.reference.as_deref(),
+            Some("SPVQ-2026-04417")
+        );
         assert_eq!(v.content.subject.given_name.as_deref(), Some("Maëlle"));
         assert_eq!(v.content.subject.age, Some(15));
         assert_eq!(v.content.last_seen.geo, Some(Geo(46.8123, -71.2345)));
@@ -845,7 +903,10 @@ mod tests {
     #[test]
     fn refuses_control_and_bidi_characters_and_trims() {
         let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "  418  ");
-        assert_eq!(d.validate(now()).unwrap().content.contact.as_deref(), Some("418"));
+        assert_eq!(
+            d.validate(now()).unwrap().content.contact.as_deref(),
+            Some("418")
+        );
         d.content.instructions = Some("abc\u{202E}def".into());
         assert_eq!(
             d.validate(now()).unwrap_err().to_string(),
@@ -863,7 +924,13 @@ mod tests {
         d.content.last_seen.geo = Some(Geo(91.0, f64::NAN));
         d.expires_at = Some(now().plus_ms(31 * DAY_MS));
         d.to = vec![Selector::Party("DPJ".into()); 65];
-        let msgs: Vec<String> = d.validate(now()).unwrap_err().errors.iter().map(|e| e.to_string()).collect();
+        let msgs: Vec<String> = d
+            .validate(now())
+            .unwrap_err()
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(
             msgs,
             vec![
@@ -883,13 +950,23 @@ mod tests {
     fn kinds_need_the_right_references() {
         let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "418");
         d.kind = Kind::Cancel;
-        let msgs: Vec<String> = d.validate(now()).unwrap_err().errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(msgs, vec!["references: required for kind cancel", "note: required"]);
+        let msgs: Vec<String> = d
+            .validate(now())
+            .unwrap_err()
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            msgs,
+            vec!["references: required for kind cancel", "note: required"]
+        );
     }
 
     #[test]
     fn unknown_keys_in_files_are_errors() {
-        let e = AlertFile::from_toml("category = \"runaway\"\nrisk = \"minor\"\ncolour = 1\n").unwrap_err();
+        let e = AlertFile::from_toml("category = \"runaway\"\nrisk = \"minor\"\ncolour = 1\n")
+            .unwrap_err();
         assert!(e.contains("unknown field `colour`"), "{e}");
         let e = AlertFile::from_toml("category = \"flood\"\nrisk = \"minor\"\n").unwrap_err();
         assert!(e.contains("flood"), "{e}");
@@ -898,7 +975,9 @@ mod tests {
     #[test]
     fn redaction_leaves_fields_absent() {
         let d = AlertFile::from_toml(RUNAWAY).unwrap().into_draft();
-        let keep = FieldSet::parse_pattern("subject.*").unwrap().with(FieldPath::Contact);
+        let keep = FieldSet::parse_pattern("subject.*")
+            .unwrap()
+            .with(FieldPath::Contact);
         let r = d.content.redact(keep);
         assert_eq!(r.last_seen, LastSeen::default());
         assert_eq!(r.instructions, None);
@@ -917,8 +996,13 @@ mod tests {
 
     #[test]
     fn field_patterns() {
-        assert_eq!(FieldSet::parse_pattern("last_seen.*").unwrap().paths(), vec!["last_seen.at", "last_seen.place", "last_seen.geo"]);
+        assert_eq!(
+            FieldSet::parse_pattern("last_seen.*").unwrap().paths(),
+            vec!["last_seen.at", "last_seen.place", "last_seen.geo"]
+        );
         assert!(FieldSet::parse_pattern("all").unwrap().is_all());
-        assert!(FieldSet::parse_pattern("subject.photo").unwrap_err().contains("unknown field path \"subject.photo\""));
+        assert!(FieldSet::parse_pattern("subject.photo")
+            .unwrap_err()
+            .contains("unknown field path \"subject.photo\""));
     }
 }

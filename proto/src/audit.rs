@@ -243,19 +243,29 @@ impl Event {
     pub fn concerns_party(&self, party: &str) -> bool {
         match self {
             Event::RelayStarted { .. } | Event::AgreementLoaded { .. } => false,
-            Event::Posted { sender, recipients, .. } => {
-                sender.party() == party || recipients.iter().any(|r| r.party == party)
+            Event::Posted {
+                sender, recipients, ..
+            } => sender.party() == party || recipients.iter().any(|r| r.party == party),
+            Event::Disclosed {
+                sender, recipient, ..
             }
-            Event::Disclosed { sender, recipient, .. } | Event::Withheld { sender, recipient, .. } => {
-                sender.party() == party || recipient.party == party
+            | Event::Withheld {
+                sender, recipient, ..
+            } => sender.party() == party || recipient.party == party,
+            Event::Delivered {
+                sender, recipient, ..
             }
-            Event::Delivered { sender, recipient, .. } | Event::Acknowledged { sender, recipient, .. } => {
-                sender.party() == party || recipient.party() == party
-            }
-            Event::Expired { sender, .. } | Event::Purged { sender, .. } | Event::Voided { sender, .. } => {
-                sender.party() == party
-            }
-            Event::Refused { principal, recipient, .. } => {
+            | Event::Acknowledged {
+                sender, recipient, ..
+            } => sender.party() == party || recipient.party() == party,
+            Event::Expired { sender, .. }
+            | Event::Purged { sender, .. }
+            | Event::Voided { sender, .. } => sender.party() == party,
+            Event::Refused {
+                principal,
+                recipient,
+                ..
+            } => {
                 let of = |s: &Option<String>| {
                     s.as_deref()
                         .and_then(|s| s.split('/').next())
@@ -323,7 +333,8 @@ impl Entry {
         if bytes.len() > MAX_ENTRY_LEN {
             return Err(EntryError::TooLong(bytes.len()));
         }
-        let e: Entry = serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        let e: Entry =
+            serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
         if e.v > ENTRY_VERSION {
             return Err(EntryError::Version(e.v));
         }
@@ -349,10 +360,12 @@ pub fn subject_ref_mac(key: &[u8], reference: &str) -> String {
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -425,8 +438,14 @@ mod tests {
 
     #[test]
     fn refuses_oversized_and_newer_entries() {
-        assert!(matches!(Entry::from_bytes(&vec![b' '; MAX_ENTRY_LEN + 1]), Err(EntryError::TooLong(_))));
+        assert!(matches!(
+            Entry::from_bytes(&vec![b' '; MAX_ENTRY_LEN + 1]),
+            Err(EntryError::TooLong(_))
+        ));
         let newer = br#"{"v":9,"index":0,"time":"2026-11-29T03:00:00Z","event":"relay_started","software":"x","origin":"o"}"#;
-        assert!(matches!(Entry::from_bytes(newer), Err(EntryError::Version(9))));
+        assert!(matches!(
+            Entry::from_bytes(newer),
+            Err(EntryError::Version(9))
+        ));
     }
 }

@@ -109,7 +109,8 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 /// # Errors
 /// [`FrameError::Encode`] if serde fails; [`FrameError::TooLong`] over [`MAX_FRAME_LEN`].
 pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
-    let v = bincode::serde::encode_to_vec(value, config()).map_err(|e| FrameError::Encode(e.to_string()))?;
+    let v = bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| FrameError::Encode(e.to_string()))?;
     if v.len() > MAX_FRAME_LEN {
         return Err(FrameError::TooLong { len: v.len() });
     }
@@ -169,7 +170,11 @@ mod tests {
 
     #[test]
     fn refuses_trailing_bytes_and_oversize() {
-        let mut bytes = encode_frame(&ClientFrame { id: 1, request: Request::WhoAmI }).unwrap();
+        let mut bytes = encode_frame(&ClientFrame {
+            id: 1,
+            request: Request::WhoAmI,
+        })
+        .unwrap();
         bytes.push(0);
         assert!(matches!(
             decode_body::<ClientFrame>(&bytes[4..]),
@@ -189,7 +194,10 @@ mod tests {
                 idempotency_key: [0; 16],
             },
         };
-        assert!(matches!(encode_frame(&big), Err(FrameError::TooLong { .. })));
+        assert!(matches!(
+            encode_frame(&big),
+            Err(FrameError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -197,15 +205,29 @@ mod tests {
         // Post with a draft whose first string is invalid UTF-8 would need a long body;
         // a closing frame with a 1-byte string 0xFF is enough.
         let body = [2u8, 1, 0xFF];
-        assert!(matches!(decode_body::<ServerFrame>(&body), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode_body::<ServerFrame>(&body),
+            Err(FrameError::Malformed(_))
+        ));
         let body = [1u8, 99];
-        assert!(matches!(decode_body::<ClientFrame>(&body), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode_body::<ClientFrame>(&body),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]
     fn splits_a_stream_into_frames() {
-        let a = encode_frame(&ClientFrame { id: 1, request: Request::Inbox { after_seq: 0 } }).unwrap();
-        let b = encode_frame(&ClientFrame { id: 2, request: Request::Subscribe }).unwrap();
+        let a = encode_frame(&ClientFrame {
+            id: 1,
+            request: Request::Inbox { after_seq: 0 },
+        })
+        .unwrap();
+        let b = encode_frame(&ClientFrame {
+            id: 2,
+            request: Request::Subscribe,
+        })
+        .unwrap();
         let mut buf: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
         buf.truncate(buf.len() - 1);
         let first: ClientFrame = try_decode_frame(&mut buf).unwrap().unwrap();

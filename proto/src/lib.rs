@@ -26,7 +26,9 @@ pub mod profile;
 pub mod time;
 pub mod wire;
 
-pub use alert::{AlertDraft, Category, Content, Disclosed, FieldPath, FieldSet, Kind, Risk, Status};
+pub use alert::{
+    AlertDraft, Category, Content, Disclosed, FieldPath, FieldSet, Kind, Risk, Status,
+};
 pub use id::AlertId;
 pub use principal::{Principal, Selector, UnitRef};
 pub use time::Timestamp;

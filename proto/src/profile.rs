@@ -70,7 +70,8 @@ mod tests {
         assert_eq!(back.ca, PathBuf::from("/pki/profiles/../ca.crt.pem"));
         assert_eq!(back.cert, PathBuf::from("/abs/n.crt.pem"));
         assert_eq!(back.key, PathBuf::from("/pki/profiles/k.pem"));
-        let e = Profile::parse(&format!("{}colour = 1\n", p.to_toml()), Path::new("/")).unwrap_err();
+        let e =
+            Profile::parse(&format!("{}colour = 1\n", p.to_toml()), Path::new("/")).unwrap_err();
         assert!(e.contains("unknown field `colour`"), "{e}");
     }
 }

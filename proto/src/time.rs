@@ -138,7 +138,8 @@ mod tests {
             a: Timestamp,
             b: Timestamp,
         }
-        let f: F = toml::from_str("a = 2026-11-28T22:40:00Z\nb = \"2026-11-28T22:40:01Z\"").unwrap();
+        let f: F =
+            toml::from_str("a = 2026-11-28T22:40:00Z\nb = \"2026-11-28T22:40:01Z\"").unwrap();
         assert_eq!(f.b.0 - f.a.0, 1000);
     }
 }

@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use filet_proto::merkle::{self, Hash, HashStore, HashStoreMut};
 
@@ -161,7 +161,9 @@ impl AuditReader {
         let offset = f.read_offset(index)?;
         let path = f.dir.join("entries.log");
         let mut len = [0u8; 4];
-        f.entries.read_exact_at(&mut len, offset).map_err(io_err(&path))?;
+        f.entries
+            .read_exact_at(&mut len, offset)
+            .map_err(io_err(&path))?;
         let len = u32::from_be_bytes(len) as usize;
         if len > filet_proto::audit::MAX_ENTRY_LEN {
             return Err(AuditLogError::Corrupt {
@@ -172,7 +174,9 @@ impl AuditReader {
             });
         }
         let mut bytes = vec![0u8; len];
-        f.entries.read_exact_at(&mut bytes, offset + 4).map_err(io_err(&path))?;
+        f.entries
+            .read_exact_at(&mut bytes, offset + 4)
+            .map_err(io_err(&path))?;
         let want = f.read_hash(0, index)?;
         if merkle::leaf_hash(&bytes) != want {
             return Err(AuditLogError::Corrupt {
@@ -265,12 +269,12 @@ impl HashStore for AuditLog {
         let on_disk = self.level_len.get(l).copied().unwrap_or(0);
         if index >= on_disk {
             let i = (index - on_disk) as usize;
-            return self
-                .pending
-                .get(l)
-                .and_then(|p| p.get(i))
-                .copied()
-                .ok_or(AuditLogError::OutOfRange { index, size: on_disk });
+            return self.pending.get(l).and_then(|p| p.get(i)).copied().ok_or(
+                AuditLogError::OutOfRange {
+                    index,
+                    size: on_disk,
+                },
+            );
         }
         self.files.read_hash(l, index)
     }
@@ -318,7 +322,10 @@ impl AuditLog {
             let mut len = [0u8; 4];
             entries_w.read_exact_at(&mut len, offset).ok()?;
             let len = u32::from_be_bytes(len) as u64;
-            if len == 0 || len > filet_proto::audit::MAX_ENTRY_LEN as u64 || offset + len + RECORD_OVERHEAD > data_len {
+            if len == 0
+                || len > filet_proto::audit::MAX_ENTRY_LEN as u64
+                || offset + len + RECORD_OVERHEAD > data_len
+            {
                 return None;
             }
             let mut buf = vec![0u8; len as usize + 4];
@@ -423,9 +430,13 @@ impl AuditLog {
                 let f = &log.files;
                 let off = f.read_offset(n)?;
                 let mut len = [0u8; 4];
-                f.entries.read_exact_at(&mut len, off).map_err(io_err(&f.dir.join("entries.log")))?;
+                f.entries
+                    .read_exact_at(&mut len, off)
+                    .map_err(io_err(&f.dir.join("entries.log")))?;
                 let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-                f.entries.read_exact_at(&mut b, off + 4).map_err(io_err(&f.dir.join("entries.log")))?;
+                f.entries
+                    .read_exact_at(&mut b, off + 4)
+                    .map_err(io_err(&f.dir.join("entries.log")))?;
                 b
             };
             merkle::append_leaf(&mut log, n, merkle::leaf_hash(&bytes))?;
@@ -456,7 +467,9 @@ impl AuditLog {
         }
         tail.extend_from_slice(&buf);
         (1..tail.len()).any(|i| {
-            let Some(h) = tail.get(i..i + 4) else { return false };
+            let Some(h) = tail.get(i..i + 4) else {
+                return false;
+            };
             let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
             if len == 0 || len > filet_proto::audit::MAX_ENTRY_LEN {
                 return false;
@@ -507,7 +520,8 @@ impl AuditLog {
         }
         let index = self.size;
         let leaf = merkle::leaf_hash(entry);
-        self.pending_index.extend_from_slice(&self.end_offset.to_be_bytes());
+        self.pending_index
+            .extend_from_slice(&self.end_offset.to_be_bytes());
         self.pending_entries
             .extend_from_slice(&(entry.len() as u32).to_be_bytes());
         self.pending_entries.extend_from_slice(entry);
@@ -607,9 +621,17 @@ mod tests {
         assert_eq!(reader.root(37).unwrap(), reference_root(37));
         assert_eq!(reader.root(20).unwrap(), reference_root(20));
         let proof = reader.inclusion_proof(5, 37).unwrap();
-        merkle::verify_inclusion(&merkle::leaf_hash(&entry(5)), 5, 37, &proof, &reference_root(37)).unwrap();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(&entry(5)),
+            5,
+            37,
+            &proof,
+            &reference_root(37),
+        )
+        .unwrap();
         let cproof = reader.consistency_proof(20, 37).unwrap();
-        merkle::verify_consistency(20, 37, &reference_root(20), &reference_root(37), &cproof).unwrap();
+        merkle::verify_consistency(20, 37, &reference_root(20), &reference_root(37), &cproof)
+            .unwrap();
         drop((log, reader));
 
         let (mut log, rec) = AuditLog::open(dir.path()).unwrap();
@@ -630,7 +652,10 @@ mod tests {
         log.commit().unwrap();
         drop(log);
         // A crash mid-write: half a record at the end; the index and level files lost.
-        let mut f = OpenOptions::new().append(true).open(dir.path().join("entries.log")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("entries.log"))
+            .unwrap();
         f.write_all(&[0, 0, 0, 50, b'{', b'"']).unwrap();
         File::create(dir.path().join("entries.idx")).unwrap();
         File::create(dir.path().join("level-01.hashes")).unwrap();
@@ -670,6 +695,9 @@ mod tests {
         let mut b = std::fs::read(&p2).unwrap();
         b[6] ^= 0x20;
         std::fs::write(&p2, &b).unwrap();
-        assert!(matches!(r.entry(0), Err(AuditLogError::Corrupt { index: 0, .. })));
+        assert!(matches!(
+            r.entry(0),
+            Err(AuditLogError::Corrupt { index: 0, .. })
+        ));
     }
 }

@@ -117,7 +117,6 @@ struct AlertMeta {
 }
 
 /// The commit thread's private index, rebuilt from the store at start-up.
-#[derive(Default)]
 pub struct Index {
     alerts: HashMap<AlertId, AlertMeta>,
     idempotency: HashMap<(Principal, [u8; 16]), AlertId>,
@@ -125,6 +124,20 @@ pub struct Index {
     next_seq: u64,
     delivered: HashSet<(AlertId, Principal)>,
     withheld: HashSet<(AlertId, UnitRef)>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            alerts: HashMap::new(),
+            idempotency: HashMap::new(),
+            mailbox_len: HashMap::new(),
+            // Mailbox positions start at 1: position 0 means "before the first entry".
+            next_seq: 1,
+            delivered: HashSet::new(),
+            withheld: HashSet::new(),
+        }
+    }
 }
 
 impl Index {
@@ -313,7 +326,10 @@ impl Committer {
         }
         self.store.set_audit_state(size, &note)?;
         self.store.flush()?;
-        *self.latest_checkpoint.write().unwrap_or_else(|p| p.into_inner()) = note.clone();
+        *self
+            .latest_checkpoint
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = note.clone();
         Ok(note)
     }
 
@@ -382,7 +398,11 @@ impl Committer {
         self.append(event)
     }
 
-    fn record(&self, id: &AlertId, records: &HashMap<AlertId, AlertRecord>) -> Result<Option<AlertRecord>, CommitError> {
+    fn record(
+        &self,
+        id: &AlertId,
+        records: &HashMap<AlertId, AlertRecord>,
+    ) -> Result<Option<AlertRecord>, CommitError> {
         if let Some(r) = records.get(id) {
             return Ok(Some(r.clone()));
         }
@@ -410,23 +430,33 @@ impl Committer {
                 received_at,
                 reply,
             } => {
-                if let Some(id) = self.index.idempotency.get(&(principal.clone(), idempotency_key)).copied() {
-                    let receipt = self
-                        .record(&id, records)?
-                        .map(|r| receipt_of(&r, true));
+                if let Some(id) = self
+                    .index
+                    .idempotency
+                    .get(&(principal.clone(), idempotency_key))
+                    .copied()
+                {
+                    let receipt = self.record(&id, records)?.map(|r| receipt_of(&r, true));
                     match receipt {
                         Some(receipt) => after.push(After::Receipt { reply, receipt }),
                         None => after.push(After::Refusal {
                             reply,
-                            error: RelayError::new(ErrorCode::UnknownAlert, format!("alert {id} of this idempotency key is gone")),
+                            error: RelayError::new(
+                                ErrorCode::UnknownAlert,
+                                format!("alert {id} of this idempotency key is gone"),
+                            ),
                         }),
                     }
                     return Ok(());
                 }
-                if let Some(full) = disclosures
-                    .iter()
-                    .find(|d| self.index.mailbox_len.get(&d.recipient).copied().unwrap_or(0) >= self.cfg.mailbox_max)
-                {
+                if let Some(full) = disclosures.iter().find(|d| {
+                    self.index
+                        .mailbox_len
+                        .get(&d.recipient)
+                        .copied()
+                        .unwrap_or(0)
+                        >= self.cfg.mailbox_max
+                }) {
                     let detail = format!(
                         "the mailbox of {} is full ({} alerts waiting, the limit is {}); nothing was posted",
                         full.recipient, self.cfg.mailbox_max, self.cfg.mailbox_max
@@ -524,11 +554,12 @@ impl Committer {
                 reply,
             } => {
                 let unit = principal.unit.clone();
-                let found = self
-                    .index
-                    .alerts
-                    .get(&alert)
-                    .and_then(|m| m.recipients.iter().position(|(u, _, _)| *u == unit).map(|i| (m.sender.clone(), i)));
+                let found = self.index.alerts.get(&alert).and_then(|m| {
+                    m.recipients
+                        .iter()
+                        .position(|(u, _, _)| *u == unit)
+                        .map(|i| (m.sender.clone(), i))
+                });
                 let Some((sender, pos)) = found else {
                     after.push(After::Index {
                         reply,
@@ -542,14 +573,20 @@ impl Committer {
                 let Some(mut rec) = self.record(&alert, records)? else {
                     after.push(After::Index {
                         reply,
-                        result: Err(RelayError::new(ErrorCode::UnknownAlert, format!("alert {alert} is no longer stored"))),
+                        result: Err(RelayError::new(
+                            ErrorCode::UnknownAlert,
+                            format!("alert {alert} is no longer stored"),
+                        )),
                     });
                     return Ok(());
                 };
                 let Some(r) = rec.recipients.iter_mut().find(|r| r.unit == unit) else {
                     after.push(After::Index {
                         reply,
-                        result: Err(RelayError::new(ErrorCode::UnknownAlert, format!("alert {alert} was not sent to {unit}"))),
+                        result: Err(RelayError::new(
+                            ErrorCode::UnknownAlert,
+                            format!("alert {alert} was not sent to {unit}"),
+                        )),
                     });
                     return Ok(());
                 };
@@ -582,7 +619,10 @@ impl Committer {
                 }
                 records.insert(alert, rec);
                 after.push(After::Unpublish { unit, seq });
-                after.push(After::Index { reply, result: Ok(idx) });
+                after.push(After::Index {
+                    reply,
+                    result: Ok(idx),
+                });
                 Ok(())
             }
             Op::Delivered {
@@ -620,7 +660,10 @@ impl Committer {
             Op::Audit { event, reply } => {
                 let idx = self.entry(event)?;
                 if let Some(reply) = reply {
-                    after.push(After::Index { reply, result: Ok(idx) });
+                    after.push(After::Index {
+                        reply,
+                        result: Ok(idx),
+                    });
                 }
                 Ok(())
             }
@@ -640,7 +683,9 @@ fn fail_op(op: Op, e: Option<&CommitError>) {
         Op::Ack { reply, .. } => {
             let _ = reply.send(Err(err));
         }
-        Op::Audit { reply: Some(reply), .. } => {
+        Op::Audit {
+            reply: Some(reply), ..
+        } => {
             let _ = reply.send(Err(err));
         }
         Op::Audit { reply: None, .. } | Op::Delivered { .. } | Op::Withheld { .. } => {}

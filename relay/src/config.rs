@@ -238,22 +238,32 @@ impl RelayConfig {
                 crl: rel(p.crl),
             },
             (None, None, Some(dir)) => PkiPaths::from_dir(&rel(dir)),
-            (None, None, None) => return Err(ConfigError::Missing("the PKI (--pki DIR, or pki / pki_dir in relay.toml)")),
+            (None, None, None) => {
+                return Err(ConfigError::Missing(
+                    "the PKI (--pki DIR, or pki / pki_dir in relay.toml)",
+                ))
+            }
         };
         let listen = match o.listen.or(fc.listen) {
             Some(l) => l,
-            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Missing("listen"))?,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::Missing("listen"))?,
         };
         Ok(RelayConfig {
             listen,
             data_dir: o
                 .data_dir
                 .or(fc.data_dir.map(&rel))
-                .ok_or(ConfigError::Missing("the data directory (--data-dir or data_dir)"))?,
+                .ok_or(ConfigError::Missing(
+                    "the data directory (--data-dir or data_dir)",
+                ))?,
             agreement: o
                 .agreement
                 .or(fc.agreement.map(&rel))
-                .ok_or(ConfigError::Missing("the agreement (--agreement or agreement)"))?,
+                .ok_or(ConfigError::Missing(
+                    "the agreement (--agreement or agreement)",
+                ))?,
             pki,
             limits: fc.limits,
             commit: fc.commit,
@@ -284,8 +294,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.toml");
         std::fs::write(&path, "data_dir = \"d\"\n[limits]\nmailbox_maxx = 5\n").unwrap();
-        let e = RelayConfig::load(Some(&path), Overrides::default()).unwrap_err().to_string();
-        assert!(e.contains("relay.toml") && e.contains("mailbox_maxx") && e.contains("line 3"), "{e}");
+        let e = RelayConfig::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("relay.toml") && e.contains("mailbox_maxx") && e.contains("line 3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,13 +58,17 @@ impl Transcript {
 
 async fn node(pki: &Path, unit: &str, relay: &str) -> anyhow::Result<Node> {
     let stem = unit.replace('/', "-");
-    let mut cfg = NodeConfig::from_profile_file(&pki.join("profiles").join(format!("{stem}.toml")))?;
+    let mut cfg =
+        NodeConfig::from_profile_file(&pki.join("profiles").join(format!("{stem}.toml")))?;
     cfg.relay = relay.to_owned();
     Ok(Node::connect(&cfg).await?)
 }
 
 async fn next_push(rx: &mut mpsc::Receiver<Disclosed>) -> Option<Disclosed> {
-    tokio::time::timeout(PUSH_WAIT, rx.recv()).await.ok().flatten()
+    tokio::time::timeout(PUSH_WAIT, rx.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 fn u(s: &str) -> UnitRef {
@@ -89,7 +93,9 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
             tmp.path().to_owned()
         }
     };
-    let mut t = Transcript { failures: Vec::new() };
+    let mut t = Transcript {
+        failures: Vec::new(),
+    };
     println!("== Filet demo: a runaway alert crosses the relay, per the agreement ==");
     println!("   working directory {}", dir.display());
 
@@ -120,8 +126,14 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
     let relay = Relay::start(cfg, Arc::new(SystemClock)).await?;
     let addr = relay.local_addr()?.to_string();
     let verifier = NoteVerifier::parse(relay.verifier_key())?;
-    t.say("relay", &format!("listening on {addr} (QUIC, ALPN filet/1, TLS 1.3, client certificates required)"));
-    t.say("relay", &format!("audit verifier key {}", relay.verifier_key()));
+    t.say(
+        "relay",
+        &format!("listening on {addr} (QUIC, ALPN filet/1, TLS 1.3, client certificates required)"),
+    );
+    t.say(
+        "relay",
+        &format!("audit verifier key {}", relay.verifier_key()),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(relay.run(async {
         let _ = stop_rx.await;
@@ -132,9 +144,25 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
     let rts = node(&pki, "DPJ/RTS", &addr).await?;
     let ikat = node(&pki, "SPVQ/IKAT", &addr).await?;
     let cssc = node(&pki, "CSSC/PIVOT", &addr).await?;
-    for (n, who) in [(&esm, "SPVQ/ESM"), (&rts, "DPJ/RTS"), (&ikat, "SPVQ/IKAT"), (&cssc, "CSSC/PIVOT")] {
+    for (n, who) in [
+        (&esm, "SPVQ/ESM"),
+        (&rts, "DPJ/RTS"),
+        (&ikat, "SPVQ/IKAT"),
+        (&cssc, "CSSC/PIVOT"),
+    ] {
         let w = n.whoami().await?;
-        t.say(who, &format!("connected as {} (may send under: {})", w.principal, if w.may_send_under.is_empty() { "no rule".into() } else { w.may_send_under.join(", ") }));
+        t.say(
+            who,
+            &format!(
+                "connected as {} (may send under: {})",
+                w.principal,
+                if w.may_send_under.is_empty() {
+                    "no rule".into()
+                } else {
+                    w.may_send_under.join(", ")
+                }
+            ),
+        );
     }
     let mut rts_rx = rts.subscribe().await?;
     let mut ikat_rx = ikat.subscribe().await?;
@@ -142,11 +170,20 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
     t.say("CJQ/PIVOT", "offline for now");
 
     // 4. SPVQ/ESM posts the runaway alert.
-    let draft = AlertFile::from_toml(RUNAWAY).map_err(anyhow::Error::msg)?.into_draft();
-    t.say("SPVQ/ESM", "posts the runaway alert SPVQ-2026-04417 (risk severe)");
+    let draft = AlertFile::from_toml(RUNAWAY)
+        .map_err(anyhow::Error::msg)?
+        .into_draft();
+    t.say(
+        "SPVQ/ESM",
+        "posts the runaway alert SPVQ-2026-04417 (risk severe)",
+    );
     let receipt: Receipt = esm.post(draft.clone()).await?;
     t.say("SPVQ/ESM", &receipt_text(&receipt));
-    let units: Vec<String> = receipt.recipients.iter().map(|r| r.unit.to_string()).collect();
+    let units: Vec<String> = receipt
+        .recipients
+        .iter()
+        .map(|r| r.unit.to_string())
+        .collect();
     t.check(
         units == ["CJQ/PIVOT", "DPJ/RTS", "SPVQ/GRIPP", "SPVQ/IKAT"],
         "the receipt names exactly CJQ/PIVOT, DPJ/RTS, SPVQ/GRIPP and SPVQ/IKAT, each with its rule",
@@ -159,7 +196,11 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
         t.say("DPJ/RTS", &format!("pushed:\n{}", alert_text(d)));
     }
     t.check(
-        got.as_ref().is_some_and(|d| d.envelope.id == id && d.content == draft.content && d.rules == ["police-vers-protection"]),
+        got.as_ref().is_some_and(|d| {
+            d.envelope.id == id
+                && d.content == draft.content
+                && d.rules == ["police-vers-protection"]
+        }),
         "DPJ/RTS received every field, under police-vers-protection",
     );
 
@@ -182,7 +223,10 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
 
     // 7. CSSC/PIVOT gets nothing: its mailbox is empty although the post is published.
     let cssc_inbox = cssc.inbox().await?;
-    t.say("CSSC/PIVOT", &format!("mailbox holds {} alert(s)", cssc_inbox.len()));
+    t.say(
+        "CSSC/PIVOT",
+        &format!("mailbox holds {} alert(s)", cssc_inbox.len()),
+    );
     t.check(
         cssc_inbox.is_empty() && cssc_rx.try_recv().is_err(),
         "CSSC/PIVOT received nothing: no rule lets SPVQ/ESM send to schools",
@@ -196,11 +240,19 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
         Err(e) => {
             t.say("SPVQ/ESM", &format!("refused: {e}"));
             t.check(
-                e.relay_error().is_some_and(|r| r.code == ErrorCode::NotPermitted && r.message.contains("ULAVAL/RECHERCHE")),
+                e.relay_error().is_some_and(|r| {
+                    r.code == ErrorCode::NotPermitted && r.message.contains("ULAVAL/RECHERCHE")
+                }),
                 "the post to ULAVAL/RECHERCHE was refused, naming the recipient and the category",
             );
         }
-        Ok(r) => t.check(false, &format!("the post to ULAVAL/RECHERCHE was refused (it got receipt {})", r.alert)),
+        Ok(r) => t.check(
+            false,
+            &format!(
+                "the post to ULAVAL/RECHERCHE was refused (it got receipt {})",
+                r.alert
+            ),
+        ),
     }
 
     // 9. CJQ/PIVOT connects later and receives it (store and forward).
@@ -208,10 +260,14 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
     let mut cjq_rx = cjq.subscribe().await?;
     let got = next_push(&mut cjq_rx).await;
     if let Some(d) = &got {
-        t.say("CJQ/PIVOT", &format!("connects and is pushed what waited:\n{}", alert_text(d)));
+        t.say(
+            "CJQ/PIVOT",
+            &format!("connects and is pushed what waited:\n{}", alert_text(d)),
+        );
     }
     t.check(
-        got.as_ref().is_some_and(|d| d.envelope.id == id && d.content == draft.content),
+        got.as_ref()
+            .is_some_and(|d| d.envelope.id == id && d.content == draft.content),
         "CJQ/PIVOT, offline at posting time, received the alert when it connected",
     );
 
@@ -221,14 +277,21 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
         t.say(who, &format!("acknowledges {id} (audit entry #{idx})"));
     }
     let rts_left = rts.inbox().await?;
-    t.check(rts_left.is_empty(), "an acknowledged alert leaves the unit's mailbox");
+    t.check(
+        rts_left.is_empty(),
+        "an acknowledged alert leaves the unit's mailbox",
+    );
 
     // 11. The auditor lists and verifies the log.
     let auditor = node(&pki, "TABLE/CONFORMITE", &addr).await?;
     let log = fetch_and_verify(&auditor, &verifier).await?;
     t.say(
         "TABLE/CONFORMITE",
-        &format!("audit log ({} entries, checkpoint signed by {}):", log.checkpoint.size, verifier.name()),
+        &format!(
+            "audit log ({} entries, checkpoint signed by {}):",
+            log.checkpoint.size,
+            verifier.name()
+        ),
     );
     for (i, b) in &log.entries {
         println!("      {}", entry_line(*i, b));
@@ -267,7 +330,11 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
     let unit_auditor = node(&pki, "CSSC/PIVOT", &addr).await?;
     let denied = unit_auditor.audit_entries(0, 1, 1, false).await;
     t.check(
-        denied.as_ref().err().and_then(|e| e.relay_error()).is_some_and(|r| r.code == ErrorCode::AuditDenied),
+        denied
+            .as_ref()
+            .err()
+            .and_then(|e| e.relay_error())
+            .is_some_and(|r| r.code == ErrorCode::AuditDenied),
         "a unit without audit rights (CSSC/PIVOT) is refused the log",
     );
 
@@ -281,7 +348,10 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
     if ok {
         println!("== demo complete: every step happened as described ==");
     } else {
-        println!("== demo FAILED: {} step(s) did not happen as described ==", t.failures.len());
+        println!(
+            "== demo FAILED: {} step(s) did not happen as described ==",
+            t.failures.len()
+        );
         for f in &t.failures {
             println!("   - {f}");
         }
@@ -294,7 +364,13 @@ mod tests {
     #[test]
     fn embedded_inputs_are_the_shared_ones() {
         let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/");
-        assert_eq!(super::AGREEMENT, std::fs::read_to_string(format!("{shared}agreement.example.toml")).unwrap());
-        assert_eq!(super::RUNAWAY, std::fs::read_to_string(format!("{shared}cases/alerts/runaway.toml")).unwrap());
+        assert_eq!(
+            super::AGREEMENT,
+            std::fs::read_to_string(format!("{shared}agreement.example.toml")).unwrap()
+        );
+        assert_eq!(
+            super::RUNAWAY,
+            std::fs::read_to_string(format!("{shared}cases/alerts/runaway.toml")).unwrap()
+        );
     }
 }

@@ -103,6 +103,9 @@ mod tests {
         assert_eq!(hub.pending_after(&u, 3, 10), vec![(7, AlertId([7; 16]))]);
         hub.remove(&u, 3);
         assert_eq!(hub.depth(&u), 1);
-        assert_eq!(hub.pending_after(&"DPJ/PIVOT".parse().unwrap(), 0, 10), vec![]);
+        assert_eq!(
+            hub.pending_after(&"DPJ/PIVOT".parse().unwrap(), 0, 10),
+            vec![]
+        );
     }
 }

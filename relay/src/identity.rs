@@ -89,8 +89,10 @@ pub fn server_config(pki: &Pki, limits: &Limits) -> Result<quinn::ServerConfig, 
     transport.max_concurrent_bidi_streams(limits.max_streams_per_connection.into());
     transport.max_concurrent_uni_streams(0u32.into());
     transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(limits.idle_timeout_secs.max(1)))
-            .map_err(|e| IdentityError::Tls(e.to_string()))?,
+        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(
+            limits.idle_timeout_secs.max(1),
+        ))
+        .map_err(|e| IdentityError::Tls(e.to_string()))?,
     ));
     cfg.transport_config(Arc::new(transport));
     // Address validation (Retry) is left to quinn's defaults.
@@ -116,7 +118,9 @@ pub enum PrincipalError {
     #[error("certificate subject: {0}")]
     Subject(String),
     /// The party is not in the agreement.
-    #[error("principal {principal}: party {party} is not a party of agreement {agreement} v{version}")]
+    #[error(
+        "principal {principal}: party {party} is not a party of agreement {agreement} v{version}"
+    )]
     UnknownParty {
         /// The principal named by the certificate.
         principal: Principal,
@@ -147,9 +151,13 @@ pub enum PrincipalError {
 ///
 /// # Errors
 /// [`PrincipalError`] naming the problem and the principal.
-pub fn principal_of(cert: Option<&CertificateDer<'_>>, agreement: &Agreement) -> Result<Principal, PrincipalError> {
+pub fn principal_of(
+    cert: Option<&CertificateDer<'_>>,
+    agreement: &Agreement,
+) -> Result<Principal, PrincipalError> {
     let cert = cert.ok_or(PrincipalError::NoCertificate)?;
-    let p = filet_certs::principal_of(cert.as_ref()).map_err(|e| PrincipalError::Subject(e.to_string()))?;
+    let p = filet_certs::principal_of(cert.as_ref())
+        .map_err(|e| PrincipalError::Subject(e.to_string()))?;
     check_principal(&p, agreement)?;
     Ok(p)
 }
@@ -166,13 +174,15 @@ pub fn check_principal(p: &Principal, agreement: &Agreement) -> Result<(), Princ
             agreement: agreement.id.clone(),
             version: agreement.version,
         }),
-        Some(party) if !party.units.contains_key(&p.unit.unit) => Err(PrincipalError::UnknownUnit {
-            principal: p.clone(),
-            party: p.party().to_owned(),
-            unit: p.unit.unit.clone(),
-            agreement: agreement.id.clone(),
-            version: agreement.version,
-        }),
+        Some(party) if !party.units.contains_key(&p.unit.unit) => {
+            Err(PrincipalError::UnknownUnit {
+                principal: p.clone(),
+                party: p.party().to_owned(),
+                unit: p.unit.unit.clone(),
+                agreement: agreement.id.clone(),
+                version: agreement.version,
+            })
+        }
         Some(_) => Ok(()),
     }
 }

@@ -147,7 +147,11 @@ impl Keys {
     ///
     /// # Errors
     /// [`RelayError::Data`] naming the file.
-    pub fn load_or_create(data_dir: &Path, origin: Option<&str>, agreement_id: &str) -> Result<Keys, RelayError> {
+    pub fn load_or_create(
+        data_dir: &Path,
+        origin: Option<&str>,
+        agreement_id: &str,
+    ) -> Result<Keys, RelayError> {
         let keys = data_dir.join("keys");
         std::fs::create_dir_all(&keys).map_err(|e| data_err(&keys, e))?;
         let origin_path = data_dir.join("origin");
@@ -165,8 +169,11 @@ impl Keys {
                 o
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let o = origin.map(str::to_owned).unwrap_or_else(|| format!("filet.relay/{agreement_id}"));
-                std::fs::write(&origin_path, format!("{o}\n")).map_err(|e| data_err(&origin_path, e))?;
+                let o = origin
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("filet.relay/{agreement_id}"));
+                std::fs::write(&origin_path, format!("{o}\n"))
+                    .map_err(|e| data_err(&origin_path, e))?;
                 o
             }
             Err(e) => return Err(data_err(&origin_path, e)),
@@ -182,12 +189,16 @@ impl Keys {
         let sr = keys.join("subject-ref.key");
         if !sr.exists() {
             let mut k = [0u8; 32];
-            rng.fill(&mut k).map_err(|_| data_err(&sr, "system random source failed"))?;
+            rng.fill(&mut k)
+                .map_err(|_| data_err(&sr, "system random source failed"))?;
             write_secret(&sr, &k)?;
         }
         let subject_ref = std::fs::read(&sr).map_err(|e| data_err(&sr, e))?;
         if subject_ref.len() != 32 {
-            return Err(data_err(&sr, format!("{} bytes, expected 32", subject_ref.len())));
+            return Err(data_err(
+                &sr,
+                format!("{} bytes, expected 32", subject_ref.len()),
+            ));
         }
         Ok(Keys {
             signer,
@@ -231,9 +242,12 @@ impl Relay {
         let store = Store::open(&cfg.data_dir.join("store"))?;
         let (watermark, checkpoint) = store.audit_state()?;
         if let Some(note) = &checkpoint {
-            let verifier = NoteVerifier::parse(&verifier_key).map_err(|e| RelayError::Checkpoint(e.to_string()))?;
+            let verifier = NoteVerifier::parse(&verifier_key)
+                .map_err(|e| RelayError::Checkpoint(e.to_string()))?;
             let cp = open_checkpoint(note, &verifier).map_err(|e| {
-                RelayError::Checkpoint(format!("the stored checkpoint does not verify with this relay's audit key: {e}"))
+                RelayError::Checkpoint(format!(
+                    "the stored checkpoint does not verify with this relay's audit key: {e}"
+                ))
             })?;
             if cp.size > log.size() {
                 return Err(RelayError::Checkpoint(format!(
@@ -299,9 +313,11 @@ impl Relay {
             keys.origin
         );
 
-        let endpoint = quinn::Endpoint::server(server_config, cfg.listen).map_err(|source| RelayError::Bind {
-            addr: cfg.listen,
-            source,
+        let endpoint = quinn::Endpoint::server(server_config, cfg.listen).map_err(|source| {
+            RelayError::Bind {
+                addr: cfg.listen,
+                source,
+            }
         })?;
         let (ops, rx) = mpsc::channel(cfg.commit.queue.max(1));
         let handle = std::thread::Builder::new()
@@ -352,7 +368,10 @@ impl Relay {
     ///
     /// # Errors
     /// The commit thread's storage error, if it stopped on one.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RelayError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), RelayError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let serve = server::serve(self.shared.clone(), self.endpoint.clone(), stop_rx);
         tokio::pin!(serve);

@@ -17,7 +17,11 @@ use filet_relay::{Keys, Relay};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "filet-relay", version, about = "The Filet relay: agreement-checked, audited alert exchange over mutual-TLS QUIC")]
+#[command(
+    name = "filet-relay",
+    version,
+    about = "The Filet relay: agreement-checked, audited alert exchange over mutual-TLS QUIC"
+)]
 struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -67,7 +71,9 @@ enum Command {
 fn init_tracing(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -77,7 +83,10 @@ fn init_tracing(json: bool, default: &str) {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -127,7 +136,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(3))
             }
         }
-        Command::AuditKey { data_dir, agreement } => {
+        Command::AuditKey {
+            data_dir,
+            agreement,
+        } => {
             let a = filet_relay::load_agreement(&agreement)?;
             std::fs::create_dir_all(&data_dir)?;
             let keys = Keys::load_or_create(&data_dir, None, &a.id)?;
@@ -142,7 +154,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let default_level = match cli.command {
@@ -152,7 +168,10 @@ fn main() -> ExitCode {
     init_tracing(cli.log_json, default_level);
     // One thread for the network (measured faster than work stealing on 2 cores); the
     // commit thread is separate.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("filet-relay: cannot start the runtime: {e}");

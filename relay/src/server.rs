@@ -16,8 +16,8 @@ use filet_proto::alert::{Disclosed, Kind};
 use filet_proto::audit::{Entry, Event, RefusalReason};
 use filet_proto::codec::{self, MAX_FRAME_LEN};
 use filet_proto::wire::{
-    close, ClientFrame, EntryWithProof, ErrorCode, RelayError, Request, Response, ServerFrame, WhoAmI,
-    MAX_ENTRIES_PER_PAGE, MAX_INBOX_PAGE,
+    close, ClientFrame, EntryWithProof, ErrorCode, RelayError, Request, Response, ServerFrame,
+    WhoAmI, MAX_ENTRIES_PER_PAGE, MAX_INBOX_PAGE,
 };
 use filet_proto::{AlertDraft, AlertId, Principal, UnitRef};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -69,7 +69,10 @@ pub struct Shared {
 impl Shared {
     /// The current agreement.
     pub fn agreement(&self) -> Arc<Agreement> {
-        self.agreement.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.agreement
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Sends an op to the commit thread (waits while its queue is full).
@@ -95,7 +98,11 @@ impl Shared {
 
 /// Accepts connections until `shutdown` turns true, then stops accepting, tells every
 /// connection, waits for their in-flight requests, and returns.
-pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -124,7 +131,11 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown:
     endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
 }
 
-async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, shutdown: watch::Receiver<bool>) {
+async fn connection(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    shutdown: watch::Receiver<bool>,
+) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(c) => c,
@@ -169,7 +180,9 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, shutdown: wa
                 .audit(Event::Refused {
                     principal: match &e {
                         identity::PrincipalError::UnknownParty { principal, .. }
-                        | identity::PrincipalError::UnknownUnit { principal, .. } => Some(principal.to_string()),
+                        | identity::PrincipalError::UnknownUnit { principal, .. } => {
+                            Some(principal.to_string())
+                        }
                         _ => None,
                     },
                     reason: RefusalReason::UnknownIdentity,
@@ -241,7 +254,12 @@ fn frame(f: &ServerFrame) -> Option<Vec<u8>> {
     }
 }
 
-async fn stream(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream, mut shutdown: watch::Receiver<bool>) {
+async fn stream(
+    ctx: Arc<ConnCtx>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
     let mut tasks = JoinSet::new();
     tasks.spawn(async move {
@@ -252,7 +270,9 @@ async fn stream(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn:
         }
         let _ = send.finish();
     });
-    let permits = Arc::new(Semaphore::new(ctx.shared.limits.max_in_flight_per_stream.max(1)));
+    let permits = Arc::new(Semaphore::new(
+        ctx.shared.limits.max_in_flight_per_stream.max(1),
+    ));
     let frame_timeout = ctx.shared.limits.frame_timeout();
     let mut subscribed = false;
     loop {
@@ -271,10 +291,15 @@ async fn stream(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn:
                 return;
             }
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         if let Request::Subscribe = request {
             let result = if subscribed {
-                Err(RelayError::new(ErrorCode::BadRequest, "this stream is already subscribed"))
+                Err(RelayError::new(
+                    ErrorCode::BadRequest,
+                    "this stream is already subscribed",
+                ))
             } else {
                 subscribed = true;
                 Ok(Response::Subscribed)
@@ -308,7 +333,11 @@ async fn stream(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn:
 }
 
 /// Pushes this unit's mailbox: everything waiting, then each new entry as it is published.
-async fn deliveries(ctx: Arc<ConnCtx>, tx: mpsc::Sender<Vec<u8>>, mut shutdown: watch::Receiver<bool>) {
+async fn deliveries(
+    ctx: Arc<ConnCtx>,
+    tx: mpsc::Sender<Vec<u8>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let hub = ctx.shared.hub.clone();
     let mut newest = hub.subscribe(ctx.unit());
     let mut cursor = 0u64;
@@ -324,8 +353,12 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: mpsc::Sender<Vec<u8>>, mut shutdown: 
         }
         for (seq, id) in batch {
             cursor = seq;
-            let Some(d) = disclose(&ctx, id, seq).await else { continue };
-            let Some(b) = frame(&ServerFrame::Delivery(d.clone())) else { continue };
+            let Some(d) = disclose(&ctx, id, seq).await else {
+                continue;
+            };
+            let Some(b) = frame(&ServerFrame::Delivery(d.clone())) else {
+                continue;
+            };
             if tx.send(b).await.is_err() {
                 return;
             }
@@ -392,9 +425,15 @@ async fn disclose(ctx: &ConnCtx, id: AlertId, seq: u64) -> Option<Disclosed> {
 async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError> {
     match request {
         Request::WhoAmI => Ok(Response::WhoAmI(whoami(ctx))),
-        Request::Post { draft, idempotency_key } => post(ctx, draft, idempotency_key).await,
+        Request::Post {
+            draft,
+            idempotency_key,
+        } => post(ctx, draft, idempotency_key).await,
         Request::Inbox { after_seq } => inbox(ctx, after_seq).await,
-        Request::Subscribe => Err(RelayError::new(ErrorCode::BadRequest, "subscribe is handled by the stream")),
+        Request::Subscribe => Err(RelayError::new(
+            ErrorCode::BadRequest,
+            "subscribe is handled by the stream",
+        )),
         Request::Ack { alert } => {
             let (tx, rx) = oneshot::channel();
             ctx.shared
@@ -404,9 +443,9 @@ async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError>
                     reply: tx,
                 })
                 .await?;
-            let audit_index = rx
-                .await
-                .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))??;
+            let audit_index = rx.await.map_err(|_| {
+                RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later")
+            })??;
             Ok(Response::Acked { alert, audit_index })
         }
         Request::AuditCheckpoint => Ok(Response::Checkpoint(
@@ -484,7 +523,11 @@ fn whoami(ctx: &ConnCtx) -> WhoAmI {
     }
 }
 
-async fn post(ctx: &ConnCtx, draft: AlertDraft, idempotency_key: [u8; 16]) -> Result<Response, RelayError> {
+async fn post(
+    ctx: &ConnCtx,
+    draft: AlertDraft,
+    idempotency_key: [u8; 16],
+) -> Result<Response, RelayError> {
     let now = ctx.shared.clock.now();
     if let Err(wait_ms) = ctx.shared.rate.check(&ctx.principal, now) {
         // Not audited per refusal: a flood must not flood the log. The limiter counts them.
@@ -529,7 +572,10 @@ async fn post(ctx: &ConnCtx, draft: AlertDraft, idempotency_key: [u8; 16]) -> Re
     if valid.kind != Kind::Alert {
         return Err(RelayError::new(
             ErrorCode::BadRequest,
-            format!("kind {} is not accepted by this relay yet; post a new alert", valid.kind),
+            format!(
+                "kind {} is not accepted by this relay yet; post a new alert",
+                valid.kind
+            ),
         ));
     }
     let agreement = ctx.shared.agreement();
@@ -538,12 +584,18 @@ async fn post(ctx: &ConnCtx, draft: AlertDraft, idempotency_key: [u8; 16]) -> Re
         Err(refusal) => {
             let recipient = match &refusal {
                 filet_proto::agreement::Refusal::NotPermitted { recipient, .. }
-                | filet_proto::agreement::Refusal::UnknownRecipient { recipient, .. } => Some(recipient.clone()),
+                | filet_proto::agreement::Refusal::UnknownRecipient { recipient, .. } => {
+                    Some(recipient.clone())
+                }
                 filet_proto::agreement::Refusal::NoRecipient { .. } => None,
             };
             let message = format!("{}: {refusal}", ctx.principal);
             ctx.shared
-                .audit(refuse(RefusalReason::NotPermitted, message.clone(), recipient))
+                .audit(refuse(
+                    RefusalReason::NotPermitted,
+                    message.clone(),
+                    recipient,
+                ))
                 .await?;
             return Err(RelayError::new(ErrorCode::NotPermitted, message));
         }
@@ -612,7 +664,13 @@ async fn audit_scope(ctx: &ConnCtx, what: &str) -> Result<AuditScope, RelayError
     }
 }
 
-async fn audit_entries(ctx: &ConnCtx, start: u64, end: u64, tree_size: u64, proofs: bool) -> Result<Response, RelayError> {
+async fn audit_entries(
+    ctx: &ConnCtx,
+    start: u64,
+    end: u64,
+    tree_size: u64,
+    proofs: bool,
+) -> Result<Response, RelayError> {
     let scope = audit_scope(ctx, "audit entries").await?;
     let audit = &ctx.shared.audit;
     let size = audit.size();

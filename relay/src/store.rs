@@ -11,8 +11,8 @@
 //! a receipt rests on a real `fdatasync`.
 
 use std::fs::File;
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use filet_proto::agreement::Disclosure;
 use filet_proto::alert::{Content, Envelope, FieldSet};
@@ -172,10 +172,12 @@ impl Store {
     pub fn get(&self, id: &AlertId) -> Result<Option<AlertRecord>> {
         match self.alerts.get(id.0).map_err(sled_err(&self.path))? {
             None => Ok(None),
-            Some(v) => codec::decode_value(&v).map(Some).map_err(|e| StoreError::Corrupt {
-                key: id.to_string(),
-                problem: e.to_string(),
-            }),
+            Some(v) => codec::decode_value(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: id.to_string(),
+                    problem: e.to_string(),
+                }),
         }
     }
 
@@ -245,10 +247,12 @@ impl Store {
         };
         let cp = match self.meta.get(CHECKPOINT).map_err(sled_err(&self.path))? {
             None => None,
-            Some(v) => Some(String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
-                key: "meta/checkpoint".into(),
-                problem: "not UTF-8".into(),
-            })?),
+            Some(v) => Some(
+                String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
+                    key: "meta/checkpoint".into(),
+                    problem: "not UTF-8".into(),
+                })?,
+            ),
         };
         Ok((len, cp))
     }
