@@ -58,7 +58,7 @@ enum Command {
     /// Show this node's principal and what the agreement lets it do.
     Whoami,
     /// Post an alert from a file (TOML, as shared/cases/alerts) and/or flags.
-    Post(PostArgs),
+    Post(Box<PostArgs>),
     /// List what waits in this unit's mailbox; --follow stays connected and prints each
     /// alert as it arrives.
     Inbox {

@@ -33,6 +33,9 @@ pub struct ClientFrame {
 }
 
 /// What a node can ask of the relay.
+// A request is decoded once and moved once; boxing the draft would cost an allocation
+// per post for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Who am I, and what may I send? Answered with [`Response::WhoAmI`].

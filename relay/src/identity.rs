@@ -118,32 +118,20 @@ pub enum PrincipalError {
     #[error("certificate subject: {0}")]
     Subject(String),
     /// The party is not in the agreement.
-    #[error(
-        "principal {principal}: party {party} is not a party of agreement {agreement} v{version}"
-    )]
+    #[error("principal {principal}: party {} is not a party of agreement {agreement}", principal.party())]
     UnknownParty {
         /// The principal named by the certificate.
         principal: Principal,
-        /// Its party.
-        party: String,
-        /// Agreement id.
+        /// Agreement id and version, e.g. `table-regionale-quebec-esj v1`.
         agreement: String,
-        /// Agreement version.
-        version: u64,
     },
     /// The unit is not in the agreement.
-    #[error("principal {principal}: unit {unit} is not a unit of party {party} in agreement {agreement} v{version}")]
+    #[error("principal {principal}: unit {} is not a unit of party {} in agreement {agreement}", principal.unit.unit, principal.party())]
     UnknownUnit {
         /// The principal named by the certificate.
         principal: Principal,
-        /// Its party.
-        party: String,
-        /// Its unit.
-        unit: String,
-        /// Agreement id.
+        /// Agreement id and version.
         agreement: String,
-        /// Agreement version.
-        version: u64,
     },
 }
 
@@ -167,20 +155,16 @@ pub fn principal_of(
 /// # Errors
 /// [`PrincipalError::UnknownParty`] or [`PrincipalError::UnknownUnit`].
 pub fn check_principal(p: &Principal, agreement: &Agreement) -> Result<(), PrincipalError> {
+    let agreement_name = || format!("{} v{}", agreement.id, agreement.version);
     match agreement.parties.get(p.party()) {
         None => Err(PrincipalError::UnknownParty {
             principal: p.clone(),
-            party: p.party().to_owned(),
-            agreement: agreement.id.clone(),
-            version: agreement.version,
+            agreement: agreement_name(),
         }),
         Some(party) if !party.units.contains_key(&p.unit.unit) => {
             Err(PrincipalError::UnknownUnit {
                 principal: p.clone(),
-                party: p.party().to_owned(),
-                unit: p.unit.unit.clone(),
-                agreement: agreement.id.clone(),
-                version: agreement.version,
+                agreement: agreement_name(),
             })
         }
         Some(_) => Ok(()),
