@@ -190,3 +190,74 @@ pub fn entry_line(index: u64, bytes: &[u8]) -> String {
     };
     format!("#{index:<6} {}  {what}", e.time)
 }
+
+/// One entry proven included in the newest signed checkpoint.
+#[derive(Debug)]
+pub struct Proven {
+    /// The checkpoint the proof is against.
+    pub checkpoint: Checkpoint,
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
+    /// The inclusion proof (RFC 9162 §2.1.3.1).
+    pub proof: Vec<merkle::Hash>,
+}
+
+/// `filet audit prove --index N`: fetches the newest checkpoint (signature checked), entry
+/// `index` and its inclusion proof, and verifies the proof.
+///
+/// # Errors
+/// [`AuditError`]: bad checkpoint, index beyond the tree, or a proof that fails.
+pub async fn prove(node: &Node, verifier: &NoteVerifier, index: u64) -> Result<Proven, AuditError> {
+    let note = node.checkpoint().await?;
+    let checkpoint = open_checked(&note, verifier)?;
+    if index >= checkpoint.size {
+        return Err(AuditError::Entry {
+            index,
+            problem: format!("the newest checkpoint covers {} entries", checkpoint.size),
+        });
+    }
+    let (page, _) = node
+        .audit_entries(index, index + 1, checkpoint.size, true)
+        .await?;
+    let entry = page
+        .into_iter()
+        .find(|e| e.index == index)
+        .ok_or_else(|| AuditError::Entry {
+            index,
+            problem: "not readable by this auditor".into(),
+        })?
+        .entry;
+    let proof = node.inclusion_proof(index, checkpoint.size).await?;
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(&entry),
+        index,
+        checkpoint.size,
+        &proof,
+        &checkpoint.root,
+    )
+    .map_err(|e| AuditError::Entry {
+        index,
+        problem: format!("inclusion proof fails: {e}"),
+    })?;
+    Ok(Proven {
+        checkpoint,
+        entry,
+        proof,
+    })
+}
+
+/// Opens a checkpoint note and checks that its origin is the verifier key's name.
+///
+/// # Errors
+/// [`AuditError::Checkpoint`].
+pub fn open_checked(note: &str, verifier: &NoteVerifier) -> Result<Checkpoint, AuditError> {
+    let cp = open_checkpoint(note, verifier).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+    if cp.origin != verifier.name() {
+        return Err(AuditError::Checkpoint(format!(
+            "origin {:?} is not the log of key {:?}",
+            cp.origin,
+            verifier.name()
+        )));
+    }
+    Ok(cp)
+}

@@ -5,14 +5,18 @@
 //!   deliveries; [`NodeConfig`] from a profile.
 //! - [`transport`]: frames over QUIC streams, TLS settings and error descriptions shared
 //!   with the relay.
-//! - [`audit`]: the auditor's verification of the log.
+//! - [`audit`]: the auditor's verification of the log online; [`audit_dir`]: the
+//!   auditor's local, append-only copy, pulled and verified offline; [`report`]:
+//!   compliance reports.
 //! - [`render`]: human and JSON output.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod audit_dir;
 pub mod node;
 pub mod render;
+pub mod report;
 pub mod transport;
 
 pub use node::{ClientError, Node, NodeConfig};

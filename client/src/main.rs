@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use filet_client::audit::{entry_line, fetch_and_verify, AuditError};
+use filet_client::audit_dir::{self, AuditDirError, Scope};
 use filet_client::render::{alert_text, receipt_json, receipt_text};
+use filet_client::report::{self, ReportOptions};
 use filet_client::{ClientError, Node, NodeConfig};
 use filet_proto::alert::{AlertFile, Category, Geo, Language, Risk, Status};
 use filet_proto::checkpoint::NoteVerifier;
@@ -79,19 +81,80 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// List the entries this auditor may read, after verifying them.
+    /// List the entries this auditor may read, after verifying them against the signed
+    /// checkpoint.
     Log {
         /// The relay's audit verifier key (`filet-relay audit-key` prints it).
         #[arg(long, env = "FILET_AUDIT_KEY")]
         verifier_key: String,
     },
-    /// Verify the log: checkpoint signature, then the Merkle root recomputed from every
-    /// entry (RFC 9162) or each entry's inclusion proof.
+    /// Verify the log. Online (no --dir): checkpoint signature, then the Merkle root
+    /// recomputed from every entry (RFC 9162) or each entry's inclusion proof. Offline
+    /// (--dir D): everything kept in D, with the key pinned in D.
     Verify {
+        /// The relay's audit verifier key (optional with --dir: the pinned key is used).
+        #[arg(long, env = "FILET_AUDIT_KEY")]
+        verifier_key: Option<String>,
+        /// An audit directory kept by `filet audit pull`; verify it offline.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Fetch new entries and the newest checkpoint into D, proving consistency with the
+    /// last checkpoint kept there.
+    Pull {
+        /// The audit directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The relay's audit verifier key (pinned in D at the first pull).
+        #[arg(long, env = "FILET_AUDIT_KEY")]
+        verifier_key: Option<String>,
+    },
+    /// Fetch and check the inclusion proof of one entry against the newest checkpoint.
+    Prove {
+        /// The entry's index (as in a receipt).
+        #[arg(long)]
+        index: u64,
         /// The relay's audit verifier key.
         #[arg(long, env = "FILET_AUDIT_KEY")]
         verifier_key: String,
     },
+    /// A compliance report from an audit directory (verified first, offline).
+    Report {
+        /// The audit directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// From this date or time (2026-11-01 or RFC 3339), inclusive.
+        #[arg(long, value_parser = parse_when)]
+        from: Option<Timestamp>,
+        /// Until this date or time, exclusive.
+        #[arg(long, value_parser = parse_when)]
+        to: Option<Timestamp>,
+        /// Only entries where this party is sender or recipient.
+        #[arg(long)]
+        party: Option<String>,
+        /// List disclosures not acknowledged within this many minutes.
+        #[arg(long, default_value_t = 60)]
+        unacked_after: i64,
+        /// table, csv or json.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+fn parse_when(s: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    format!("{s}T00:00:00Z")
+        .parse::<Timestamp>()
+        .map_err(|_| format!("{s:?} is not a date (2026-11-01) or an RFC 3339 time"))
 }
 
 #[derive(Args)]
@@ -193,6 +256,13 @@ fn code_of(e: &anyhow::Error) -> u8 {
         if let Some(a) = cause.downcast_ref::<AuditError>() {
             return match a {
                 AuditError::Client(c) => client_code(c),
+                _ => 6,
+            };
+        }
+        if let Some(a) = cause.downcast_ref::<AuditDirError>() {
+            return match a {
+                AuditDirError::Client(c) => client_code(c),
+                AuditDirError::Key(_) => 4,
                 _ => 6,
             };
         }
@@ -364,13 +434,47 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             node.close().await;
         }
-        Command::Audit(AuditCommand::Log { verifier_key })
-        | Command::Audit(AuditCommand::Verify { verifier_key }) => {
-            let verifier = NoteVerifier::parse(verifier_key.trim())
-                .map_err(|e| InputError(format!("--verifier-key: {e}")))?;
-            let node = Node::connect(&node_config(&cli)?).await?;
+        Command::Audit(cmd) => audit(&cli, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
+    let key = |k: &str| {
+        NoteVerifier::parse(k.trim()).map_err(|e| InputError(format!("--verifier-key: {e}")))
+    };
+    match cmd {
+        AuditCommand::Verify {
+            verifier_key,
+            dir: Some(dir),
+        } => {
+            let r = audit_dir::verify(dir, verifier_key.as_deref())?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "verified": true, "dir": dir, "tree_size": r.checkpoint.size,
+                    "root": filet_proto::audit::hex(&r.checkpoint.root), "checkpoints": r.checkpoints,
+                    "entries": r.entries, "scope": if r.scope == Scope::Full { "full" } else { "party" },
+                }));
+            } else {
+                println!(
+                    "verified offline: {} checkpoint(s) signed by {}, consistent; {} entries {}; newest tree {} entries",
+                    r.checkpoints,
+                    r.checkpoint.origin,
+                    r.entries,
+                    if r.scope == Scope::Full { "match the signed roots" } else { "each proven included" },
+                    r.checkpoint.size
+                );
+            }
+        }
+        AuditCommand::Log { verifier_key }
+        | AuditCommand::Verify {
+            verifier_key: Some(verifier_key),
+            dir: None,
+        } => {
+            let verifier = key(verifier_key)?;
+            let node = Node::connect(&node_config(cli)?).await?;
             let log = fetch_and_verify(&node, &verifier).await?;
-            let is_log = matches!(cli.command, Command::Audit(AuditCommand::Log { .. }));
+            let is_log = matches!(cmd, AuditCommand::Log { .. });
             if is_log {
                 for (i, bytes) in &log.entries {
                     if cli.json {
@@ -387,11 +491,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             if cli.json && !is_log {
                 print_json(&serde_json::json!({
-                    "verified": true,
-                    "origin": log.checkpoint.origin,
-                    "tree_size": log.checkpoint.size,
-                    "root": filet_proto::audit::hex(&log.checkpoint.root),
-                    "entries_read": log.entries.len(),
+                    "verified": true, "origin": log.checkpoint.origin, "tree_size": log.checkpoint.size,
+                    "root": filet_proto::audit::hex(&log.checkpoint.root), "entries_read": log.entries.len(),
                     "complete": log.complete,
                 }));
             } else if !cli.json {
@@ -403,6 +504,85 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 );
             }
             node.close().await;
+        }
+        AuditCommand::Verify {
+            verifier_key: None,
+            dir: None,
+        } => {
+            return Err(InputError(
+                "audit verify needs --verifier-key (online) or --dir (offline)".into(),
+            )
+            .into());
+        }
+        AuditCommand::Pull { dir, verifier_key } => {
+            let node = Node::connect(&node_config(cli)?).await?;
+            let r = audit_dir::pull(&node, dir, verifier_key.as_deref()).await?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "tree_size": r.checkpoint.size, "previous_size": r.previous_size,
+                    "new_entries": r.new_entries, "root": filet_proto::audit::hex(&r.checkpoint.root),
+                }));
+            } else {
+                println!(
+                    "pulled {} new entries; checkpoint of {} entries kept{}",
+                    r.new_entries,
+                    r.checkpoint.size,
+                    if r.previous_size > 0 {
+                        format!(" (consistent with the previous one of {})", r.previous_size)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            node.close().await;
+        }
+        AuditCommand::Prove {
+            index,
+            verifier_key,
+        } => {
+            let verifier = key(verifier_key)?;
+            let node = Node::connect(&node_config(cli)?).await?;
+            let p = filet_client::audit::prove(&node, &verifier, *index).await?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "index": index, "tree_size": p.checkpoint.size, "verified": true,
+                    "proof": p.proof.iter().map(|h| filet_proto::audit::hex(h)).collect::<Vec<_>>(),
+                    "entry": serde_json::from_slice::<serde_json::Value>(&p.entry).unwrap_or_default(),
+                }));
+            } else {
+                println!("{}", entry_line(*index, &p.entry));
+                println!(
+                    "included: inclusion proof of {} hashes verifies against the checkpoint of {} entries signed by {}",
+                    p.proof.len(),
+                    p.checkpoint.size,
+                    verifier.name()
+                );
+            }
+            node.close().await;
+        }
+        AuditCommand::Report {
+            dir,
+            from,
+            to,
+            party,
+            unacked_after,
+            format,
+        } => {
+            audit_dir::verify(dir, None)?;
+            let entries = audit_dir::AuditDir::open(dir)?.entries()?;
+            let o = ReportOptions {
+                from: *from,
+                to: *to,
+                party: party.clone(),
+                unacked_after_ms: unacked_after.saturating_mul(60_000),
+                now: Timestamp::now(),
+            };
+            let r = report::build(&entries, &o);
+            match (format, cli.json) {
+                (ReportFormat::Json, _) | (_, true) => print_json(&report::to_json(&r)),
+                (ReportFormat::Csv, _) => print!("{}", report::to_csv(&r)),
+                (ReportFormat::Table, _) => print!("{}", report::to_table(&r, &o)),
+            }
         }
     }
     Ok(())
