@@ -649,15 +649,25 @@ fn verify_full(
             problem: format!("not a valid entry ({err}): it was changed"),
         })?;
         if e.index != index {
+            // Reordered if every index is still there exactly once; else removed or added.
+            let mut all: Vec<u64> = lines
+                .iter()
+                .filter_map(|l| Entry::from_bytes(l).ok().map(|e| e.index))
+                .collect();
+            all.sort_unstable();
+            let reordered =
+                all.len() == lines.len() && all.iter().enumerate().all(|(k, v)| *v == k as u64);
             return Err(AuditDirError::Entry {
                 index,
                 problem: format!(
-                    "the entry at this position says it is entry {}: an entry was {}",
+                    "the entry at this position says it is entry {}: {}",
                     e.index,
-                    if e.index > index {
-                        "removed before it"
+                    if reordered {
+                        "the order of the entries was changed"
+                    } else if e.index > index {
+                        "an entry was removed before it"
                     } else {
-                        "inserted or the order changed"
+                        "an entry was inserted or duplicated"
                     }
                 ),
             });
