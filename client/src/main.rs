@@ -17,7 +17,7 @@ use filet_client::audit_dir::{self, AuditDirError, Scope};
 use filet_client::render::{alert_text, receipt_json, receipt_text};
 use filet_client::report::{self, ReportOptions};
 use filet_client::{ClientError, Node, NodeConfig};
-use filet_proto::alert::{AlertFile, Category, Geo, Language, Risk, Status};
+use filet_proto::alert::{AlertFile, Category, Geo, Kind, Language, Risk, Status};
 use filet_proto::checkpoint::NoteVerifier;
 use filet_proto::profile::Profile;
 use filet_proto::wire::ErrorCode;
@@ -67,6 +67,30 @@ enum Command {
         /// Stay connected; print alerts as they are pushed; reconnect if the relay goes away.
         #[arg(long)]
         follow: bool,
+    },
+    /// Refine an alert of your party: the original's content with the file's or the flags'
+    /// values over it.
+    Update {
+        /// The alert's id.
+        id: AlertId,
+        #[command(flatten)]
+        args: Box<PostArgs>,
+    },
+    /// The youth is found safe: close the alert; every recipient is told.
+    Located {
+        /// The alert's id.
+        id: AlertId,
+        /// A short note (no location details unless needed).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Withdraw an alert posted by mistake; every recipient is told.
+    Cancel {
+        /// The alert's id.
+        id: AlertId,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
     },
     /// Acknowledge alerts for this unit.
     Ack {
@@ -325,6 +349,12 @@ fn draft_of(a: &PostArgs) -> Result<AlertDraft, Failure> {
             d
         }
     };
+    apply_flags(&mut d, a);
+    Ok(d)
+}
+
+/// Puts the values given as flags over a draft.
+fn apply_flags(d: &mut AlertDraft, a: &PostArgs) {
     if let Some(v) = a.category {
         d.category = v;
     }
@@ -336,6 +366,9 @@ fn draft_of(a: &PostArgs) -> Result<AlertDraft, Failure> {
     }
     if let Some(v) = a.language {
         d.language = v;
+    }
+    if let Some(v) = a.expires_at {
+        d.expires_at = Some(v);
     }
     let c = &mut d.content;
     macro_rules! set {
@@ -354,11 +387,43 @@ fn draft_of(a: &PostArgs) -> Result<AlertDraft, Failure> {
     set!(c.last_seen.geo, a.geo);
     set!(c.instructions, a.instructions);
     set!(c.contact, a.contact);
-    set!(d.expires_at, a.expires_at);
     if !a.to.is_empty() {
         d.to = a.to.clone();
     }
-    Ok(d)
+}
+
+async fn post_and_print(cli: &Cli, node: &Node, draft: AlertDraft) -> Result<(), Failure> {
+    if let Err(invalid) = draft.validate(Timestamp::now()) {
+        return Err(InputError(format!("invalid alert: {invalid}")).into());
+    }
+    let receipt = node.post(draft).await.map_err(refusal_context)?;
+    if cli.json {
+        print_json(&receipt_json(&receipt));
+    } else {
+        print!("{}", receipt_text(&receipt));
+    }
+    Ok(())
+}
+
+/// `located` and `cancel`: the original's category and status, no content.
+async fn close_alert(
+    cli: &Cli,
+    id: AlertId,
+    kind: Kind,
+    note: Option<String>,
+) -> Result<(), Failure> {
+    let node = Node::connect(&node_config(cli)?).await?;
+    let (orig, _) = node.get_alert(id).await.map_err(refusal_context)?;
+    let mut d = AlertDraft::new(orig.envelope.category, orig.envelope.risk, "", "");
+    d.content = Default::default();
+    d.kind = kind;
+    d.references = Some(id);
+    d.status = orig.envelope.status;
+    d.language = orig.envelope.language;
+    d.note = note;
+    post_and_print(cli, &node, d).await?;
+    node.close().await;
+    Ok(())
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -375,13 +440,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(InputError(format!("invalid alert: {invalid}")).into());
             }
             let node = Node::connect(&node_config(&cli)?).await?;
-            let receipt = node.post(draft).await.map_err(refusal_context)?;
-            if cli.json {
-                print_json(&receipt_json(&receipt));
-            } else {
-                print!("{}", receipt_text(&receipt));
-            }
+            post_and_print(&cli, &node, draft).await?;
             node.close().await;
+        }
+        Command::Update { id, args } => {
+            let node = Node::connect(&node_config(&cli)?).await?;
+            let (orig, _) = node.get_alert(*id).await.map_err(refusal_context)?;
+            let mut draft = match &args.file {
+                Some(_) => draft_of(args)?,
+                None => {
+                    let mut d = AlertDraft::new(orig.envelope.category, orig.envelope.risk, "", "");
+                    d.content = orig.content.clone();
+                    d.status = orig.envelope.status;
+                    d.language = orig.envelope.language;
+                    apply_flags(&mut d, args);
+                    d
+                }
+            };
+            draft.kind = Kind::Update;
+            draft.references = Some(*id);
+            post_and_print(&cli, &node, draft).await?;
+            node.close().await;
+        }
+        Command::Located { id, note } => {
+            close_alert(&cli, *id, Kind::Located, note.clone()).await?;
+        }
+        Command::Cancel { id, reason } => {
+            close_alert(&cli, *id, Kind::Cancel, Some(reason.clone())).await?;
         }
         Command::Whoami => {
             let node = Node::connect(&node_config(&cli)?).await?;

@@ -422,6 +422,21 @@ impl Node {
         }
     }
 
+    /// One alert: for the sender's party the whole alert and its recipient units; for a
+    /// recipient unit what it may see (a delivery, audited).
+    ///
+    /// # Errors
+    /// As [`Node::request`]; `UnknownAlert` when this unit may not see it.
+    pub async fn get_alert(
+        &self,
+        alert: AlertId,
+    ) -> Result<(Disclosed, Vec<filet_proto::UnitRef>), ClientError> {
+        match self.request(Request::GetAlert { alert }).await? {
+            Response::Alert { alert, recipients } => Ok((alert, recipients)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// The newest signed checkpoint (note text).
     ///
     /// # Errors

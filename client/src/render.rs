@@ -118,6 +118,27 @@ pub fn alert_text(d: &Disclosed) -> String {
     line("instructions", c.instructions.clone());
     line("contact", c.contact.clone());
     line("note", d.note.clone());
+    line("state", Some(d.state.to_string()));
+    if d.history.len() > 1 || d.state.is_closed() {
+        let steps: Vec<String> = d
+            .history
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {}{}",
+                    h.kind
+                        .map(|k| k.to_string())
+                        .unwrap_or_else(|| "expired".into()),
+                    h.at,
+                    h.note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        line("history", Some(steps.join("; ")));
+    }
     line("received", Some(e.received_at.to_string()));
     line("expires", Some(e.expires_at.to_string()));
     line("you may see", Some(fields_text(d.fields)));

@@ -80,6 +80,12 @@ pub struct Report {
     pub entries: u64,
     /// Posts by status.
     pub posts: BTreeMap<String, u64>,
+    /// Messages by status and kind (alert, update, located, cancel): the alerts' lives.
+    pub lifecycle: BTreeMap<String, u64>,
+    /// Alerts that reached their expiry.
+    pub expired: u64,
+    /// Alerts whose content was purged at the end of retention.
+    pub purged: u64,
     /// Disclosures counted by key.
     pub disclosures: Vec<(DisclosureKey, u64)>,
     /// Refusals by status-less reason.
@@ -137,7 +143,12 @@ pub fn build(entries: &[Entry], o: &ReportOptions) -> Report {
         }
         r.entries += 1;
         match &e.event {
-            Event::Posted { status, .. } => *r.posts.entry(status.to_string()).or_default() += 1,
+            Event::Posted { status, kind, .. } => {
+                *r.posts.entry(status.to_string()).or_default() += 1;
+                *r.lifecycle.entry(format!("{status} {kind}")).or_default() += 1;
+            }
+            Event::Expired { .. } => r.expired += 1,
+            Event::Purged { .. } => r.purged += 1,
             Event::Disclosed {
                 alert,
                 sender,
@@ -224,10 +235,19 @@ pub fn to_table(r: &Report, o: &ReportOptions) -> String {
             r.voided
         ));
     }
-    s.push_str("\n\nPosts by status\n");
-    for (k, v) in &r.posts {
-        s.push_str(&format!("  {k:<10} {v}\n"));
+    s.push_str("\n\nMessages by status and kind (each alert's life)\n");
+    for (k, v) in &r.lifecycle {
+        let k = if k.starts_with("actual") {
+            k.clone()
+        } else {
+            format!("{} (NOT REAL)", k.to_uppercase())
+        };
+        s.push_str(&format!("  {k:<28} {v}\n"));
     }
+    s.push_str(&format!(
+        "  {:<28} {}\n  {:<28} {}\n",
+        "expired", r.expired, "content purged", r.purged
+    ));
     let mut statuses: Vec<&str> = r
         .disclosures
         .iter()
@@ -400,6 +420,9 @@ pub fn to_json(r: &Report) -> serde_json::Value {
     serde_json::json!({
         "entries": r.entries,
         "posts": r.posts,
+        "lifecycle": r.lifecycle,
+        "expired": r.expired,
+        "purged": r.purged,
         "disclosures": r.disclosures.iter().map(|(k, v)| serde_json::json!({
             "status": k.status, "sender_party": k.sender_party, "recipient_party": k.recipient_party,
             "rule": k.rule, "legal_basis": k.legal_basis, "count": v,

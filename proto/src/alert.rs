@@ -102,6 +102,45 @@ text_enum!(
 );
 
 text_enum!(
+    /// Where an alert is in its life, as its recipients see it.
+    AlertState {
+        /// Posted, not yet refined or closed.
+        Active = "active",
+        /// Refined by at least one update.
+        Updated = "updated",
+        /// The youth is found safe: closed.
+        Located = "located",
+        /// Withdrawn: closed.
+        Cancelled = "cancelled",
+        /// Past its expiry time: closed, no longer delivered.
+        Expired = "expired",
+    }
+);
+
+impl AlertState {
+    /// Whether the alert is closed (located, cancelled or expired).
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            AlertState::Located | AlertState::Cancelled | AlertState::Expired
+        )
+    }
+}
+
+/// One step of an alert's life: the original, each update, the closing message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// What the message did (`alert`, `update`, `located`, `cancel`), or `None` for expiry.
+    pub kind: Option<Kind>,
+    /// The message's id (the alert's own id for the original and for expiry).
+    pub id: AlertId,
+    /// When the relay received it (or when the alert expired).
+    pub at: Timestamp,
+    /// The note of a `located` or the reason of a `cancel`.
+    pub note: Option<String>,
+}
+
+text_enum!(
     /// Whether the alert is real. `exercise` and `test` are shown as such everywhere.
     Status {
         /// A real alert.
@@ -810,12 +849,16 @@ pub struct Disclosed {
     pub fields: FieldSet,
     /// Position in the recipient unit's mailbox (increasing).
     pub seq: u64,
+    /// The current state of the alert this message belongs to.
+    pub state: AlertState,
+    /// The alert's life so far, oldest first.
+    pub history: Vec<HistoryItem>,
 }
 
 impl Disclosed {
     /// The JSON object `filet inbox --json` prints: `id`, `kind`, `category`, `status`,
     /// `risk`, `sender`, `rule` (the first permitting rule), `rules`, times, `language`,
-    /// `references` and `note` when set, and the disclosed content nested as in the alert
+    /// `references` and `note` when set, `state` and `history`, and the disclosed content nested as in the alert
     /// file with the left-out fields absent.
     pub fn to_json(&self) -> Value {
         let e = &self.envelope;
@@ -845,6 +888,32 @@ impl Disclosed {
         if let Some(n) = &self.note {
             m.insert("note".into(), Value::String(n.clone()));
         }
+        m.insert("state".into(), Value::String(self.state.to_string()));
+        m.insert(
+            "history".into(),
+            Value::Array(
+                self.history
+                    .iter()
+                    .map(|h| {
+                        let mut o = Map::new();
+                        o.insert(
+                            "event".into(),
+                            Value::String(
+                                h.kind
+                                    .map(|k| k.to_string())
+                                    .unwrap_or_else(|| "expired".into()),
+                            ),
+                        );
+                        o.insert("id".into(), Value::String(h.id.to_string()));
+                        o.insert("at".into(), Value::String(h.at.to_string()));
+                        if let Some(n) = &h.note {
+                            o.insert("note".into(), Value::String(n.clone()));
+                        }
+                        Value::Object(o)
+                    })
+                    .collect(),
+            ),
+        );
         self.content.write_json(&mut m);
         Value::Object(m)
     }

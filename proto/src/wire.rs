@@ -66,6 +66,13 @@ pub enum Request {
     },
     /// The newest signed checkpoint. Answered with [`Response::Checkpoint`].
     AuditCheckpoint,
+    /// One alert (or update, located, cancel): for the sender's party, the whole alert
+    /// and its recipients; for a recipient unit, what it may see. Answered with
+    /// [`Response::Alert`].
+    GetAlert {
+        /// The message id.
+        alert: AlertId,
+    },
     /// The audit entries of `start..end` that this principal may read (a full auditor:
     /// all; a party auditor: those where its party is sender or recipient), scanning at
     /// most [`MAX_ENTRIES_PER_PAGE`] indices and stopping early to keep the frame under
@@ -152,6 +159,13 @@ pub enum Response {
     },
     /// A Merkle proof: the hashes, in RFC 9162 order.
     Proof(Vec<[u8; 32]>),
+    /// One alert as this unit may see it.
+    Alert {
+        /// The alert.
+        alert: Disclosed,
+        /// Its recipient units (only for the sender's party; empty otherwise).
+        recipients: Vec<UnitRef>,
+    },
 }
 
 /// The answer to [`Request::WhoAmI`].

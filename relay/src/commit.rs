@@ -18,11 +18,13 @@
 //! at start-up those posts are marked `voided` (see [`recover`]). No lock is held across
 //! I/O: the thread owns the log and the store writer outright.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use filet_proto::agreement::Disclosure;
-use filet_proto::alert::{AlertDraft, Envelope, FieldSet};
+use filet_proto::agreement::{Agreement, Disclosure};
+use filet_proto::alert::{
+    AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, DEFAULT_EXPIRY_MS,
+};
 use filet_proto::audit::{commitment, subject_ref_mac, Entry, Event, RefusalReason};
 use filet_proto::checkpoint::{Checkpoint, NoteSigner};
 use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
@@ -37,14 +39,15 @@ use crate::store::{AckRecord, AlertRecord, RecipientRecord, Store, StoreError};
 
 /// A request to the commit thread.
 pub enum Op {
-    /// Store a validated, routed alert and disclose it.
+    /// Store a validated alert (or update, located, cancel) and disclose it.
     Post {
         /// The connection's principal (the sender).
         principal: Principal,
         /// The validated draft (`expires_at` filled in).
         draft: AlertDraft,
-        /// Recipients and what each may see.
-        disclosures: Vec<Disclosure>,
+        /// Recipients and what each may see (a new alert), or the agreement to route a
+        /// follow-up with against the original's recipients.
+        route: Route,
         /// The sender's idempotency key.
         idempotency_key: [u8; 16],
         /// When the relay received it.
@@ -83,6 +86,12 @@ pub enum Op {
         /// Why.
         reason: String,
     },
+    /// Run the timers now: expire alerts past their expiry, purge content past its
+    /// retention. Sent every second by the relay, and by tests after moving the clock.
+    Tick {
+        /// Answered once the resulting entries are durable.
+        reply: Option<oneshot::Sender<Result<u64, RelayError>>>,
+    },
     /// Any other event (refusals, agreement loaded): appended, then the index is sent back.
     Audit {
         /// The event.
@@ -90,6 +99,15 @@ pub enum Op {
         /// The index once durable, if the caller waits.
         reply: Option<oneshot::Sender<Result<u64, RelayError>>>,
     },
+}
+
+/// How a post's recipients are decided.
+pub enum Route {
+    /// A new alert, routed by the connection task.
+    New(Vec<Disclosure>),
+    /// An update, located or cancel: the original's recipient units that the current
+    /// agreement still permits, decided by the commit thread (which knows the thread).
+    FollowUp(Arc<Agreement>),
 }
 
 /// Errors that stop the commit thread (and the relay): nothing after them is acknowledged.
@@ -109,51 +127,138 @@ pub enum CommitError {
     Random,
 }
 
-/// What the commit thread knows about one alert (enough to decide acks and limits).
+/// One recipient unit of one message, as the commit thread tracks it.
+struct Slot {
+    unit: UnitRef,
+    seq: u64,
+    acked: bool,
+    /// Still in the unit's mailbox (not acknowledged, expired or purged).
+    pending: bool,
+}
+
+/// What the commit thread knows about one message (alert, update, located, cancel).
 struct AlertMeta {
     sender: Principal,
-    /// Recipient unit → (mailbox seq, acknowledged).
-    recipients: Vec<(UnitRef, u64, bool)>,
+    recipients: Vec<Slot>,
+}
+
+/// What the commit thread knows about one alert's life (its thread).
+struct Thread {
+    sender_party: String,
+    category: Category,
+    state: AlertState,
+    expires_at: Timestamp,
+    closed_at: Option<Timestamp>,
+    purged: bool,
+    /// The original's recipient units.
+    recipients: Vec<UnitRef>,
+    /// Every message of the thread, the original first.
+    members: Vec<AlertId>,
+    /// Longest retention of the rules that disclosed any message of the thread, ms.
+    retention_ms: i64,
+    /// Where the thread is filed in the timer queues.
+    queued: Option<Queued>,
+}
+
+/// A thread's place in the timer queues.
+#[derive(Clone, Copy)]
+enum Queued {
+    Expiry(i64),
+    Purge(i64),
+}
+
+impl Thread {
+    fn purge_at(&self) -> Option<i64> {
+        self.closed_at
+            .map(|c| c.0.saturating_add(self.retention_ms))
+    }
 }
 
 /// The commit thread's private index, rebuilt from the store at start-up.
 pub struct Index {
     alerts: HashMap<AlertId, AlertMeta>,
+    threads: HashMap<AlertId, Thread>,
     idempotency: HashMap<(Principal, [u8; 16]), AlertId>,
     mailbox_len: HashMap<UnitRef, usize>,
     next_seq: u64,
     delivered: HashSet<(AlertId, Principal)>,
     withheld: HashSet<(AlertId, UnitRef)>,
+    /// Open threads by expiry time (ms).
+    expiry: BTreeSet<(i64, AlertId)>,
+    /// Closed, unpurged threads by purge time (ms).
+    purge: BTreeSet<(i64, AlertId)>,
 }
 
 impl Default for Index {
     fn default() -> Self {
         Index {
             alerts: HashMap::new(),
+            threads: HashMap::new(),
             idempotency: HashMap::new(),
             mailbox_len: HashMap::new(),
             // Mailbox positions start at 1: position 0 means "before the first entry".
             next_seq: 1,
             delivered: HashSet::new(),
             withheld: HashSet::new(),
+            expiry: BTreeSet::new(),
+            purge: BTreeSet::new(),
         }
     }
 }
 
 impl Index {
-    /// Adds a stored alert; returns the unacknowledged mailbox entries to publish.
+    /// Adds a stored message (originals before their follow-ups, as the store's id order
+    /// gives them); returns the mailbox entries to publish.
     pub fn insert(&mut self, rec: &AlertRecord) -> Vec<(UnitRef, u64, AlertId)> {
         let id = rec.envelope.id;
+        let root = rec.root();
+        let retention = rec
+            .recipients
+            .iter()
+            .map(|r| r.retention_ms)
+            .max()
+            .unwrap_or(0);
+        if rec.envelope.kind == Kind::Alert {
+            let t = Thread {
+                sender_party: rec.envelope.sender.party().to_owned(),
+                category: rec.envelope.category,
+                state: rec.state,
+                expires_at: rec.envelope.expires_at,
+                closed_at: rec.closed_at,
+                purged: rec.purged,
+                recipients: rec.recipients.iter().map(|r| r.unit.clone()).collect(),
+                members: vec![id],
+                retention_ms: retention,
+                queued: None,
+            };
+            self.threads.insert(id, t);
+            self.reschedule(id);
+        } else if let Some(t) = self.threads.get_mut(&root) {
+            t.members.push(id);
+            t.retention_ms = t.retention_ms.max(retention);
+            self.reschedule(root);
+        }
+        let (expired, purged) = self
+            .threads
+            .get(&root)
+            .map(|t| (t.state == AlertState::Expired, t.purged))
+            .unwrap_or((false, false));
         let mut pending = Vec::new();
-        let mut recipients = Vec::new();
+        let mut slots = Vec::new();
         for r in &rec.recipients {
             let acked = r.acked.is_some();
-            if !acked {
+            let is_pending = !acked && !expired && !purged && !rec.purged;
+            if is_pending {
                 *self.mailbox_len.entry(r.unit.clone()).or_default() += 1;
                 pending.push((r.unit.clone(), r.seq, id));
             }
             self.next_seq = self.next_seq.max(r.seq + 1);
-            recipients.push((r.unit.clone(), r.seq, acked));
+            slots.push(Slot {
+                unit: r.unit.clone(),
+                seq: r.seq,
+                acked,
+                pending: is_pending,
+            });
         }
         self.idempotency
             .insert((rec.envelope.sender.clone(), rec.idempotency_key), id);
@@ -161,10 +266,51 @@ impl Index {
             id,
             AlertMeta {
                 sender: rec.envelope.sender.clone(),
-                recipients,
+                recipients: slots,
             },
         );
         pending
+    }
+
+    /// Files a thread in the timer queues after its state, expiry or retention changed:
+    /// open threads by expiry time, closed unpurged ones by purge time.
+    fn reschedule(&mut self, root: AlertId) {
+        let Some(t) = self.threads.get_mut(&root) else {
+            return;
+        };
+        match t.queued.take() {
+            Some(Queued::Expiry(at)) => {
+                self.expiry.remove(&(at, root));
+            }
+            Some(Queued::Purge(at)) => {
+                self.purge.remove(&(at, root));
+            }
+            None => {}
+        }
+        if !t.state.is_closed() {
+            self.expiry.insert((t.expires_at.0, root));
+            t.queued = Some(Queued::Expiry(t.expires_at.0));
+        } else if !t.purged {
+            if let Some(at) = t.purge_at() {
+                self.purge.insert((at, root));
+                t.queued = Some(Queued::Purge(at));
+            }
+        }
+    }
+
+    /// Takes a message's pending mailbox entries out; returns them to unpublish.
+    fn unpend(&mut self, id: &AlertId) -> Vec<(UnitRef, u64)> {
+        let mut out = Vec::new();
+        if let Some(m) = self.alerts.get_mut(id) {
+            for s in m.recipients.iter_mut().filter(|s| s.pending) {
+                s.pending = false;
+                if let Some(n) = self.mailbox_len.get_mut(&s.unit) {
+                    *n = n.saturating_sub(1);
+                }
+                out.push((s.unit.clone(), s.seq));
+            }
+        }
+        out
     }
 }
 
@@ -337,6 +483,7 @@ impl Committer {
         let mut after = Vec::with_capacity(batch.len() * 2);
         let mut records: HashMap<AlertId, AlertRecord> = HashMap::new();
         let n_ops = batch.len() as u64;
+        let size_before = self.log.size();
         let mut posts = 0u64;
         let mut failure = None;
         for op in batch.drain(..) {
@@ -353,6 +500,12 @@ impl Committer {
         }
         let note = match failure {
             Some(e) => Err(e),
+            // Nothing new (a timer tick with nothing due, a duplicate post): no commit.
+            None if records.is_empty() && self.log.size() == size_before => Ok(self
+                .latest_checkpoint
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()),
             None => self.durable(&records),
         };
         let note = match note {
@@ -415,6 +568,18 @@ impl Committer {
         Ok(b)
     }
 
+    fn refuse_post(
+        &mut self,
+        reply: oneshot::Sender<Result<Receipt, RelayError>>,
+        after: &mut Vec<After>,
+        event: Event,
+        error: RelayError,
+    ) -> Result<(), CommitError> {
+        self.entry(event)?;
+        after.push(After::Refusal { reply, error });
+        Ok(())
+    }
+
     fn apply(
         &mut self,
         op: Op,
@@ -425,129 +590,20 @@ impl Committer {
             Op::Post {
                 principal,
                 draft,
-                disclosures,
+                route,
                 idempotency_key,
                 received_at,
                 reply,
-            } => {
-                if let Some(id) = self
-                    .index
-                    .idempotency
-                    .get(&(principal.clone(), idempotency_key))
-                    .copied()
-                {
-                    let receipt = self.record(&id, records)?.map(|r| receipt_of(&r, true));
-                    match receipt {
-                        Some(receipt) => after.push(After::Receipt { reply, receipt }),
-                        None => after.push(After::Refusal {
-                            reply,
-                            error: RelayError::new(
-                                ErrorCode::UnknownAlert,
-                                format!("alert {id} of this idempotency key is gone"),
-                            ),
-                        }),
-                    }
-                    return Ok(());
-                }
-                if let Some(full) = disclosures.iter().find(|d| {
-                    self.index
-                        .mailbox_len
-                        .get(&d.recipient)
-                        .copied()
-                        .unwrap_or(0)
-                        >= self.cfg.mailbox_max
-                }) {
-                    let detail = format!(
-                        "the mailbox of {} is full ({} alerts waiting, the limit is {}); nothing was posted",
-                        full.recipient, self.cfg.mailbox_max, self.cfg.mailbox_max
-                    );
-                    self.entry(Event::Refused {
-                        principal: Some(principal.to_string()),
-                        reason: RefusalReason::MailboxFull,
-                        detail: detail.clone(),
-                        category: Some(draft.category),
-                        recipient: Some(full.recipient.to_string()),
-                        alert: None,
-                    })?;
-                    after.push(After::Refusal {
-                        reply,
-                        error: RelayError::new(ErrorCode::MailboxFull, detail),
-                    });
-                    return Ok(());
-                }
-                let id = AlertId::from_parts(received_at.0.max(0) as u64, self.random()?);
-                let salt: [u8; 32] = self.random()?;
-                let content_json = serde_json::to_vec(&draft.content).unwrap_or_default();
-                let expires_at = draft.expires_at.unwrap_or(received_at);
-                let envelope = Envelope {
-                    id,
-                    kind: draft.kind,
-                    references: draft.references,
-                    category: draft.category,
-                    status: draft.status,
-                    risk: draft.risk,
-                    language: draft.language,
-                    sender: principal.clone(),
-                    received_at,
-                    expires_at,
-                };
-                let subject_ref = draft
-                    .content
-                    .subject
-                    .reference
-                    .as_deref()
-                    .map(|r| subject_ref_mac(&self.subject_key, r));
-                let posted_index = self.entry(Event::Posted {
-                    alert: id,
-                    kind: draft.kind,
-                    references: draft.references,
-                    category: draft.category,
-                    status: draft.status,
-                    risk: draft.risk,
-                    sender: principal.clone(),
-                    expires_at,
-                    commitment: commitment(&salt, &content_json),
-                    subject_ref,
-                    recipients: disclosures.iter().map(|d| d.recipient.clone()).collect(),
-                })?;
-                let mut recipients = Vec::with_capacity(disclosures.len());
-                for d in &disclosures {
-                    let seq = self.index.next_seq;
-                    self.index.next_seq += 1;
-                    let idx = self.entry(Event::Disclosed {
-                        alert: id,
-                        sender: principal.clone(),
-                        recipient: d.recipient.clone(),
-                        category: draft.category,
-                        status: draft.status,
-                        rules: d.rules.clone(),
-                        legal_bases: d.legal_bases.clone(),
-                        fields: d.fields,
-                    })?;
-                    recipients.push(RecipientRecord::new(d, seq, idx));
-                    after.push(After::Publish {
-                        unit: d.recipient.clone(),
-                        seq,
-                        alert: id,
-                    });
-                }
-                let rec = AlertRecord {
-                    envelope,
-                    content: Some(draft.content),
-                    note: draft.note,
-                    salt,
-                    idempotency_key,
-                    posted_index,
-                    recipients,
-                };
-                self.index.insert(&rec);
-                after.push(After::Receipt {
-                    reply,
-                    receipt: receipt_of(&rec, false),
-                });
-                records.insert(id, rec);
-                Ok(())
-            }
+            } => self.post(
+                principal,
+                draft,
+                route,
+                idempotency_key,
+                received_at,
+                reply,
+                records,
+                after,
+            ),
             Op::Ack {
                 principal,
                 alert,
@@ -557,36 +613,33 @@ impl Committer {
                 let found = self.index.alerts.get(&alert).and_then(|m| {
                     m.recipients
                         .iter()
-                        .position(|(u, _, _)| *u == unit)
+                        .position(|s| s.unit == unit)
                         .map(|i| (m.sender.clone(), i))
                 });
+                let not_sent = || {
+                    RelayError::new(
+                        ErrorCode::UnknownAlert,
+                        format!("alert {alert} was not sent to {unit}"),
+                    )
+                };
                 let Some((sender, pos)) = found else {
                     after.push(After::Index {
                         reply,
-                        result: Err(RelayError::new(
-                            ErrorCode::UnknownAlert,
-                            format!("alert {alert} was not sent to {unit}"),
-                        )),
+                        result: Err(not_sent()),
                     });
                     return Ok(());
                 };
                 let Some(mut rec) = self.record(&alert, records)? else {
                     after.push(After::Index {
                         reply,
-                        result: Err(RelayError::new(
-                            ErrorCode::UnknownAlert,
-                            format!("alert {alert} is no longer stored"),
-                        )),
+                        result: Err(not_sent()),
                     });
                     return Ok(());
                 };
                 let Some(r) = rec.recipients.iter_mut().find(|r| r.unit == unit) else {
                     after.push(After::Index {
                         reply,
-                        result: Err(RelayError::new(
-                            ErrorCode::UnknownAlert,
-                            format!("alert {alert} was not sent to {unit}"),
-                        )),
+                        result: Err(not_sent()),
                     });
                     return Ok(());
                 };
@@ -609,16 +662,23 @@ impl Committer {
                     audit_index: idx,
                 });
                 let seq = r.seq;
-                if let Some(m) = self.index.alerts.get_mut(&alert) {
-                    if let Some(slot) = m.recipients.get_mut(pos) {
-                        slot.2 = true;
-                    }
+                let mut was_pending = false;
+                if let Some(slot) = self
+                    .index
+                    .alerts
+                    .get_mut(&alert)
+                    .and_then(|m| m.recipients.get_mut(pos))
+                {
+                    slot.acked = true;
+                    was_pending = std::mem::replace(&mut slot.pending, false);
                 }
-                if let Some(n) = self.index.mailbox_len.get_mut(&unit) {
-                    *n = n.saturating_sub(1);
+                if was_pending {
+                    if let Some(n) = self.index.mailbox_len.get_mut(&unit) {
+                        *n = n.saturating_sub(1);
+                    }
+                    after.push(After::Unpublish { unit, seq });
                 }
                 records.insert(alert, rec);
-                after.push(After::Unpublish { unit, seq });
                 after.push(After::Index {
                     reply,
                     result: Ok(idx),
@@ -657,6 +717,16 @@ impl Committer {
                 }
                 Ok(())
             }
+            Op::Tick { reply } => {
+                self.timers(records, after)?;
+                if let Some(reply) = reply {
+                    after.push(After::Index {
+                        reply,
+                        result: Ok(self.log.size()),
+                    });
+                }
+                Ok(())
+            }
             Op::Audit { event, reply } => {
                 let idx = self.entry(event)?;
                 if let Some(reply) = reply {
@@ -668,6 +738,391 @@ impl Committer {
                 Ok(())
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the fields of Op::Post, unpacked
+    fn post(
+        &mut self,
+        principal: Principal,
+        mut draft: AlertDraft,
+        route: Route,
+        idempotency_key: [u8; 16],
+        received_at: Timestamp,
+        reply: oneshot::Sender<Result<Receipt, RelayError>>,
+        records: &mut HashMap<AlertId, AlertRecord>,
+        after: &mut Vec<After>,
+    ) -> Result<(), CommitError> {
+        if let Some(id) = self
+            .index
+            .idempotency
+            .get(&(principal.clone(), idempotency_key))
+            .copied()
+        {
+            let receipt = self.record(&id, records)?.map(|r| receipt_of(&r, true));
+            match receipt {
+                Some(receipt) => after.push(After::Receipt { reply, receipt }),
+                None => after.push(After::Refusal {
+                    reply,
+                    error: RelayError::new(
+                        ErrorCode::UnknownAlert,
+                        format!("alert {id} of this idempotency key is gone"),
+                    ),
+                }),
+            }
+            return Ok(());
+        }
+        let refused = |reason, detail: String, recipient: Option<String>, draft: &AlertDraft| {
+            Event::Refused {
+                principal: Some(principal.to_string()),
+                reason,
+                detail,
+                category: Some(draft.category),
+                recipient,
+                alert: draft.references,
+            }
+        };
+        // Decide the recipients.
+        let mut withheld: Vec<(UnitRef, String)> = Vec::new();
+        let disclosures = match route {
+            Route::New(d) => d,
+            Route::FollowUp(agreement) => {
+                let Some(root) = draft.references else {
+                    let e = RelayError::new(
+                        ErrorCode::BadRequest,
+                        "references: required for an update, located or cancel",
+                    );
+                    return self.refuse_post(
+                        reply,
+                        after,
+                        refused(RefusalReason::Invalid, e.message.clone(), None, &draft),
+                        e,
+                    );
+                };
+                let Some(t) = self.index.threads.get(&root) else {
+                    let e = RelayError::new(
+                        ErrorCode::UnknownAlert,
+                        format!("{principal}: {root} is not an alert of this relay (updates, located and cancel refer to the original alert's id)"),
+                    );
+                    return self.refuse_post(
+                        reply,
+                        after,
+                        refused(RefusalReason::UnknownAlert, e.message.clone(), None, &draft),
+                        e,
+                    );
+                };
+                if t.sender_party != principal.party() {
+                    let e = RelayError::new(
+                        ErrorCode::NotOwner,
+                        format!(
+                            "{principal}: only party {} may {} alert {root}; nothing was posted",
+                            t.sender_party, draft.kind
+                        ),
+                    );
+                    return self.refuse_post(
+                        reply,
+                        after,
+                        refused(RefusalReason::NotOwner, e.message.clone(), None, &draft),
+                        e,
+                    );
+                }
+                if t.state.is_closed() {
+                    let e = RelayError::new(
+                        ErrorCode::Closed,
+                        format!(
+                            "{principal}: alert {root} is {} and takes no {}; nothing was posted",
+                            t.state, draft.kind
+                        ),
+                    );
+                    return self.refuse_post(
+                        reply,
+                        after,
+                        refused(RefusalReason::UnknownAlert, e.message.clone(), None, &draft),
+                        e,
+                    );
+                }
+                // A follow-up keeps the category of its alert and lives as long as it.
+                draft.category = t.category;
+                let original_received = t
+                    .members
+                    .first()
+                    .map(|m| m.unix_ms() as i64)
+                    .unwrap_or(received_at.0);
+                draft.expires_at = Some(match (draft.kind, draft.expires_at) {
+                    (Kind::Update, Some(e))
+                        if e.0 <= original_received + filet_proto::alert::MAX_EXPIRY_MS =>
+                    {
+                        e
+                    }
+                    _ => t.expires_at,
+                });
+                if matches!(draft.kind, Kind::Located | Kind::Cancel) {
+                    // The closing message must reach nodes that connect later, even if
+                    // the alert would have expired sooner.
+                    draft.expires_at = Some(Timestamp(
+                        t.expires_at.0.max(received_at.0 + DEFAULT_EXPIRY_MS),
+                    ));
+                }
+                let mut d = Vec::new();
+                for unit in &t.recipients {
+                    match agreement.permits(&principal.unit, unit, t.category) {
+                        Some(x) => d.push(x),
+                        None => withheld.push((
+                            unit.clone(),
+                            format!(
+                                "no rule of agreement {} v{} permits {} to send {} alerts to {} any more: the {} is not sent",
+                                agreement.id, agreement.version, principal.unit, t.category, unit, draft.kind
+                            ),
+                        )),
+                    }
+                }
+                d
+            }
+        };
+        if let Some(full) = disclosures.iter().find(|d| {
+            self.index
+                .mailbox_len
+                .get(&d.recipient)
+                .copied()
+                .unwrap_or(0)
+                >= self.cfg.mailbox_max
+        }) {
+            let detail = format!(
+                "the mailbox of {} is full ({} alerts waiting, the limit); nothing was posted",
+                full.recipient, self.cfg.mailbox_max
+            );
+            let ev = refused(
+                RefusalReason::MailboxFull,
+                detail.clone(),
+                Some(full.recipient.to_string()),
+                &draft,
+            );
+            return self.refuse_post(
+                reply,
+                after,
+                ev,
+                RelayError::new(ErrorCode::MailboxFull, detail),
+            );
+        }
+        let id = AlertId::from_parts(received_at.0.max(0) as u64, self.random()?);
+        let salt: [u8; 32] = self.random()?;
+        let content_json = serde_json::to_vec(&draft.content).unwrap_or_default();
+        let expires_at = draft.expires_at.unwrap_or(received_at);
+        let envelope = Envelope {
+            id,
+            kind: draft.kind,
+            references: draft.references,
+            category: draft.category,
+            status: draft.status,
+            risk: draft.risk,
+            language: draft.language,
+            sender: principal.clone(),
+            received_at,
+            expires_at,
+        };
+        let subject_ref = draft
+            .content
+            .subject
+            .reference
+            .as_deref()
+            .map(|r| subject_ref_mac(&self.subject_key, r));
+        let posted_index = self.entry(Event::Posted {
+            alert: id,
+            kind: draft.kind,
+            references: draft.references,
+            category: draft.category,
+            status: draft.status,
+            risk: draft.risk,
+            sender: principal.clone(),
+            expires_at,
+            commitment: commitment(&salt, &content_json),
+            subject_ref,
+            recipients: disclosures.iter().map(|d| d.recipient.clone()).collect(),
+        })?;
+        let mut recipients = Vec::with_capacity(disclosures.len());
+        for d in &disclosures {
+            let seq = self.index.next_seq;
+            self.index.next_seq += 1;
+            let idx = self.entry(Event::Disclosed {
+                alert: id,
+                sender: principal.clone(),
+                recipient: d.recipient.clone(),
+                category: draft.category,
+                status: draft.status,
+                rules: d.rules.clone(),
+                legal_bases: d.legal_bases.clone(),
+                fields: d.fields,
+            })?;
+            recipients.push(RecipientRecord::new(d, seq, idx));
+            after.push(After::Publish {
+                unit: d.recipient.clone(),
+                seq,
+                alert: id,
+            });
+        }
+        for (unit, reason) in withheld {
+            self.index.withheld.insert((id, unit.clone()));
+            self.entry(Event::Withheld {
+                alert: id,
+                sender: principal.clone(),
+                recipient: unit,
+                reason,
+            })?;
+        }
+        let kind = draft.kind;
+        let note = draft.note.clone();
+        let rec = AlertRecord {
+            envelope,
+            content: Some(draft.content),
+            note: draft.note,
+            salt,
+            idempotency_key,
+            posted_index,
+            recipients,
+            state: AlertState::Active,
+            history: if kind == Kind::Alert {
+                vec![HistoryItem {
+                    kind: Some(Kind::Alert),
+                    id,
+                    at: received_at,
+                    note: None,
+                }]
+            } else {
+                Vec::new()
+            },
+            closed_at: None,
+            purged: false,
+        };
+        self.index.insert(&rec);
+        after.push(After::Receipt {
+            reply,
+            receipt: receipt_of(&rec, false),
+        });
+        records.insert(id, rec);
+        if kind != Kind::Alert {
+            // The original records the step and its new state.
+            let root = draft.references.unwrap_or(id);
+            if let Some(mut orig) = self.record(&root, records)? {
+                orig.history.push(HistoryItem {
+                    kind: Some(kind),
+                    id,
+                    at: received_at,
+                    note,
+                });
+                orig.state = match kind {
+                    Kind::Located => AlertState::Located,
+                    Kind::Cancel => AlertState::Cancelled,
+                    _ => AlertState::Updated,
+                };
+                if kind == Kind::Update {
+                    orig.envelope.expires_at = expires_at;
+                }
+                if orig.state.is_closed() {
+                    orig.closed_at = Some(received_at);
+                }
+                if let Some(t) = self.index.threads.get_mut(&root) {
+                    t.state = orig.state;
+                    t.closed_at = orig.closed_at;
+                    if kind == Kind::Update {
+                        t.expires_at = expires_at;
+                    }
+                }
+                self.index.reschedule(root);
+                records.insert(root, orig);
+            }
+        }
+        Ok(())
+    }
+
+    /// Expires open alerts past their expiry time and purges closed ones past retention.
+    fn timers(
+        &mut self,
+        records: &mut HashMap<AlertId, AlertRecord>,
+        after: &mut Vec<After>,
+    ) -> Result<(), CommitError> {
+        let now = self.clock.now();
+        let due: Vec<AlertId> = self
+            .index
+            .expiry
+            .range(..=(now.0, AlertId([0xff; 16])))
+            .map(|(_, id)| *id)
+            .collect();
+        for root in due {
+            let Some(mut orig) = self.record(&root, records)? else {
+                continue;
+            };
+            let members = self
+                .index
+                .threads
+                .get(&root)
+                .map(|t| t.members.clone())
+                .unwrap_or_default();
+            self.entry(Event::Expired {
+                alert: root,
+                sender: orig.envelope.sender.clone(),
+            })?;
+            orig.state = AlertState::Expired;
+            orig.closed_at = Some(now);
+            orig.history.push(HistoryItem {
+                kind: None,
+                id: root,
+                at: now,
+                note: None,
+            });
+            if let Some(t) = self.index.threads.get_mut(&root) {
+                t.state = AlertState::Expired;
+                t.closed_at = Some(now);
+            }
+            self.index.reschedule(root);
+            records.insert(root, orig);
+            // Expired alerts are no longer delivered: out of every mailbox.
+            for m in members {
+                for (unit, seq) in self.index.unpend(&m) {
+                    after.push(After::Unpublish { unit, seq });
+                }
+            }
+        }
+        let due: Vec<AlertId> = self
+            .index
+            .purge
+            .range(..=(now.0, AlertId([0xff; 16])))
+            .map(|(_, id)| *id)
+            .collect();
+        for root in due {
+            let members = self
+                .index
+                .threads
+                .get(&root)
+                .map(|t| t.members.clone())
+                .unwrap_or_default();
+            for m in members {
+                let Some(mut rec) = self.record(&m, records)? else {
+                    continue;
+                };
+                if rec.purged {
+                    continue;
+                }
+                self.entry(Event::Purged {
+                    alert: m,
+                    sender: rec.envelope.sender.clone(),
+                })?;
+                rec.content = None;
+                rec.note = None;
+                rec.salt = [0; 32];
+                rec.purged = true;
+                for h in rec.history.iter_mut() {
+                    h.note = None;
+                }
+                for (unit, seq) in self.index.unpend(&m) {
+                    after.push(After::Unpublish { unit, seq });
+                }
+                records.insert(m, rec);
+            }
+            if let Some(t) = self.index.threads.get_mut(&root) {
+                t.purged = true;
+            }
+            self.index.reschedule(root);
+        }
+        Ok(())
     }
 }
 
@@ -688,7 +1143,13 @@ fn fail_op(op: Op, e: Option<&CommitError>) {
         } => {
             let _ = reply.send(Err(err));
         }
-        Op::Audit { reply: None, .. } | Op::Delivered { .. } | Op::Withheld { .. } => {}
+        Op::Tick { reply: Some(reply) } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::Audit { reply: None, .. }
+        | Op::Tick { reply: None }
+        | Op::Delivered { .. }
+        | Op::Withheld { .. } => {}
     }
 }
 

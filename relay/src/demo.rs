@@ -13,10 +13,10 @@ use std::time::Duration;
 use filet_client::audit::{entry_line, fetch_and_verify};
 use filet_client::render::{alert_text, receipt_text};
 use filet_client::{Node, NodeConfig};
-use filet_proto::alert::{AlertFile, Disclosed, FieldPath};
+use filet_proto::alert::{AlertFile, AlertState, Disclosed, FieldPath, Kind};
 use filet_proto::checkpoint::NoteVerifier;
 use filet_proto::wire::{ErrorCode, Receipt};
-use filet_proto::{Selector, UnitRef};
+use filet_proto::{AlertDraft, AlertId, Selector, UnitRef};
 use tokio::sync::mpsc;
 
 use crate::clock::SystemClock;
@@ -69,6 +69,17 @@ async fn next_push(rx: &mut mpsc::Receiver<Disclosed>) -> Option<Disclosed> {
         .await
         .ok()
         .flatten()
+}
+
+/// Acknowledges `id` from the node named `who`.
+async fn n_ack(who: &str, rts: &Node, ikat: &Node, cjq: &Node, id: AlertId) -> anyhow::Result<()> {
+    let n = match who {
+        "DPJ/RTS" => rts,
+        "SPVQ/IKAT" => ikat,
+        _ => cjq,
+    };
+    n.ack(id).await?;
+    Ok(())
 }
 
 fn u(s: &str) -> UnitRef {
@@ -126,6 +137,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
     let relay = Relay::start(cfg, Arc::new(SystemClock)).await?;
     let addr = relay.local_addr()?.to_string();
     let verifier = NoteVerifier::parse(relay.verifier_key())?;
+    let relay_key = relay.verifier_key().to_owned();
     t.say(
         "relay",
         &format!("listening on {addr} (QUIC, ALPN filet/1, TLS 1.3, client certificates required)"),
@@ -282,7 +294,67 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
         "an acknowledged alert leaves the unit's mailbox",
     );
 
-    // 11. The auditor lists and verifies the log.
+    // 11. The investigator refines the alert, then the youth is located.
+    let mut update = draft.clone();
+    update.kind = Kind::Update;
+    update.references = Some(id);
+    update.risk = filet_proto::Risk::Extreme;
+    update.content.last_seen.place = Some("Gare du Palais, quai 2".into());
+    update.content.last_seen.geo = None;
+    t.say(
+        "SPVQ/ESM",
+        "updates the alert: seen at Gare du Palais, risk now extreme",
+    );
+    let up = esm.post(update).await?;
+    t.say("SPVQ/ESM", &receipt_text(&up));
+    let mut seen_update = Vec::new();
+    for (rx, who) in [
+        (&mut rts_rx, "DPJ/RTS"),
+        (&mut ikat_rx, "SPVQ/IKAT"),
+        (&mut cjq_rx, "CJQ/PIVOT"),
+    ] {
+        if let Some(d) = next_push(rx).await {
+            t.say(who, &format!("pushed:\n{}", alert_text(&d)));
+            seen_update.push(
+                d.envelope.references == Some(id)
+                    && d.state == AlertState::Updated
+                    && d.envelope.kind == Kind::Update,
+            );
+        }
+    }
+    t.check(
+        seen_update.len() == 3 && seen_update.iter().all(|x| *x),
+        "every recipient that received the alert received the update (state updated)",
+    );
+    let mut located = AlertDraft::new(draft.category, draft.risk, "", "");
+    located.content = Default::default();
+    located.kind = Kind::Located;
+    located.references = Some(id);
+    located.note = Some("Retrouvée saine et sauve, prise en charge par la DPJ".into());
+    t.say("SPVQ/ESM", "marks the youth located");
+    let loc = esm.post(located).await?;
+    t.say("SPVQ/ESM", &receipt_text(&loc));
+    let mut seen_located = Vec::new();
+    for (rx, who) in [
+        (&mut rts_rx, "DPJ/RTS"),
+        (&mut ikat_rx, "SPVQ/IKAT"),
+        (&mut cjq_rx, "CJQ/PIVOT"),
+    ] {
+        if let Some(d) = next_push(rx).await {
+            t.say(who, &format!("pushed:\n{}", alert_text(&d)));
+            seen_located.push(d.envelope.kind == Kind::Located && d.state == AlertState::Located);
+            n_ack(who, &rts, &ikat, &cjq, d.envelope.id).await?;
+        }
+    }
+    n_ack("DPJ/RTS", &rts, &ikat, &cjq, up.alert).await?;
+    n_ack("SPVQ/IKAT", &rts, &ikat, &cjq, up.alert).await?;
+    n_ack("CJQ/PIVOT", &rts, &ikat, &cjq, up.alert).await?;
+    t.check(
+        seen_located.len() == 3 && seen_located.iter().all(|x| *x),
+        "every recipient of the original was told the youth is located: nobody keeps searching",
+    );
+
+    // 12. The auditor lists and verifies the log.
     let auditor = node(&pki, "TABLE/CONFORMITE", &addr).await?;
     let log = fetch_and_verify(&auditor, &verifier).await?;
     t.say(
@@ -336,6 +408,44 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
             .and_then(|e| e.relay_error())
             .is_some_and(|r| r.code == ErrorCode::AuditDenied),
         "a unit without audit rights (CSSC/PIVOT) is refused the log",
+    );
+
+    // 13. The auditor keeps an offline copy, verifies it without the relay, and reports.
+    let audit_dir = dir.join("audit-table");
+    let pulled =
+        filet_client::audit_dir::pull(&auditor, &audit_dir, Some(relay_key.as_str())).await?;
+    let offline = filet_client::audit_dir::verify(&audit_dir, None)?;
+    t.say(
+        "TABLE/CONFORMITE",
+        &format!(
+            "pulled {} entries into {}; verified offline: checkpoint of {} entries",
+            pulled.new_entries,
+            audit_dir.display(),
+            offline.checkpoint.size
+        ),
+    );
+    let entries = filet_client::audit_dir::AuditDir::open(&audit_dir)?.entries()?;
+    let opts = filet_client::report::ReportOptions {
+        from: None,
+        to: None,
+        party: None,
+        unacked_after_ms: 60 * 60_000,
+        now: filet_proto::Timestamp::now(),
+    };
+    let report = filet_client::report::build(&entries, &opts);
+    t.say(
+        "TABLE/CONFORMITE",
+        &format!(
+            "report:\n{}",
+            filet_client::report::to_table(&report, &opts)
+        ),
+    );
+    t.check(
+        report.lifecycle.get("actual alert") == Some(&1)
+            && report.lifecycle.get("actual update") == Some(&1)
+            && report.lifecycle.get("actual located") == Some(&1)
+            && report.refusals.get("not_permitted") == Some(&1),
+        "the report shows the whole life of the alert (alert, update, located) and the refusal",
     );
 
     for n in [esm, rts, ikat, cssc, cjq, auditor, unit_auditor] {

@@ -45,7 +45,7 @@ use tracing::{info, warn};
 
 use crate::audit_log::{AuditLog, AuditLogError};
 use crate::clock::Clock;
-use crate::commit::{CommitConfig, CommitError, CommitStats, Committer, Index};
+use crate::commit::{CommitConfig, CommitError, CommitStats, Committer, Index, Op};
 use crate::config::RelayConfig;
 use crate::hub::Hub;
 use crate::identity::{IdentityError, Pki};
@@ -208,11 +208,38 @@ impl Keys {
     }
 }
 
+/// A weak handle on a running relay.
+#[derive(Clone)]
+pub struct RelayHandle {
+    ops: mpsc::WeakSender<Op>,
+}
+
+impl RelayHandle {
+    /// Runs the timers now (expiry, retention purge) and waits until what they did is
+    /// durable; returns the audit log size. Tests move a [`clock::ManualClock`] and call
+    /// this instead of sleeping.
+    ///
+    /// # Errors
+    /// [`server::Stopped`] if the relay is stopping.
+    pub async fn run_timers(&self) -> Result<u64, server::Stopped> {
+        let ops = self.ops.upgrade().ok_or(server::Stopped)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ops.send(Op::Tick { reply: Some(tx) })
+            .await
+            .map_err(|_| server::Stopped)?;
+        drop(ops);
+        rx.await
+            .map_err(|_| server::Stopped)?
+            .map_err(|_| server::Stopped)
+    }
+}
+
 /// A started relay: storage open and recovered, endpoint bound, commit thread running.
 pub struct Relay {
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
     committer: Option<std::thread::JoinHandle<Result<(), CommitError>>>,
+    committer_died: Option<tokio::sync::oneshot::Receiver<()>>,
     verifier_key: String,
     stats: Arc<CommitStats>,
 }
@@ -320,9 +347,17 @@ impl Relay {
             }
         })?;
         let (ops, rx) = mpsc::channel(cfg.commit.queue.max(1));
+        let (died_tx, died_rx) = tokio::sync::oneshot::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("filet-commit".into())
-            .spawn(move || committer.run(rx))
+            .spawn(move || {
+                let r = committer.run(rx);
+                if let Err(e) = &r {
+                    tracing::error!("the commit thread stopped: {e}; the relay stops (nothing after the last receipt was acknowledged)");
+                }
+                let _ = died_tx.send(());
+                r
+            })
             .map_err(|e| data_err(&cfg.data_dir, e))?;
         let shared = Arc::new(Shared {
             agreement: RwLock::new(Arc::new(agreement)),
@@ -340,6 +375,7 @@ impl Relay {
             shared,
             endpoint,
             committer: Some(handle),
+            committer_died: Some(died_rx),
             verifier_key,
             stats,
         })
@@ -363,6 +399,13 @@ impl Relay {
         self.stats.clone()
     }
 
+    /// A handle for tests and tools: run the timers now. It does not keep the relay alive.
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle {
+            ops: self.shared.ops.downgrade(),
+        }
+    }
+
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests
     /// finish, closes connections, and flushes the store and the audit log.
     ///
@@ -373,15 +416,43 @@ impl Relay {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), RelayError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Timers (expiry, retention purge) run every second inside the relay.
+        let ops = self.shared.ops.clone();
+        let ticker = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if ops.send(Op::Tick { reply: None }).await.is_err() {
+                    return;
+                }
+            }
+        });
         let serve = server::serve(self.shared.clone(), self.endpoint.clone(), stop_rx);
         tokio::pin!(serve);
+        let died = self.committer_died.take();
+        let died = async move {
+            match died {
+                Some(d) => {
+                    let _ = d.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             _ = &mut serve => {}
             _ = shutdown => {
                 let _ = stop_tx.send(true);
                 serve.await;
             }
+            _ = died => {
+                // A storage error: stop serving at once; the error is returned below.
+                let _ = stop_tx.send(true);
+                serve.await;
+            }
         }
+        ticker.abort();
+        let _ = ticker.await;
         self.endpoint.wait_idle().await;
         // Every sender of the op channel is in `shared`: dropping the last one ends the
         // commit thread after it has committed what was queued.

@@ -26,7 +26,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::audit_log::AuditReader;
 use crate::clock::Clock;
-use crate::commit::Op;
+use crate::commit::{Op, Route};
 use crate::config::Limits;
 use crate::hub::Hub;
 use crate::identity;
@@ -41,6 +41,11 @@ const OUT_QUEUE: usize = 256;
 const DELIVERY_CHUNK: usize = 64;
 /// How long a shutting-down connection waits for its in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The relay is stopping.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the relay is stopping")]
+pub struct Stopped;
 
 /// What every connection task shares.
 pub struct Shared {
@@ -378,14 +383,14 @@ async fn deliveries(
 /// The alert as this connection's unit may see it now, or `None` (gone, expired, or no
 /// longer permitted — then withheld and audited).
 async fn disclose(ctx: &ConnCtx, id: AlertId, seq: u64) -> Option<Disclosed> {
-    let rec = match ctx.shared.store.get(&id) {
-        Ok(Some(r)) => r,
-        Ok(None) => return None,
+    let read = |id: &AlertId| match ctx.shared.store.get(id) {
+        Ok(r) => r,
         Err(e) => {
             warn!("cannot read alert {id}: {e}");
-            return None;
+            None
         }
     };
+    let rec = read(&id)?;
     let unit = ctx.unit();
     let r = rec.recipients.iter().find(|r| r.unit == *unit)?;
     let content = rec.content.as_ref()?;
@@ -410,6 +415,14 @@ async fn disclose(ctx: &ConnCtx, id: AlertId, seq: u64) -> Option<Disclosed> {
             .await;
         return None;
     };
+    // The state and history of the alert this message belongs to.
+    let (state, history) = if rec.envelope.references.is_some() {
+        read(&rec.root())
+            .map(|o| (o.state, o.history))
+            .unwrap_or((rec.state, Vec::new()))
+    } else {
+        (rec.state, rec.history.clone())
+    };
     // Never more than was disclosed (and logged) at posting time.
     let fields = r.fields.intersection(now.fields);
     Some(Disclosed {
@@ -419,6 +432,79 @@ async fn disclose(ctx: &ConnCtx, id: AlertId, seq: u64) -> Option<Disclosed> {
         rules: r.rules.clone(),
         fields,
         seq,
+        state,
+        history,
+    })
+}
+
+/// `GetAlert`: the sender's party sees its whole alert and its recipients; a recipient
+/// unit sees what it may (a delivery, logged as such); anyone else learns nothing.
+async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
+    let unknown = || {
+        RelayError::new(
+            ErrorCode::UnknownAlert,
+            format!("alert {id} is not visible to {}", ctx.unit()),
+        )
+    };
+    let rec = ctx
+        .shared
+        .store
+        .get(&id)
+        .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
+        .ok_or_else(unknown)?;
+    if rec.envelope.sender.party() == ctx.principal.party() {
+        let (state, history) = match rec.envelope.references {
+            Some(root) => ctx
+                .shared
+                .store
+                .get(&root)
+                .ok()
+                .flatten()
+                .map(|o| (o.state, o.history))
+                .unwrap_or((rec.state, Vec::new())),
+            None => (rec.state, rec.history.clone()),
+        };
+        let content = rec.content.clone().unwrap_or_default();
+        return Ok(Response::Alert {
+            alert: Disclosed {
+                envelope: rec.envelope.clone(),
+                fields: content.present(),
+                content,
+                note: rec.note.clone(),
+                rules: Vec::new(),
+                seq: 0,
+                state,
+                history,
+            },
+            recipients: rec.recipients.iter().map(|r| r.unit.clone()).collect(),
+        });
+    }
+    let seq = rec
+        .recipients
+        .iter()
+        .find(|r| r.unit == *ctx.unit())
+        .map(|r| r.seq)
+        .ok_or_else(unknown)?;
+    let d = disclose(ctx, id, seq).await.ok_or_else(|| {
+        RelayError::new(
+            ErrorCode::Closed,
+            format!(
+                "alert {id} is expired, purged or no longer permitted for {}",
+                ctx.unit()
+            ),
+        )
+    })?;
+    ctx.shared
+        .op(Op::Delivered {
+            alert: id,
+            sender: d.envelope.sender.clone(),
+            node: ctx.principal.clone(),
+            fields: d.fields,
+        })
+        .await?;
+    Ok(Response::Alert {
+        alert: d,
+        recipients: Vec::new(),
     })
 }
 
@@ -448,6 +534,7 @@ async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError>
             })??;
             Ok(Response::Acked { alert, audit_index })
         }
+        Request::GetAlert { alert } => get_alert(ctx, alert).await,
         Request::AuditCheckpoint => Ok(Response::Checkpoint(
             ctx.shared
                 .latest_checkpoint
@@ -569,16 +656,11 @@ async fn post(
             });
         }
     };
-    if valid.kind != Kind::Alert {
-        return Err(RelayError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "kind {} is not accepted by this relay yet; post a new alert",
-                valid.kind
-            ),
-        ));
-    }
     let agreement = ctx.shared.agreement();
+    if valid.kind != Kind::Alert {
+        // The commit thread knows the alert's life: it routes the follow-up.
+        return commit_post(ctx, valid, Route::FollowUp(agreement), idempotency_key, now).await;
+    }
     let disclosures = match agreement.route(ctx.unit(), valid.category, &valid.to) {
         Ok(d) => d,
         Err(refusal) => {
@@ -600,14 +682,24 @@ async fn post(
             return Err(RelayError::new(ErrorCode::NotPermitted, message));
         }
     };
+    commit_post(ctx, valid, Route::New(disclosures), idempotency_key, now).await
+}
+
+async fn commit_post(
+    ctx: &ConnCtx,
+    draft: AlertDraft,
+    route: Route,
+    idempotency_key: [u8; 16],
+    received_at: filet_proto::Timestamp,
+) -> Result<Response, RelayError> {
     let (tx, rx) = oneshot::channel();
     ctx.shared
         .op(Op::Post {
             principal: ctx.principal.clone(),
-            draft: valid,
-            disclosures,
+            draft,
+            route,
             idempotency_key,
-            received_at: now,
+            received_at,
             reply: tx,
         })
         .await?;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use filet_proto::agreement::Disclosure;
-use filet_proto::alert::{Content, Envelope, FieldSet};
+use filet_proto::alert::{AlertState, Content, Envelope, FieldSet, HistoryItem};
 use filet_proto::codec;
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
 use serde::{Deserialize, Serialize};
@@ -116,6 +116,21 @@ pub struct AlertRecord {
     pub posted_index: u64,
     /// Recipient units, in unit order.
     pub recipients: Vec<RecipientRecord>,
+    /// For an original alert: its current state (follow-ups keep `Active`).
+    pub state: AlertState,
+    /// For an original alert: its life so far (follow-ups keep it empty).
+    pub history: Vec<HistoryItem>,
+    /// For an original alert: when it was closed (located, cancelled, expired).
+    pub closed_at: Option<Timestamp>,
+    /// The content was purged at the end of retention.
+    pub purged: bool,
+}
+
+impl AlertRecord {
+    /// The original alert of this message's thread (itself for an original).
+    pub fn root(&self) -> AlertId {
+        self.envelope.references.unwrap_or(self.envelope.id)
+    }
 }
 
 /// The sled database and its trees. Cloning is cheap and shares the database: the commit
