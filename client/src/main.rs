@@ -689,6 +689,18 @@ fn refusal_context(e: ClientError) -> anyhow::Error {
     anyhow::Error::new(e).context(msg)
 }
 
+/// A refusal that retrying will not cure: the certificate is refused, revoked, expired, or
+/// names a unit the agreement does not know.
+fn is_permanent(e: &ClientError) -> bool {
+    match e {
+        ClientError::Connection(m) => {
+            m.contains("TLS alert") || m.contains("is not a party") || m.contains("is not a unit")
+        }
+        ClientError::File { .. } | ClientError::Tls(_) => true,
+        _ => false,
+    }
+}
+
 /// `inbox --follow`: subscribe, print each alert once, reconnect with backoff.
 async fn follow(cli: &Cli) -> Result<(), Failure> {
     let cfg = node_config(cli)?;
@@ -698,7 +710,7 @@ async fn follow(cli: &Cli) -> Result<(), Failure> {
     loop {
         let node = match Node::connect(&cfg).await {
             Ok(n) => n,
-            Err(e) if connected_once => {
+            Err(e) if connected_once && !is_permanent(&e) => {
                 eprintln!("filet: relay unavailable ({e}); retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -708,7 +720,7 @@ async fn follow(cli: &Cli) -> Result<(), Failure> {
         };
         let mut rx = match node.subscribe().await {
             Ok(rx) => rx,
-            Err(e) if connected_once => {
+            Err(e) if connected_once && !is_permanent(&e) => {
                 eprintln!("filet: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -437,7 +437,7 @@ pub fn to_json(r: &Report) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use filet_proto::alert::{Category, FieldSet, Kind, Risk};
+    use filet_proto::alert::{Category, FieldSet, Kind, Risk, Status};
     use filet_proto::audit::RefusalReason;
     use filet_proto::Principal;
 

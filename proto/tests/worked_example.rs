@@ -3,6 +3,9 @@
 //! is pinned; the same values were recomputed independently with Python's hashlib and
 //! PyNaCl when the document was written (see the document).
 
+// A test: a panic is the failure, with its message.
+#![allow(clippy::unwrap_used)]
+
 use filet_proto::audit::hex;
 use filet_proto::checkpoint::{open_checkpoint, Checkpoint, NoteSigner, NoteVerifier};
 use filet_proto::merkle::{self, MemoryTree};

@@ -337,6 +337,7 @@ pub struct Committer {
     cfg: CommitConfig,
     /// Statistics: batches committed and ops in them.
     pub stats: Arc<CommitStats>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Counters the benchmark and metrics read.
@@ -396,6 +397,7 @@ impl Committer {
         latest_checkpoint: Arc<RwLock<String>>,
         clock: Arc<dyn Clock>,
         cfg: CommitConfig,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Committer {
             log,
@@ -410,6 +412,7 @@ impl Committer {
             rng: SystemRandom::new(),
             cfg,
             stats: Arc::new(CommitStats::default()),
+            metrics,
         }
     }
 
@@ -442,6 +445,7 @@ impl Committer {
     /// Audit log errors.
     pub fn append(&mut self, event: Event) -> Result<u64, CommitError> {
         let now = self.clock.now();
+        self.metrics.event(&event);
         let e = Entry::new(self.log.size(), now, event);
         Ok(self.log.append(&e.to_bytes())?)
     }
@@ -455,6 +459,7 @@ impl Committer {
     }
 
     fn durable(&mut self, records: &HashMap<AlertId, AlertRecord>) -> Result<String, CommitError> {
+        let started = std::time::Instant::now();
         let size = self.log.commit()?;
         let root = self.log.root(size)?;
         let cp = Checkpoint {
@@ -472,6 +477,7 @@ impl Committer {
         }
         self.store.set_audit_state(size, &note)?;
         self.store.flush()?;
+        self.metrics.flush.observe(started.elapsed().as_secs_f64());
         *self
             .latest_checkpoint
             .write()
@@ -519,6 +525,7 @@ impl Committer {
         };
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.batches.fetch_add(1, Relaxed);
+        self.metrics.batch.observe(n_ops as f64);
         self.stats.ops.fetch_add(n_ops, Relaxed);
         self.stats.posts.fetch_add(posts, Relaxed);
         // Publish first, then answer: a node that acts on an answer sees the new state.

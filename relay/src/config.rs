@@ -156,6 +156,14 @@ pub struct AuditSettings {
     pub origin: Option<String>,
 }
 
+/// Metrics settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// HTTP address of `GET /metrics`; off when not set.
+    pub listen: Option<SocketAddr>,
+}
+
 /// The file form of the configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +179,8 @@ struct FileConfig {
     commit: CommitSettings,
     #[serde(default)]
     audit: AuditSettings,
+    #[serde(default)]
+    metrics: MetricsSettings,
 }
 
 /// The relay's complete, checked settings.
@@ -190,6 +200,8 @@ pub struct RelayConfig {
     pub commit: CommitSettings,
     /// Audit log.
     pub audit: AuditSettings,
+    /// Metrics endpoint.
+    pub metrics: MetricsSettings,
 }
 
 /// Command-line values that override the file.
@@ -204,6 +216,60 @@ pub struct Overrides {
     /// `--pki` (a filet-certs directory).
     pub pki_dir: Option<PathBuf>,
 }
+
+/// The `relay.toml` that `filet-relay init` writes: every setting, commented out at its
+/// default, except the paths.
+pub const TEMPLATE: &str = r#"# Filet relay configuration. Relative paths are relative to this file's directory.
+# Unknown keys are errors. Every commented setting shows its default.
+
+# UDP address of the QUIC endpoint (loopback by default; use the public address to serve nodes).
+# listen = "127.0.0.1:4433"
+
+# Alert store, audit log and the relay's keys (back this directory up; see docs/operations.md).
+data_dir = "data"
+
+# The information-sharing agreement (reload it live with SIGHUP or `filet-relay reload`).
+agreement = "agreement.toml"
+
+# The agreement's PKI as `filet-certs` writes it: ca.crt.pem, relay.crt.pem, relay.key.pem, crl.pem.
+pki_dir = "pki"
+# Or each file:
+# [pki]
+# ca = "pki/ca.crt.pem"
+# cert = "pki/relay.crt.pem"
+# key = "pki/relay.key.pem"
+# crl = "pki/crl.pem"
+
+[limits]
+# Open connections; more are refused.
+# max_connections = 1000
+# Concurrent bidirectional streams per connection.
+# max_streams_per_connection = 8
+# A silent connection is closed after this many seconds (nodes send keep-alives every 10 s).
+# idle_timeout_secs = 60
+# A frame that has started must complete within this many seconds.
+# frame_timeout_secs = 10
+# Pipelined requests per stream before the relay stops reading it.
+# max_in_flight_per_stream = 64
+# Posts per principal per minute (0: no limit); more are refused with a retry delay.
+# posts_per_minute = 600
+# Unacknowledged alerts per unit; a post to a full mailbox is refused whole, nothing accepted is dropped.
+# mailbox_max = 10000
+
+[commit]
+# Most operations in one group commit.
+# max_batch = 1024
+# Operations queued for the commit thread; when full, connections wait (never drop).
+# queue = 8192
+
+[audit]
+# The checkpoint origin (the log's name); fixed in the data directory at the first start.
+# origin = "filet.relay/<agreement id>"
+
+[metrics]
+# Prometheus text format over HTTP, on loopback by default; remove to disable.
+# listen = "127.0.0.1:9464"
+"#;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
@@ -268,6 +334,7 @@ impl RelayConfig {
             limits: fc.limits,
             commit: fc.commit,
             audit: fc.audit,
+            metrics: fc.metrics,
         })
     }
 }
@@ -301,6 +368,35 @@ mod tests {
             e.contains("relay.toml") && e.contains("mailbox_maxx") && e.contains("line 3"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_init_template_parses_and_names_every_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, TEMPLATE).unwrap();
+        let c = RelayConfig::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.commit, CommitSettings::default());
+        assert_eq!(c.metrics.listen, None);
+        for key in [
+            "max_connections",
+            "max_streams_per_connection",
+            "idle_timeout_secs",
+            "frame_timeout_secs",
+            "max_in_flight_per_stream",
+            "posts_per_minute",
+            "mailbox_max",
+            "max_batch",
+            "queue",
+            "origin",
+            "listen",
+        ] {
+            assert!(
+                TEMPLATE.contains(&format!("# {key} = ")),
+                "{key} is not documented in the template"
+            );
+        }
     }
 
     #[test]

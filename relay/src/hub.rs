@@ -76,6 +76,15 @@ impl Hub {
         })
     }
 
+    /// How many entries wait, for every unit that has had a mailbox.
+    pub fn depths(&self) -> Vec<(UnitRef, usize)> {
+        let units = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        units
+            .iter()
+            .map(|(u, b)| (u.clone(), b.pending.len()))
+            .collect()
+    }
+
     /// How many entries wait for `unit`.
     pub fn depth(&self, unit: &UnitRef) -> usize {
         self.with(unit, |b| b.pending.len())

@@ -3,11 +3,13 @@
 //! the fields it may see, and writes a tamper-evident audit log of every disclosure.
 //!
 //! Layout, one module per concept:
-//! - [`config`]: settings (`relay.toml`, flags) with documented defaults.
+//! - [`config`]: settings (`relay.toml`, flags) with documented defaults; [`control`]:
+//!   live reload of the agreement and CRL, the control socket, the connection registry.
 //! - [`identity`]: TLS settings and the principal of a connection (SPEC §3).
 //! - [`server`]: the QUIC endpoint, streams, requests, pushed deliveries (SPEC §6).
 //! - [`commit`]: the group-commit thread, sole writer of the store and the audit log.
 //! - [`store`]: alert records in sled; [`audit_log`]: the audit log files and Merkle tree.
+//! - [`metrics`]: Prometheus metrics over HTTP.
 //! - [`hub`]: published mailboxes; [`ratelimit`]: per-principal post limits;
 //!   [`clock`]: time, controllable in tests.
 //! - [`demo`]: the whole story in one process.
@@ -22,9 +24,11 @@ pub mod audit_log;
 pub mod clock;
 pub mod commit;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod hub;
 pub mod identity;
+pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod store;
@@ -212,6 +216,7 @@ impl Keys {
 #[derive(Clone)]
 pub struct RelayHandle {
     ops: mpsc::WeakSender<Op>,
+    control: mpsc::Sender<control::Control>,
 }
 
 impl RelayHandle {
@@ -232,6 +237,20 @@ impl RelayHandle {
             .map_err(|_| server::Stopped)?
             .map_err(|_| server::Stopped)
     }
+
+    /// Reloads the agreement and the CRL, as SIGHUP and `filet-relay reload` do; returns
+    /// what was done, or why nothing was.
+    ///
+    /// # Errors
+    /// The reason the reload was refused (file, line, rule), or that the relay stopped.
+    pub async fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.control
+            .send(control::Control::Reload(tx))
+            .await
+            .map_err(|_| "the relay is stopping".to_owned())?;
+        rx.await.map_err(|_| "the relay is stopping".to_owned())?
+    }
 }
 
 /// A started relay: storage open and recovered, endpoint bound, commit thread running.
@@ -240,6 +259,10 @@ pub struct Relay {
     endpoint: quinn::Endpoint,
     committer: Option<std::thread::JoinHandle<Result<(), CommitError>>>,
     committer_died: Option<tokio::sync::oneshot::Receiver<()>>,
+    control_tx: mpsc::Sender<control::Control>,
+    control_rx: Option<mpsc::Receiver<control::Control>>,
+    metrics_listener: Option<std::net::TcpListener>,
+    cfg: RelayConfig,
     verifier_key: String,
     stats: Arc<CommitStats>,
 }
@@ -294,6 +317,7 @@ impl Relay {
             }
         }
         let hub = Arc::new(Hub::default());
+        let metrics = Arc::new(metrics::Metrics::new());
         let latest_checkpoint = Arc::new(RwLock::new(checkpoint.unwrap_or_default()));
         let mut committer = Committer::new(
             log,
@@ -309,6 +333,7 @@ impl Relay {
                 max_batch: cfg.commit.max_batch.max(1),
                 mailbox_max: cfg.limits.mailbox_max,
             },
+            metrics.clone(),
         );
         let recovered = commit::recover(&mut committer, watermark)?;
         if recovered.dropped_records > 0 || !recovered.voided.is_empty() {
@@ -369,13 +394,27 @@ impl Relay {
             clock,
             rate: RateLimiter::new(cfg.limits.posts_per_minute),
             connections: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
-            limits: cfg.limits,
+            registry: control::Registry::default(),
+            metrics,
+            limits: cfg.limits.clone(),
         });
+        let (control_tx, control_rx) = mpsc::channel(16);
+        let metrics_listener = match cfg.metrics.listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|source| RelayError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Relay {
             shared,
             endpoint,
             committer: Some(handle),
             committer_died: Some(died_rx),
+            control_tx,
+            control_rx: Some(control_rx),
+            metrics_listener,
+            cfg,
             verifier_key,
             stats,
         })
@@ -399,10 +438,18 @@ impl Relay {
         self.stats.clone()
     }
 
+    /// The address of the metrics endpoint, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// A handle for tests and tools: run the timers now. It does not keep the relay alive.
     pub fn handle(&self) -> RelayHandle {
         RelayHandle {
             ops: self.shared.ops.downgrade(),
+            control: self.control_tx.clone(),
         }
     }
 
@@ -428,6 +475,48 @@ impl Relay {
                 }
             }
         });
+        // Reloads: from the handle, the control socket, and SIGHUP.
+        let mut control_rx = self.control_rx.take();
+        let (shared, endpoint, cfg) =
+            (self.shared.clone(), self.endpoint.clone(), self.cfg.clone());
+        let controller = tokio::spawn(async move {
+            let Some(rx) = control_rx.as_mut() else {
+                return;
+            };
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                let hup_recv = async {
+                    match hup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    req = rx.recv() => match req {
+                        Some(control::Control::Reload(reply)) => {
+                            let r = control::reload(&shared, &endpoint, &cfg).await;
+                            let _ = reply.send(r);
+                        }
+                        None => return,
+                    },
+                    _ = hup_recv => {
+                        info!("SIGHUP: reloading the agreement and the CRL");
+                        if let Err(e) = control::reload(&shared, &endpoint, &cfg).await {
+                            tracing::error!("reload refused: {e}");
+                        }
+                    }
+                }
+            }
+        });
+        let socket = tokio::spawn(control::serve_socket(
+            control::socket_path(&self.cfg.data_dir),
+            self.control_tx.clone(),
+        ));
+        let metrics_task = match self.metrics_listener.take() {
+            Some(l) => tokio::spawn(metrics::serve(l, self.shared.clone())),
+            None => tokio::spawn(async {}),
+        };
         let serve = server::serve(self.shared.clone(), self.endpoint.clone(), stop_rx);
         tokio::pin!(serve);
         let died = self.committer_died.take();
@@ -451,8 +540,11 @@ impl Relay {
                 serve.await;
             }
         }
-        ticker.abort();
-        let _ = ticker.await;
+        for t in [ticker, controller, socket, metrics_task] {
+            t.abort();
+            let _ = t.await;
+        }
+        let _ = std::fs::remove_file(control::socket_path(&self.cfg.data_dir));
         self.endpoint.wait_idle().await;
         // Every sender of the op channel is in `shared`: dropping the last one ends the
         // commit thread after it has committed what was queued.

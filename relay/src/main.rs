@@ -56,6 +56,26 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Create a relay home: relay.toml (every setting, commented at its default), data and
+    /// pki directories, the audit key; print the next steps.
+    Init {
+        /// The relay home to create.
+        #[arg(long)]
+        dir: PathBuf,
+        /// An agreement to copy in as agreement.toml (its id names the log).
+        #[arg(long)]
+        agreement: Option<PathBuf>,
+    },
+    /// Ask the relay running on this configuration (or data directory) to reload its
+    /// agreement and CRL; print what it did or why it refused.
+    Reload {
+        /// The relay's configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Or its data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the audit log's verifier key (C2SP signed-note format), creating the key on
     /// first use.
     AuditKey {
@@ -134,6 +154,77 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 Ok(ExitCode::from(3))
+            }
+        }
+        Command::Init { dir, agreement } => {
+            if dir.join("relay.toml").exists() {
+                anyhow::bail!(
+                    "{} already holds a relay.toml; nothing was changed",
+                    dir.display()
+                );
+            }
+            for d in [dir.clone(), dir.join("data"), dir.join("pki")] {
+                std::fs::create_dir_all(&d)?;
+            }
+            let template = filet_relay::config::TEMPLATE.replace(
+                "# listen = \"127.0.0.1:9464\"",
+                "listen = \"127.0.0.1:9464\"",
+            );
+            std::fs::write(dir.join("relay.toml"), template)?;
+            println!("wrote {}", dir.join("relay.toml").display());
+            if let Some(a) = &agreement {
+                let parsed = filet_relay::load_agreement(a)?;
+                std::fs::copy(a, dir.join("agreement.toml"))?;
+                println!(
+                    "wrote {} (agreement {} v{})",
+                    dir.join("agreement.toml").display(),
+                    parsed.id,
+                    parsed.version
+                );
+                let keys = Keys::load_or_create(&dir.join("data"), None, &parsed.id)?;
+                println!(
+                    "wrote {} (the audit signing key, mode 0600: back it up)",
+                    dir.join("data/keys/audit-ed25519.pk8").display()
+                );
+                println!(
+                    "audit verifier key (give it to the auditors): {}",
+                    keys.signer.verifier_key()
+                );
+            } else {
+                println!(
+                    "put the agreement in {}",
+                    dir.join("agreement.toml").display()
+                );
+            }
+            println!("next:");
+            println!(
+                "  filet-certs init --agreement {0}/agreement.toml --dir {0}/pki, then filet-certs relay and filet-certs node",
+                dir.display()
+            );
+            println!("  filet-relay serve --config {}/relay.toml", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload { config, data_dir } => {
+            let data_dir = match (config, data_dir) {
+                (_, Some(d)) => d,
+                (Some(c), None) => {
+                    let o = Overrides {
+                        pki_dir: Some(PathBuf::from(".")),
+                        ..Overrides::default()
+                    };
+                    RelayConfig::load(Some(&c), o)?.data_dir
+                }
+                (None, None) => anyhow::bail!("give --config relay.toml or --data-dir DIR"),
+            };
+            match filet_relay::control::request_reload(&data_dir).await {
+                Ok(s) => {
+                    println!("{s}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("filet-relay: reload refused: {e}");
+                    Ok(ExitCode::from(1))
+                }
             }
         }
         Command::AuditKey {

@@ -69,6 +69,10 @@ pub struct Shared {
     pub rate: RateLimiter,
     /// Open connections (for the connection limit).
     pub connections: Arc<Semaphore>,
+    /// Open, identified connections (for reloads and metrics).
+    pub registry: crate::control::Registry,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
@@ -89,7 +93,7 @@ impl Shared {
     }
 
     /// Appends an audit event and waits until it is durable.
-    async fn audit(&self, event: Event) -> Result<u64, RelayError> {
+    pub(crate) async fn audit(&self, event: Event) -> Result<u64, RelayError> {
         let (tx, rx) = oneshot::channel();
         self.op(Op::Audit {
             event,
@@ -202,6 +206,16 @@ async fn connection(
         }
     };
     let span = info_span!("conn", principal = %principal, %remote);
+    let serial = leaf
+        .as_ref()
+        .and_then(|c| filet_certs::serial_hex(c.as_ref()).ok())
+        .unwrap_or_default();
+    shared.registry.add(crate::control::ConnEntry {
+        principal: principal.clone(),
+        serial,
+        conn: conn.clone(),
+    });
+    let registry_shared = shared.clone();
     async move {
         info!("connected");
         let ctx = Arc::new(ConnCtx {
@@ -231,6 +245,7 @@ async fn connection(
             }
         }
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while streams.join_next().await.is_some() {} }).await;
+        registry_shared.registry.remove(&conn);
         conn.close(close::SHUTDOWN.into(), b"relay shutting down; reconnect later");
     }
     .instrument(span)
@@ -692,6 +707,7 @@ async fn commit_post(
     idempotency_key: [u8; 16],
     received_at: filet_proto::Timestamp,
 ) -> Result<Response, RelayError> {
+    let started = std::time::Instant::now();
     let (tx, rx) = oneshot::channel();
     ctx.shared
         .op(Op::Post {
@@ -706,6 +722,10 @@ async fn commit_post(
     let receipt = rx
         .await
         .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))??;
+    ctx.shared
+        .metrics
+        .post_receipt
+        .observe(started.elapsed().as_secs_f64());
     Ok(Response::Receipt(receipt))
 }
 

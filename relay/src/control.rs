@@ -1,0 +1,275 @@
+//! Operating a running relay: the registry of open connections, live reload of the
+//! agreement and the CRL, and the local control socket (`DATA/control.sock`) that
+//! `filet-relay reload` talks to.
+//!
+//! A reload validates everything before changing anything: a bad agreement or PKI file
+//! keeps the old one and the answer says why (file, line, rule). A new agreement is logged
+//! (`agreement_loaded` with its version and SHA-256) before it is used. Then every open
+//! connection is checked again: a certificate now in the CRL, or a unit no longer in the
+//! agreement, is cut at once (and audited); every other connection stays open.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use filet_proto::audit::{Event, RefusalReason};
+use filet_proto::wire::close;
+use filet_proto::Principal;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::config::RelayConfig;
+use crate::identity::{self, Pki};
+use crate::server::Shared;
+
+/// One open, identified connection.
+pub struct ConnEntry {
+    /// Who.
+    pub principal: Principal,
+    /// The certificate's serial, lowercase hex.
+    pub serial: String,
+    /// The connection, to close it.
+    pub conn: quinn::Connection,
+}
+
+/// Open connections by QUIC stable id.
+#[derive(Default)]
+pub struct Registry {
+    conns: Mutex<HashMap<usize, ConnEntry>>,
+}
+
+impl Registry {
+    /// Records an identified connection.
+    pub fn add(&self, e: ConnEntry) {
+        let id = e.conn.stable_id();
+        self.lock().insert(id, e);
+    }
+
+    /// Forgets a connection.
+    pub fn remove(&self, conn: &quinn::Connection) {
+        self.lock().remove(&conn.stable_id());
+    }
+
+    /// Open connections per party.
+    pub fn by_party(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for e in self.lock().values() {
+            *out.entry(e.principal.party().to_owned()).or_default() += 1;
+        }
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, ConnEntry>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A request to the running relay.
+pub enum Control {
+    /// Reload the agreement and the CRL.
+    Reload(oneshot::Sender<Result<String, String>>),
+}
+
+/// What a reload did, for people.
+fn summary(
+    changed: bool,
+    agreement: &str,
+    revoked: usize,
+    cut_revoked: usize,
+    cut_removed: usize,
+) -> String {
+    format!(
+        "{}; CRL with {revoked} revoked certificate(s) in force; {cut_revoked} connection(s) of revoked certificates and {cut_removed} of units no longer in the agreement closed",
+        if changed {
+            format!("agreement {agreement} loaded")
+        } else {
+            format!("agreement {agreement} unchanged")
+        }
+    )
+}
+
+/// Reloads the agreement and the CRL (see the module doc).
+///
+/// # Errors
+/// A message naming the file, line and rule; nothing was changed.
+pub async fn reload(
+    shared: &Shared,
+    endpoint: &quinn::Endpoint,
+    cfg: &RelayConfig,
+) -> Result<String, String> {
+    let r = reload_inner(shared, endpoint, cfg).await;
+    shared.metrics.reload(r.is_ok());
+    r
+}
+
+async fn reload_inner(
+    shared: &Shared,
+    endpoint: &quinn::Endpoint,
+    cfg: &RelayConfig,
+) -> Result<String, String> {
+    let keep = |e: String| format!("{e}; the relay keeps its current agreement and CRL");
+    let agreement = crate::load_agreement(&cfg.agreement).map_err(|e| keep(e.to_string()))?;
+    let pki = Pki::load(&cfg.pki).map_err(|e| keep(e.to_string()))?;
+    let server_config =
+        identity::server_config(&pki, &cfg.limits).map_err(|e| keep(e.to_string()))?;
+    let mut revoked = HashSet::new();
+    for crl in &pki.crls {
+        let info = filet_certs::describe_crl(crl.as_ref())
+            .map_err(|e| keep(format!("{}: {e}", cfg.pki.crl.display())))?;
+        revoked.extend(info.revoked.into_iter().map(|r| r.serial));
+    }
+    let old = shared.agreement();
+    let changed = old.sha256 != agreement.sha256;
+    let name = format!(
+        "{} v{} (sha256 {})",
+        agreement.id,
+        agreement.version,
+        agreement.sha256_hex()
+    );
+    if changed {
+        // Logged before it is used.
+        shared
+            .audit(Event::AgreementLoaded {
+                agreement: agreement.id.clone(),
+                version: agreement.version,
+                sha256: agreement.sha256_hex(),
+            })
+            .await
+            .map_err(|e| keep(e.to_string()))?;
+        *shared.agreement.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(agreement);
+    }
+    endpoint.set_server_config(Some(server_config));
+    let agreement = shared.agreement();
+    let mut cut = Vec::new();
+    {
+        let conns = shared.registry.lock();
+        for e in conns.values() {
+            if revoked.contains(&e.serial) {
+                cut.push((
+                    e.conn.clone(),
+                    e.principal.clone(),
+                    close::REVOKED,
+                    format!(
+                        "certificate {} of {} is revoked (CRL reloaded)",
+                        e.serial, e.principal
+                    ),
+                ));
+            } else if let Err(err) = identity::check_principal(&e.principal, &agreement) {
+                cut.push((
+                    e.conn.clone(),
+                    e.principal.clone(),
+                    close::UNKNOWN_PRINCIPAL,
+                    err.to_string(),
+                ));
+            }
+        }
+    }
+    let (mut cut_revoked, mut cut_removed) = (0, 0);
+    for (conn, principal, code, reason) in cut {
+        if code == close::REVOKED {
+            cut_revoked += 1;
+        } else {
+            cut_removed += 1;
+        }
+        warn!(%principal, "closing: {reason}");
+        conn.close(code.into(), reason.as_bytes());
+        shared.registry.remove(&conn);
+        let _ = shared
+            .audit(Event::Refused {
+                principal: Some(principal.to_string()),
+                reason: RefusalReason::UnknownIdentity,
+                detail: format!("open connection closed on reload: {reason}"),
+                category: None,
+                recipient: None,
+                alert: None,
+            })
+            .await;
+    }
+    let s = summary(changed, &name, revoked.len(), cut_revoked, cut_removed);
+    info!("reload: {s}");
+    Ok(s)
+}
+
+/// The control socket's path in a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Serves the control socket: one line per request (`reload`), one line per answer
+/// (`ok: …` or `error: …`). The socket is created with mode 0600 in the data directory.
+pub async fn serve_socket(path: PathBuf, control: mpsc::Sender<Control>) {
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(
+                "control socket {}: {e}; reload with SIGHUP instead",
+                path.display()
+            );
+            return;
+        }
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let control = control.clone();
+        // One short exchange per connection, bounded in time.
+        let task = async move {
+            let (r, mut w) = stream.into_split();
+            let mut line = String::new();
+            let mut r = BufReader::new(r.take(1024));
+            if r.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let answer = match line.trim() {
+                "reload" => {
+                    let (tx, rx) = oneshot::channel();
+                    if control.send(Control::Reload(tx)).await.is_err() {
+                        "error: the relay is stopping".to_owned()
+                    } else {
+                        match rx.await {
+                            Ok(Ok(s)) => format!("ok: {s}"),
+                            Ok(Err(e)) => format!("error: {e}"),
+                            Err(_) => "error: the relay is stopping".to_owned(),
+                        }
+                    }
+                }
+                other => format!("error: unknown request {other:?} (known: reload)"),
+            };
+            let _ = w.write_all(format!("{answer}\n").as_bytes()).await;
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), task).await;
+    }
+}
+
+/// `filet-relay reload`: asks the relay running on `data_dir` to reload; returns its
+/// answer.
+///
+/// # Errors
+/// The socket cannot be reached, or the relay refused the reload (its message).
+pub async fn request_reload(data_dir: &Path) -> Result<String, String> {
+    let path = socket_path(data_dir);
+    let stream = tokio::net::UnixStream::connect(&path)
+        .await
+        .map_err(|e| format!("cannot reach the relay's control socket {}: {e} (is the relay running on this data directory?)", path.display()))?;
+    let (r, mut w) = stream.into_split();
+    w.write_all(b"reload\n").await.map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    let mut reader = BufReader::new(r);
+    let read = reader.read_line(&mut line);
+    tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .map_err(|_| "no answer from the relay within 60 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let line = line.trim();
+    match line.strip_prefix("ok: ") {
+        Some(s) => Ok(s.to_owned()),
+        None => Err(line.strip_prefix("error: ").unwrap_or(line).to_owned()),
+    }
+}
