@@ -1011,6 +1011,15 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
                     column,
                     prefix,
                 })?;
+                // CAP elements have no attributes and none is kept, but a malformed or
+                // repeated one makes the document ill-formed.
+                for attribute in e.attributes() {
+                    attribute.map_err(|err| CapError::Malformed {
+                        line,
+                        column,
+                        message: err.to_string(),
+                    })?;
+                }
                 let node = Node {
                     ns,
                     name,
@@ -1141,8 +1150,8 @@ struct Builder<'p> {
 }
 
 impl Builder<'_> {
-    /// The CAP children of `n` with their paths; reports foreign ones (an XML signature
-    /// directly under `alert` excepted) and stray text.
+    /// The children of `n` with their paths (an index when a name occurs more than once, the
+    /// namespace in braces for a foreign element); reports stray text.
     fn children<'n>(&mut self, n: &'n Node, path: &str) -> Vec<(&'n Node, String)> {
         if !n.text.trim().is_empty() {
             self.problems.push(CapProblem::StrayText {
@@ -1150,47 +1159,53 @@ impl Builder<'_> {
             });
         }
         let mut out = Vec::new();
-        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut seen: BTreeMap<(Option<&str>, &str), usize> = BTreeMap::new();
         for c in &n.children {
-            if c.ns.as_deref() != Some(self.ns) {
-                let signature = path == "alert" && c.ns.as_deref() == Some(XMLDSIG_NS);
-                if !signature {
-                    self.problems.push(CapProblem::ForeignElement {
-                        path: format!("{path}/{{{}}}{}", c.ns.as_deref().unwrap_or(""), c.name),
-                    });
-                }
-                continue;
-            }
+            let key = (c.ns.as_deref(), c.name.as_str());
             let total = n
                 .children
                 .iter()
-                .filter(|o| o.name == c.name && o.ns == c.ns)
+                .filter(|o| (o.ns.as_deref(), o.name.as_str()) == key)
                 .count();
-            let i = seen.entry(&c.name).or_insert(0);
+            let i = seen.entry(key).or_insert(0);
             *i += 1;
-            let p = if total > 1 {
-                format!("{path}/{}[{i}]", c.name)
+            let name = if c.ns.as_deref() == Some(self.ns) {
+                c.name.clone()
             } else {
-                format!("{path}/{}", c.name)
+                format!("{{{}}}{}", c.ns.as_deref().unwrap_or(""), c.name)
+            };
+            let p = if total > 1 {
+                format!("{path}/{name}[{i}]")
+            } else {
+                format!("{path}/{name}")
             };
             out.push((c, p));
         }
         out
     }
 
+    /// Whether `c` is of another namespace (left out); reports it, except an XML signature
+    /// directly under `alert`.
+    fn foreign(&mut self, c: &Node, parent: &str, p: &str) -> bool {
+        if c.ns.as_deref() == Some(self.ns) {
+            return false;
+        }
+        let signature = c.ns.as_deref() == Some(XMLDSIG_NS) && parent == "alert";
+        if !signature {
+            self.problems
+                .push(CapProblem::ForeignElement { path: p.to_owned() });
+        }
+        true
+    }
+
     /// The text of a simple element; any child element is a problem.
     fn text(&mut self, n: &Node, path: &str) -> String {
         for c in &n.children {
-            let problem = if c.ns.as_deref() == Some(self.ns) {
-                CapProblem::UnknownElement {
-                    path: format!("{path}/{}", c.name),
-                }
-            } else {
-                CapProblem::ForeignElement {
-                    path: format!("{path}/{{{}}}{}", c.ns.as_deref().unwrap_or(""), c.name),
-                }
-            };
-            self.problems.push(problem);
+            let p = format!("{path}/{}", c.name);
+            let fp = format!("{path}/{{{}}}{}", c.ns.as_deref().unwrap_or(""), c.name);
+            if !self.foreign(c, path, &fp) {
+                self.problems.push(CapProblem::UnknownElement { path: p });
+            }
         }
         n.text.clone()
     }
@@ -1226,7 +1241,11 @@ impl Builder<'_> {
             incidents: None,
             info: Vec::new(),
         };
-        for (c, p) in self.children(n, "alert") {
+        let path = "alert";
+        for (c, p) in self.children(n, path) {
+            if self.foreign(c, path, &p) {
+                continue;
+            }
             match c.name.as_str() {
                 "identifier" => self.single(&mut a.identifier, c, &p, S),
                 "sender" => self.single(&mut a.sender, c, &p, S),
@@ -1252,6 +1271,9 @@ impl Builder<'_> {
         const S: &str = "3.2.2";
         let mut i = CapInfo::default();
         for (c, p) in self.children(n, path) {
+            if self.foreign(c, path, &p) {
+                continue;
+            }
             match c.name.as_str() {
                 "language" => self.single(&mut i.language, c, &p, S),
                 "category" => i.category.push(self.text(c, &p)),
@@ -1283,6 +1305,9 @@ impl Builder<'_> {
     fn value(&mut self, n: &Node, path: &str, section: &'static str) -> CapValue {
         let mut v = CapValue::default();
         for (c, p) in self.children(n, path) {
+            if self.foreign(c, path, &p) {
+                continue;
+            }
             match c.name.as_str() {
                 "valueName" => self.single(&mut v.value_name, c, &p, section),
                 "value" => self.single(&mut v.value, c, &p, section),
@@ -1296,6 +1321,9 @@ impl Builder<'_> {
         const S: &str = "3.2.3";
         let mut r = CapResource::default();
         for (c, p) in self.children(n, path) {
+            if self.foreign(c, path, &p) {
+                continue;
+            }
             match c.name.as_str() {
                 "resourceDesc" => self.single(&mut r.resource_desc, c, &p, S),
                 "mimeType" => self.single(&mut r.mime_type, c, &p, S),
@@ -1313,6 +1341,9 @@ impl Builder<'_> {
         const S: &str = "3.2.4";
         let mut a = CapArea::default();
         for (c, p) in self.children(n, path) {
+            if self.foreign(c, path, &p) {
+                continue;
+            }
             match c.name.as_str() {
                 "areaDesc" => self.single(&mut a.area_desc, c, &p, S),
                 "polygon" => a.polygon.push(self.text(c, &p)),
@@ -2476,4 +2507,166 @@ pub fn import(xml: &str) -> Result<Imported, CapRefusal> {
         sent,
         recipients,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn reads_cap_date_times_strictly() {
+        assert_eq!(
+            parse_cap_datetime("2003-04-02T14:39:01-05:00"),
+            Some(ts("2003-04-02T19:39:01Z"))
+        );
+        assert_eq!(
+            parse_cap_datetime("2012-05-02T23:21:04-00:00"),
+            Some(ts("2012-05-02T23:21:04Z"))
+        );
+        assert_eq!(
+            parse_cap_datetime("2012-05-02T23:21:04+00:00"),
+            Some(ts("2012-05-02T23:21:04Z"))
+        );
+        assert_eq!(
+            parse_cap_datetime("2026-01-01T05:30:00+05:30"),
+            Some(ts("2026-01-01T00:00:00Z"))
+        );
+        for bad in [
+            "2012-05-02T23:21:04Z",
+            "2012-05-02T23:21:04.5-00:00",
+            "2012-05-02 23:21:04-00:00",
+            "2012-02-30T23:21:04-00:00",
+            "2012-05-02T24:00:00-00:00",
+            "2012-05-02T23:21:60-00:00",
+            "2012-05-02T23:21:04-15:00",
+            "2012-05-02T23:21:04-05:60",
+            "2012-05-02T23:21:04,05:00",
+            "２012-05-02T23:21:04-00:00",
+            "",
+        ] {
+            assert_eq!(parse_cap_datetime(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn writes_utc_as_minus_zero_and_drops_milliseconds() {
+        assert_eq!(
+            format_cap_datetime(ts("2026-11-28T22:40:00.999Z")),
+            "2026-11-28T22:40:00-00:00"
+        );
+        // Before 1970 the milliseconds still round toward the past.
+        assert_eq!(
+            format_cap_datetime(Timestamp(-1)),
+            "1969-12-31T23:59:59-00:00"
+        );
+        assert_eq!(
+            format_cap_datetime(Timestamp(i64::MAX)),
+            "9999-12-31T23:59:59-00:00"
+        );
+        assert_eq!(
+            format_cap_datetime(Timestamp(i64::MIN)),
+            "0000-01-01T00:00:00-00:00"
+        );
+        let t = ts("2026-11-28T22:40:00Z");
+        assert_eq!(parse_cap_datetime(&format_cap_datetime(t)), Some(t));
+    }
+
+    #[test]
+    fn splits_addresses_with_quotes() {
+        assert_eq!(
+            split_addresses(" DPJ/RTS  CJQ/PIVOT "),
+            Some(vec!["DPJ/RTS".to_owned(), "CJQ/PIVOT".to_owned()])
+        );
+        assert_eq!(
+            split_addresses(r#"a "b c" d"#),
+            Some(vec!["a".to_owned(), "b c".to_owned(), "d".to_owned()])
+        );
+        assert_eq!(split_addresses(""), Some(vec![]));
+        assert_eq!(split_addresses(r#"a "b c"#), None);
+    }
+
+    #[test]
+    fn reads_reference_triples() {
+        assert_eq!(
+            parse_reference("a@b,ID.1,2003-06-11T20:30:00-07:00"),
+            Some(CapReference {
+                sender: "a@b".into(),
+                identifier: "ID.1".into(),
+                sent: ts("2003-06-12T03:30:00Z"),
+            })
+        );
+        assert_eq!(parse_reference("a@b,ID.1"), None);
+        assert_eq!(parse_reference("a@b,ID.1,2003-06-11T20:30:00Z"), None);
+        assert_eq!(parse_reference("a,b,c,d"), None);
+        assert_eq!(parse_reference(",ID,2003-06-11T20:30:00-07:00"), None);
+    }
+
+    #[test]
+    fn number_and_tag_formats() {
+        assert!(is_decimal("-12.5") && is_decimal("3.") && is_decimal(".5") && is_decimal("+7"));
+        assert!(!is_decimal("") && !is_decimal(".") && !is_decimal("1e5") && !is_decimal("NaN"));
+        assert!(is_integer("120") && is_integer("-1") && !is_integer("1.0") && !is_integer(""));
+        assert!(is_language_tag("fr-CA") && is_language_tag("en") && is_language_tag("zh-Hant-TW"));
+        assert!(!is_language_tag("fr_CA") && !is_language_tag("") && !is_language_tag("1a"));
+        assert_eq!(parse_point("46.8123,-71.2345"), Some((46.8123, -71.2345)));
+        assert_eq!(parse_point("91,0"), None);
+        assert_eq!(parse_point("inf,0"), None);
+        assert_eq!(
+            parse_circle("32.9525,-115.5527 0"),
+            Some(((32.9525, -115.5527), 0.0))
+        );
+        assert_eq!(parse_circle("32.9525,-115.5527 -1"), None);
+        assert_eq!(parse_circle("32.9525,-115.5527"), None);
+    }
+
+    #[test]
+    fn escapes_every_special_character() {
+        assert_eq!(
+            escape_text("a&b<c>d\"e'f\tg\nh\ri\u{1}j\u{FFFE}"),
+            "a&amp;b&lt;c&gt;d&quot;e&apos;f&#9;g&#10;h&#13;i\u{FFFD}j\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn value_lists_match_the_standard() {
+        assert_eq!(CapStatus::list(), "Actual, Exercise, System, Test, Draft");
+        assert_eq!(MsgType::list(), "Alert, Update, Cancel, Ack, Error");
+        assert_eq!(Scope::list(), "Public, Restricted, Private");
+        assert_eq!(
+            CapCategory::list(),
+            "Geo, Met, Safety, Security, Rescue, Fire, Health, Env, Transport, Infra, CBRNE, Other"
+        );
+        assert_eq!(
+            ResponseType::list(),
+            "Shelter, Evacuate, Prepare, Execute, Avoid, Monitor, Assess, AllClear, None"
+        );
+        assert_eq!(
+            Urgency::list(),
+            "Immediate, Expected, Future, Past, Unknown"
+        );
+        assert_eq!(
+            Severity::list(),
+            "Extreme, Severe, Moderate, Minor, Unknown"
+        );
+        assert_eq!(
+            Certainty::list(),
+            "Observed, Likely, Possible, Unlikely, Unknown"
+        );
+        assert_eq!("Soon".parse::<Urgency>(), Err(()));
+        assert_eq!("immediate".parse::<Urgency>(), Err(()));
+    }
+
+    #[test]
+    fn positions_count_lines_and_characters() {
+        assert_eq!(line_col("ab\ncdé\nf", 0), (1, 1));
+        assert_eq!(line_col("ab\ncdé\nf", 3), (2, 1));
+        assert_eq!(line_col("ab\ncdé\nf", 7), (2, 4));
+        // An offset inside a character is moved back to its start.
+        assert_eq!(line_col("é", 1), (1, 1));
+        assert_eq!(line_col("é", 99), (1, 2));
+    }
 }
