@@ -16,9 +16,10 @@
 //! The XML is read with `quick-xml`, which never opens a file or a URL. On top of that, this
 //! module refuses any document with a DTD (`<!DOCTYPE`) before reading an element of it,
 //! decodes only the five predefined entities and numeric character references (any other
-//! `&name;` is an error, never a lookup), ignores XInclude and every other foreign-namespace
-//! element (and [`check`] reports them), and bounds the input to [`MAX_CAP_LEN`] bytes
-//! (checked before parsing) and [`MAX_DEPTH`] levels of elements.
+//! `&name;` is an error, never a lookup), never follows XInclude (an `xi:include` is an
+//! element of another namespace: left out of the model, and [`check`] reports it), and bounds
+//! the input to [`MAX_CAP_LEN`] bytes (checked before parsing) and [`MAX_DEPTH`] levels of
+//! elements.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -769,7 +770,7 @@ pub enum CapProblem {
         path: String,
     },
     /// An element of another namespace (left out of the model).
-    #[error("{path}: an element of another namespace; CAP 1.2 allows none here (only an XML signature after the info blocks)")]
+    #[error("{path}: an element of another namespace; CAP 1.2 allows none here (only an XML signature, directly under alert)")]
     ForeignElement {
         /// The element path, the namespace in braces: `alert/{http://a.b/}y`.
         path: String,

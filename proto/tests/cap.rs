@@ -275,7 +275,7 @@ fn nothing_is_read_from_disk() {
     let p = problems(&direct);
     assert_eq!(
         p[0],
-        "alert/info/{http://www.w3.org/2001/XInclude}include: an element of another namespace; CAP 1.2 allows none here (only an XML signature after the info blocks)"
+        "alert/info/{http://www.w3.org/2001/XInclude}include: an element of another namespace; CAP 1.2 allows none here (only an XML signature, directly under alert)"
     );
     assert!(!format!("{:?}", parse(&direct).unwrap()).contains("SECRET"));
     // The shared sample without its DTD: the same three kinds of refusal.
@@ -734,6 +734,18 @@ fn exports_the_runaway_example_as_documented() {
 "#
     );
     assert_eq!(xml, expected_xml);
+    assert_eq!(id, "01M8JKXGZV144GJ289144GJ289");
+    // docs/cap.md shows this very text.
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cap.md")).unwrap();
+    let block = doc
+        .split("```xml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    assert_eq!(block, xml);
     check(&xml).unwrap();
     let imported = import(&xml).unwrap();
     assert_eq!(imported.draft, expected(&v, &recipients));
