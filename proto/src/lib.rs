@@ -17,6 +17,7 @@
 pub mod agreement;
 pub mod alert;
 pub mod audit;
+pub mod cap;
 pub mod checkpoint;
 pub mod codec;
 pub mod id;

@@ -15,7 +15,8 @@ const E1: &str = r#"{"v":1,"index":1,"time":"2026-11-29T03:00:00.000Z","event":"
 const E2: &str = r#"{"v":1,"index":2,"time":"2026-11-29T03:00:01.250Z","event":"refused","principal":"SPVQ/ESM/spvq-esm-01","reason":"not_permitted","detail":"no rule permits SPVQ/ESM to send runaway alerts to ULAVAL/RECHERCHE","category":"runaway","recipient":"ULAVAL/RECHERCHE","alert":null}"#;
 
 fn signer() -> NoteSigner {
-    NoteSigner::from_seed("filet.example/worked-example", &[7u8; 32]).unwrap()
+    NoteSigner::from_seed("filet.example/worked-example", &[7u8; 32])
+        .expect("a fixed 32-byte seed is a valid Ed25519 key")
 }
 
 #[test]
