@@ -462,6 +462,24 @@ pub fn at(entries: &[Entry], index: u64) -> &Event {
         .event
 }
 
+/// Proves the relay still serves: `SPVQ/ESM` posts a runaway alert to `DPJ/RTS`, which
+/// is pushed to a subscribed `DPJ/RTS` node. Fresh nodes, closed afterwards.
+///
+/// # Panics
+/// If any step fails.
+pub async fn assert_relay_serves(net: &TestNet, relay: SocketAddr) {
+    let esm = net.node("SPVQ/ESM", relay).await;
+    let rts = net.node("DPJ/RTS", relay).await;
+    let mut rx = rts.subscribe().await.expect("DPJ/RTS subscribes");
+    let mut draft = alert(filet_proto::Category::Runaway, "SERVES-1");
+    draft.to = vec![filet_proto::Selector::Unit(unit("DPJ/RTS"))];
+    let receipt = esm.post(draft).await.expect("SPVQ/ESM posts");
+    // Alerts waiting from earlier come first.
+    while next_delivery(&mut rx).await.envelope.id != receipt.alert {}
+    esm.close().await;
+    rts.close().await;
+}
+
 // ---- binaries -------------------------------------------------------------------------
 
 /// The path of a workspace binary (`filet-relay`, `filet`, `filet-certs`).
