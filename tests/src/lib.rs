@@ -530,7 +530,30 @@ fn build_binaries() -> Result<PathBuf, String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("the tests crate has no parent directory")?;
-    let out = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // The variables cargo set for this test process describe this crate; inherited, they
+    // would change the fingerprints of build scripts that watch them (ring watches
+    // CARGO_MANIFEST_DIR) and make this build and `cargo test` rebuild each other's
+    // dependencies every time.
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        let set_for_crate = n.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&n.as_ref());
+        if set_for_crate {
+            build.env_remove(&name);
+        }
+    }
+    let out = build
         .current_dir(workspace)
         .env("CARGO_TARGET_DIR", target_dir)
         .args([
