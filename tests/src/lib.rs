@@ -174,6 +174,23 @@ impl TestNet {
         }
     }
 
+    /// A new directory with the example agreement and no PKI yet: `pki` names the
+    /// directory for `filet-certs dev` to write.
+    ///
+    /// # Panics
+    /// If the agreement cannot be written.
+    pub fn without_pki() -> TestNet {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let agreement = dir.path().join("agreement.toml");
+        std::fs::write(&agreement, AGREEMENT).expect("write the agreement");
+        let pki = dir.path().join("pki");
+        TestNet {
+            dir,
+            agreement,
+            pki,
+        }
+    }
+
     /// The temporary directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
