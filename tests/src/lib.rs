@@ -300,7 +300,19 @@ impl TestRelay {
     /// # Panics
     /// If the relay cannot start.
     pub async fn start(cfg: RelayConfig) -> TestRelay {
-        let relay = filet_relay::Relay::start(cfg, Arc::new(filet_relay::clock::SystemClock))
+        TestRelay::start_with_clock(cfg, Arc::new(filet_relay::clock::SystemClock)).await
+    }
+
+    /// Starts a relay with `cfg` and `clock` (a [`filet_relay::clock::ManualClock`] to move
+    /// time instead of waiting) and serves it on a task of this runtime.
+    ///
+    /// # Panics
+    /// If the relay cannot start.
+    pub async fn start_with_clock(
+        cfg: RelayConfig,
+        clock: Arc<dyn filet_relay::clock::Clock>,
+    ) -> TestRelay {
+        let relay = filet_relay::Relay::start(cfg, clock)
             .await
             .unwrap_or_else(|e| panic!("the relay cannot start: {e}"));
         let addr = relay.local_addr().expect("a bound address");

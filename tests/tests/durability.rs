@@ -347,3 +347,26 @@ async fn concurrent_posts_share_group_commits_and_each_gets_its_receipt() {
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_idempotency_key_still_answers_with_the_first_receipt_after_a_restart() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let key = [3u8; 16];
+    let first = esm.post_with_key(runaway(), key).await.unwrap();
+    esm.close().await;
+    relay.stop().await;
+
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let again = esm.post_with_key(runaway(), key).await.unwrap();
+
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.alert, again.posted_index, &again.recipients),
+        (first.alert, first.posted_index, &first.recipients)
+    );
+    esm.close().await;
+    relay.stop().await;
+}
