@@ -15,9 +15,19 @@
 //! - Audit helpers: [`full_log`] (an auditor's verified view, decoded), [`offline_log`]
 //!   (the audit files of a stopped relay), [`wait_for_entry`].
 //!
-//! Waiting is always bounded: on an event with [`WAIT`] (`tokio::time::timeout`), and only
-//! where there is no event to wait on (an entry the relay appends without answering anyone)
-//! by polling with a deadline.
+//! Waiting is always bounded: on an event with [`WAIT`] (`tokio::time::timeout`, a child's
+//! stderr line, a child's exit), and only where there is no event to wait on (an audit
+//! entry the relay appends without answering anyone) by polling with a deadline.
+//!
+//! # Running
+//!
+//! `cargo test -p filet-tests` (or `cargo test --workspace`). The tests use
+//! `#[tokio::test]`'s current-thread runtime, in which an in-process relay serves too: a
+//! blocking call (running a binary, waiting for a child relay) goes through
+//! `tokio::task::spawn_blocking` when the relay or a node must keep working meanwhile.
+//! Each test has its own [`TestNet`] (temporary directory, data directory, relay on its own
+//! port), so tests run in parallel. The dev PKI is generated once per test process and
+//! copied.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -66,12 +76,6 @@ pub const AGREEMENT_ID: &str = "table-regionale-quebec-esj";
 /// If `s` is not a unit reference (a bug in the test).
 pub fn unit(s: &str) -> UnitRef {
     s.parse().expect("a PARTY/UNIT reference")
-}
-
-/// The principal of the default node of `unit` in a dev PKI: `SPVQ/ESM` gives
-/// `SPVQ/ESM/spvq-esm-01`.
-pub fn principal_of_unit(unit: &str) -> String {
-    format!("{unit}/{}", unit.replace('/', "-").to_lowercase() + "-01")
 }
 
 /// The runaway alert of `shared/cases/alerts/runaway.toml`, as a draft.

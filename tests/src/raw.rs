@@ -73,7 +73,7 @@ pub struct RawConn {
 
 /// Connects to `relay` as `server_name`. The handshake's own failures come back as the
 /// error (the client side of TLS 1.3 may finish before the relay has checked the client's
-/// certificate: then the refusal arrives as a close, see [`closed_within`]).
+/// certificate: then the refusal arrives as a close, see [`RawConn::closed_within`]).
 ///
 /// # Panics
 /// If the local socket cannot be bound or the connection does not resolve in [`WAIT`].
