@@ -1,1 +1,842 @@
-//! End-to-end test support (being written).
+//! End-to-end test support for Filet: everything the tests in `tests/tests/` need to run the
+//! relay and its nodes over real QUIC on loopback, and to read what the relay wrote.
+//!
+//! - [`TestNet`]: a temporary directory holding the example agreement and a dev PKI (a CA,
+//!   the relay's certificate, a certificate, key and profile per unit); starts relays and
+//!   connects nodes.
+//! - [`TestRelay`]: the relay in the test's own runtime ([`filet_relay::Relay`]) on
+//!   `127.0.0.1:0`, stopped gracefully through its handle.
+//! - [`ChildRelay`]: the `filet-relay serve` binary as a child process, its stderr captured,
+//!   stopped with SIGTERM or SIGKILL.
+//! - [`bin`]: the workspace binaries (`filet-relay`, `filet`, `filet-certs`), built once per
+//!   test process.
+//! - [`raw`]: QUIC connections built by hand (another CA, no client certificate, frames
+//!   written byte by byte).
+//! - Audit helpers: [`full_log`] (an auditor's verified view, decoded), [`offline_log`]
+//!   (the audit files of a stopped relay), [`wait_for_entry`].
+//!
+//! Waiting is always bounded: on an event with [`WAIT`] (`tokio::time::timeout`, a child's
+//! stderr line, a child's exit), and only where there is no event to wait on (an audit
+//! entry the relay appends without answering anyone) by polling with a deadline.
+//!
+//! # Running
+//!
+//! `cargo test -p filet-tests` (or `cargo test --workspace`). The tests use
+//! `#[tokio::test]`'s current-thread runtime, in which an in-process relay serves too: a
+//! blocking call (running a binary, waiting for a child relay) goes through
+//! `tokio::task::spawn_blocking` when the relay or a node must keep working meanwhile.
+//! Each test has its own [`TestNet`] (temporary directory, data directory, relay on its own
+//! port), so tests run in parallel. The dev PKI is generated once per test process and
+//! copied.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use filet_client::audit::fetch_and_verify;
+use filet_client::{ClientError, Node, NodeConfig};
+use filet_proto::alert::{AlertFile, Disclosed};
+use filet_proto::audit::{Entry, Event};
+use filet_proto::checkpoint::NoteVerifier;
+use filet_proto::profile::Profile;
+use filet_proto::wire::{ErrorCode, RelayError};
+use filet_proto::{AlertDraft, UnitRef};
+use filet_relay::commit::CommitStats;
+use filet_relay::config::{Overrides, RelayConfig};
+use tempfile::TempDir;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a test waits for something that should happen within milliseconds (a pushed
+/// alert, a relay start, a close). Generous, since debug builds on a loaded machine are
+/// slow; a test that passes never waits this long.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// `shared/agreement.example.toml` (as embedded in the relay).
+pub const AGREEMENT: &str = filet_relay::demo::AGREEMENT;
+/// `shared/cases/alerts/runaway.toml` (as embedded in the relay).
+pub const RUNAWAY: &str = filet_relay::demo::RUNAWAY;
+/// `shared/cases/alerts/invalid-too-long.toml`: a description of 291 characters and a
+/// reference with spaces.
+pub const TOO_LONG: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/cases/alerts/invalid-too-long.toml"
+));
+
+/// The agreement's id, as the relay names it in messages.
+pub const AGREEMENT_ID: &str = "table-regionale-quebec-esj";
+
+/// A unit reference from `PARTY/UNIT`.
+///
+/// # Panics
+/// If `s` is not a unit reference (a bug in the test).
+pub fn unit(s: &str) -> UnitRef {
+    s.parse().expect("a PARTY/UNIT reference")
+}
+
+/// The runaway alert of `shared/cases/alerts/runaway.toml`, as a draft.
+pub fn runaway() -> AlertDraft {
+    AlertFile::from_toml(RUNAWAY)
+        .expect("runaway.toml parses")
+        .into_draft()
+}
+
+/// The invalid alert of `shared/cases/alerts/invalid-too-long.toml`, as a draft (not
+/// validated: the Node API sends it as it is).
+pub fn too_long() -> AlertDraft {
+    AlertFile::from_toml(TOO_LONG)
+        .expect("invalid-too-long.toml parses")
+        .into_draft()
+}
+
+/// A minimal valid alert of `category` with this subject reference.
+pub fn alert(category: filet_proto::Category, reference: &str) -> AlertDraft {
+    AlertDraft::new(
+        category,
+        filet_proto::Risk::Severe,
+        reference,
+        "418 555-0100",
+    )
+}
+
+/// A disposable agreement: a temporary directory with the example agreement
+/// (`agreement.toml`), a dev PKI (`pki/`, as `filet-certs dev` writes it) and room for
+/// data directories. Removed when dropped.
+pub struct TestNet {
+    dir: TempDir,
+    /// The agreement file.
+    pub agreement: PathBuf,
+    /// The PKI directory (`filet-certs` layout).
+    pub pki: PathBuf,
+}
+
+/// The files of one dev PKI, generated once per test process and copied into each
+/// [`TestNet`] (the key pairs of 19 units take a while in a debug build).
+struct PkiTemplate {
+    files: Vec<(PathBuf, Vec<u8>, u32)>,
+}
+
+fn pki_template() -> &'static PkiTemplate {
+    static TEMPLATE: OnceLock<PkiTemplate> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let agreement = tmp.path().join("agreement.toml");
+        std::fs::write(&agreement, AGREEMENT).expect("write the agreement");
+        let pki = tmp.path().join("pki");
+        filet_certs::dev(&pki, &agreement, "127.0.0.1:4433", false).expect("filet_certs::dev");
+        let mut files = Vec::new();
+        let mut dirs = vec![pki.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).expect("read the PKI directory") {
+                let path = e.expect("a directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let rel = path.strip_prefix(&pki).expect("under pki").to_owned();
+                    let mode = std::fs::metadata(&path)
+                        .expect("metadata")
+                        .permissions()
+                        .mode();
+                    files.push((rel, std::fs::read(&path).expect("read a PKI file"), mode));
+                }
+            }
+        }
+        PkiTemplate { files }
+    })
+}
+
+impl TestNet {
+    /// A new directory with the example agreement and a dev PKI whose profiles name
+    /// `127.0.0.1:4433` (tests override the address: see [`TestNet::node_config`]).
+    ///
+    /// # Panics
+    /// If the files cannot be written.
+    pub fn new() -> TestNet {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let agreement = dir.path().join("agreement.toml");
+        std::fs::write(&agreement, AGREEMENT).expect("write the agreement");
+        let pki = dir.path().join("pki");
+        for (rel, bytes, mode) in &pki_template().files {
+            let path = pki.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create a PKI directory");
+            }
+            std::fs::write(&path, bytes).expect("write a PKI file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+                .expect("set a PKI file's mode");
+        }
+        TestNet {
+            dir,
+            agreement,
+            pki,
+        }
+    }
+
+    /// A new directory with the example agreement and no PKI yet: `pki` names the
+    /// directory for `filet-certs dev` to write.
+    ///
+    /// # Panics
+    /// If the agreement cannot be written.
+    pub fn without_pki() -> TestNet {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let agreement = dir.path().join("agreement.toml");
+        std::fs::write(&agreement, AGREEMENT).expect("write the agreement");
+        let pki = dir.path().join("pki");
+        TestNet {
+            dir,
+            agreement,
+            pki,
+        }
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The default data directory, `<dir>/data`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The relay's configuration: `127.0.0.1:0`, [`TestNet::data_dir`], this agreement and
+    /// PKI, default limits (edit `limits` before starting).
+    ///
+    /// # Panics
+    /// Never for these inputs (the configuration has every required setting).
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig::load(
+            None,
+            Overrides {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                data_dir: Some(self.data_dir()),
+                agreement: Some(self.agreement.clone()),
+                pki_dir: Some(self.pki.clone()),
+            },
+        )
+        .expect("a complete relay configuration")
+    }
+
+    /// Starts the relay in this runtime with [`TestNet::relay_config`].
+    pub async fn start_relay(&self) -> TestRelay {
+        TestRelay::start(self.relay_config()).await
+    }
+
+    /// The path of the dev profile of `unit` (`PARTY/UNIT`).
+    pub fn profile_path(&self, unit: &str) -> PathBuf {
+        self.pki
+            .join("profiles")
+            .join(format!("{}.toml", unit.replace('/', "-")))
+    }
+
+    /// Rewrites the dev profile of `unit` to dial `relay` and returns its path (for the
+    /// `filet` command).
+    ///
+    /// # Panics
+    /// If the profile cannot be read or written.
+    pub fn write_profile(&self, unit: &str, relay: SocketAddr) -> PathBuf {
+        let path = self.profile_path(unit);
+        let text = std::fs::read_to_string(&path).expect("read a dev profile");
+        let mut p: Profile = Profile::parse(&text, Path::new("")).expect("a valid profile");
+        p.relay = relay.to_string();
+        std::fs::write(&path, p.to_toml()).expect("write the profile");
+        path
+    }
+
+    /// The node configuration of the default node of `unit`, dialing `relay`.
+    ///
+    /// # Panics
+    /// If the profile or a file it names cannot be read.
+    pub fn node_config(&self, unit: &str, relay: SocketAddr) -> NodeConfig {
+        let mut cfg = NodeConfig::from_profile_file(&self.profile_path(unit))
+            .unwrap_or_else(|e| panic!("profile of {unit}: {e}"));
+        cfg.relay = relay.to_string();
+        cfg
+    }
+
+    /// Connects the default node of `unit` to `relay`.
+    ///
+    /// # Panics
+    /// If the node cannot connect (use [`Node::connect`] to test refusals).
+    pub async fn node(&self, unit: &str, relay: SocketAddr) -> Node {
+        Node::connect(&self.node_config(unit, relay))
+            .await
+            .unwrap_or_else(|e| panic!("{unit} cannot connect to {relay}: {e}"))
+    }
+
+    /// The agreement's CA, loaded from the PKI (to issue hostile certificates).
+    ///
+    /// # Panics
+    /// If the CA cannot be loaded.
+    pub fn ca(&self) -> filet_certs::Ca {
+        filet_certs::Ca::load(&self.pki).expect("the dev CA")
+    }
+}
+
+impl Default for TestNet {
+    fn default() -> Self {
+        TestNet::new()
+    }
+}
+
+/// The relay running in the test's tokio runtime. Dropping it asks it to stop; prefer
+/// [`TestRelay::stop`], which waits until the store and the audit log are flushed.
+pub struct TestRelay {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The audit log's verifier key (C2SP signed-note format).
+    pub verifier_key: String,
+    /// The group-commit counters.
+    pub stats: Arc<CommitStats>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), filet_relay::RelayError>>>,
+}
+
+impl TestRelay {
+    /// Starts a relay with `cfg` and serves it on a task of this runtime.
+    ///
+    /// # Panics
+    /// If the relay cannot start.
+    pub async fn start(cfg: RelayConfig) -> TestRelay {
+        TestRelay::start_with_clock(cfg, Arc::new(filet_relay::clock::SystemClock)).await
+    }
+
+    /// Starts a relay with `cfg` and `clock` (a [`filet_relay::clock::ManualClock`] to move
+    /// time instead of waiting) and serves it on a task of this runtime.
+    ///
+    /// # Panics
+    /// If the relay cannot start.
+    pub async fn start_with_clock(
+        cfg: RelayConfig,
+        clock: Arc<dyn filet_relay::clock::Clock>,
+    ) -> TestRelay {
+        let relay = filet_relay::Relay::start(cfg, clock)
+            .await
+            .unwrap_or_else(|e| panic!("the relay cannot start: {e}"));
+        let addr = relay.local_addr().expect("a bound address");
+        let verifier_key = relay.verifier_key().to_owned();
+        let stats = relay.stats();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(relay.run(async {
+            let _ = rx.await;
+        }));
+        TestRelay {
+            addr,
+            verifier_key,
+            stats,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// The verifier of the audit log's checkpoints.
+    ///
+    /// # Panics
+    /// Never for a key the relay printed.
+    pub fn verifier(&self) -> NoteVerifier {
+        NoteVerifier::parse(&self.verifier_key).expect("the relay's verifier key parses")
+    }
+
+    /// Stops the relay gracefully and waits (bounded) until it has flushed everything.
+    ///
+    /// # Panics
+    /// If it fails or does not stop within [`WAIT`].
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            match tokio::time::timeout(WAIT, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => panic!("the relay stopped with an error: {e}"),
+                Ok(Err(e)) => panic!("the relay task failed: {e}"),
+                Err(_) => panic!("the relay did not stop within {WAIT:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Waits (at most [`WAIT`]) for the next pushed alert.
+///
+/// # Panics
+/// If none arrives in time or the channel closes.
+pub async fn next_delivery(rx: &mut mpsc::Receiver<Disclosed>) -> Disclosed {
+    match tokio::time::timeout(WAIT, rx.recv()).await {
+        Ok(Some(d)) => d,
+        Ok(None) => panic!("the delivery channel closed"),
+        Err(_) => panic!("no alert pushed within {WAIT:?}"),
+    }
+}
+
+/// The relay's refusal in `r`.
+///
+/// # Panics
+/// If `r` succeeded or failed otherwise.
+pub fn refusal<T: std::fmt::Debug>(r: Result<T, ClientError>) -> RelayError {
+    match r {
+        Err(ClientError::Relay(e)) => e,
+        other => panic!("expected a refusal by the relay, got {other:?}"),
+    }
+}
+
+/// The message of a [`ClientError::Connection`] in `r`.
+///
+/// # Panics
+/// If `r` succeeded or failed otherwise.
+pub fn connection_error<T>(r: Result<T, ClientError>) -> String {
+    match r {
+        Err(ClientError::Connection(m)) => m,
+        Err(e) => panic!("expected a connection error, got {e:?}"),
+        Ok(_) => panic!("expected a connection error, got success"),
+    }
+}
+
+/// Asserts that a refusal has this code and exactly this message.
+///
+/// # Panics
+/// If either differs.
+pub fn assert_refusal(e: &RelayError, code: ErrorCode, message: &str) {
+    assert_eq!(e.code, code, "code of {e:?}");
+    assert_eq!(e.message, message, "message of {e:?}");
+}
+
+/// An auditor's verified, decoded view of the whole log: [`fetch_and_verify`] (checkpoint
+/// signature, root recomputed from every entry), then each entry parsed.
+///
+/// # Panics
+/// If verification fails, or the auditor is not a full auditor.
+pub async fn full_log(auditor: &Node, verifier: &NoteVerifier) -> Vec<Entry> {
+    let log = fetch_and_verify(auditor, verifier)
+        .await
+        .unwrap_or_else(|e| panic!("the audit log does not verify: {e}"));
+    assert!(log.complete, "a full auditor reads every entry");
+    assert_eq!(log.entries.len() as u64, log.checkpoint.size);
+    log.entries
+        .iter()
+        .map(|(i, b)| {
+            let e = Entry::from_bytes(b).unwrap_or_else(|e| panic!("entry {i}: {e}"));
+            assert_eq!(e.index, *i);
+            e
+        })
+        .collect()
+}
+
+/// Polls the verified log (at most [`WAIT`]) until an entry matches `pred`; for entries
+/// the relay appends without answering anyone (a refused handshake).
+///
+/// # Panics
+/// If no entry matches in time.
+pub async fn wait_for_entry(
+    auditor: &Node,
+    verifier: &NoteVerifier,
+    what: &str,
+    pred: impl Fn(&Entry) -> bool,
+) -> Entry {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let entries = full_log(auditor, verifier).await;
+        if let Some(e) = entries.into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit entry {what} within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The entries of the audit log of a stopped relay's data directory, read from its files
+/// (`audit/`), each checked against its index.
+///
+/// # Panics
+/// If the log cannot be opened or an entry does not parse.
+pub fn offline_log(data_dir: &Path) -> Vec<Entry> {
+    let (log, _) = filet_relay::audit_log::AuditLog::open(&data_dir.join("audit"))
+        .expect("the audit log of a stopped relay opens");
+    let reader = log.reader();
+    (0..reader.size())
+        .map(|i| {
+            let bytes = reader.entry(i).expect("an entry");
+            let e = Entry::from_bytes(&bytes).expect("an entry parses");
+            assert_eq!(e.index, i);
+            e
+        })
+        .collect()
+}
+
+/// The events of `entries` with this name (`posted`, `refused`...).
+pub fn events<'a>(entries: &'a [Entry], name: &str) -> Vec<&'a Entry> {
+    entries.iter().filter(|e| e.event.name() == name).collect()
+}
+
+/// The entry at `index`.
+///
+/// # Panics
+/// If the log is shorter.
+pub fn at(entries: &[Entry], index: u64) -> &Event {
+    &entries
+        .get(index as usize)
+        .unwrap_or_else(|| panic!("no audit entry {index} in a log of {}", entries.len()))
+        .event
+}
+
+/// Proves the relay still serves: `SPVQ/ESM` posts a runaway alert to `DPJ/RTS`, which
+/// is pushed to a subscribed `DPJ/RTS` node. Fresh nodes, closed afterwards.
+///
+/// # Panics
+/// If any step fails.
+pub async fn assert_relay_serves(net: &TestNet, relay: SocketAddr) {
+    let esm = net.node("SPVQ/ESM", relay).await;
+    let rts = net.node("DPJ/RTS", relay).await;
+    let mut rx = rts.subscribe().await.expect("DPJ/RTS subscribes");
+    let mut draft = alert(filet_proto::Category::Runaway, "SERVES-1");
+    draft.to = vec![filet_proto::Selector::Unit(unit("DPJ/RTS"))];
+    let receipt = esm.post(draft).await.expect("SPVQ/ESM posts");
+    // Alerts waiting from earlier come first.
+    while next_delivery(&mut rx).await.envelope.id != receipt.alert {}
+    esm.close().await;
+    rts.close().await;
+}
+
+// ---- binaries -------------------------------------------------------------------------
+
+/// The path of a workspace binary (`filet-relay`, `filet`, `filet-certs`).
+///
+/// Integration tests of this crate cannot name other packages' binaries
+/// (`CARGO_BIN_EXE_*` covers the crate's own), and `cargo test -p filet-tests` does not
+/// build them. So the first call in a test process runs
+/// `cargo build -p filet-relay -p filet-client -p filet-certs --bins` with the cargo that
+/// runs the tests (`$CARGO`), into the same target directory and profile as this test
+/// binary (`target/<profile>/deps/<test>` → `target/<profile>/`). The build shares every
+/// dependency with this crate's (same features), so it costs the three binaries once.
+/// Without `$CARGO` (a test binary run by hand) the binaries must already be there.
+///
+/// # Panics
+/// If the build fails or the binary is missing, saying what to run.
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR
+        .get_or_init(build_binaries)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+fn build_binaries() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("{} is not in target/<profile>/deps", exe.display()))?
+        .to_owned();
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(profile_dir);
+    };
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("the profile directory has no parent")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("the tests crate has no parent directory")?;
+    let mut build = Command::new(cargo);
+    // The variables cargo set for this test process describe this crate; inherited, they
+    // would change the fingerprints of build scripts that watch them (ring watches
+    // CARGO_MANIFEST_DIR) and make this build and `cargo test` rebuild each other's
+    // dependencies every time.
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        let set_for_crate = n.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&n.as_ref());
+        if set_for_crate {
+            build.env_remove(&name);
+        }
+    }
+    let out = build
+        .current_dir(workspace)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args([
+            "build",
+            "--quiet",
+            "--offline",
+            "--profile",
+            &profile,
+            "-p",
+            "filet-relay",
+            "-p",
+            "filet-client",
+            "-p",
+            "filet-certs",
+            "--bins",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build of the workspace binaries failed ({}): {}\nrun `cargo build --workspace --bins` to see why",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(profile_dir)
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs a workspace binary to completion (bounded by [`WAIT`]; killed after) and returns
+/// its output. Run it from a blocking context (`spawn_blocking`) when a relay serves on
+/// the same runtime.
+///
+/// # Panics
+/// If it cannot be started or does not finish in time.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    let child = Command::new(bin(name))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("FILET_PROFILE")
+        .env_remove("FILET_AUDIT_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(Ok(out)) => Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Ok(Err(e)) => panic!("{name} {args:?}: {e}"),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("{name} {args:?} did not finish within {WAIT:?}")
+        }
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`) to a process with the `kill` command.
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status();
+}
+
+/// `filet-relay audit-key --data-dir D --agreement A`: the verifier key of a data
+/// directory's audit log.
+///
+/// # Panics
+/// If the command fails.
+pub fn audit_key(net: &TestNet, data_dir: &Path) -> String {
+    let out = run(
+        "filet-relay",
+        &[
+            "audit-key",
+            "--data-dir",
+            path_str(data_dir),
+            "--agreement",
+            path_str(&net.agreement),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "audit-key failed: {}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+/// A path as a `&str` (the temporary directories are UTF-8).
+///
+/// # Panics
+/// On a non-UTF-8 path.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// `filet-relay serve` as a child process on `127.0.0.1:0`, its stderr captured.
+///
+/// The address is read from the relay's own log line `listening on ADDR`, so there is no
+/// race for a port. Dropping it kills the process (SIGKILL).
+pub struct ChildRelay {
+    child: Option<Child>,
+    /// The address the relay logged.
+    pub addr: SocketAddr,
+    /// The audit verifier key the relay logged.
+    pub logged_key: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ChildRelay {
+    /// Starts `filet-relay serve --listen 127.0.0.1:0 --data-dir D --pki P --agreement A`
+    /// and waits (at most [`WAIT`]) for its `listening on` line. Call from a blocking
+    /// context if the runtime has work to do meanwhile.
+    ///
+    /// # Panics
+    /// If it exits or says nothing in time; the message holds its stderr.
+    pub fn start(net: &TestNet, data_dir: &Path) -> ChildRelay {
+        let mut child = Command::new(bin("filet-relay"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                path_str(data_dir),
+                "--pki",
+                path_str(&net.pki),
+                "--agreement",
+                path_str(&net.agreement),
+            ])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start filet-relay: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std_mpsc::channel::<String>();
+        let log2 = log.clone();
+        // Ends at the child's end of file (it exits or is killed).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut l) = log2.lock() {
+                    l.push(line.clone());
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        let listening = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        break rest.to_owned();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let text = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                    panic!("filet-relay did not log `listening on` within {WAIT:?}:\n{text}");
+                }
+            }
+        };
+        let mut words = listening.split_whitespace();
+        let addr: SocketAddr = words
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in `listening on {listening}`"));
+        let logged_key = listening
+            .split("audit verifier key ")
+            .nth(1)
+            .map(|k| k.trim().to_owned())
+            .unwrap_or_default();
+        ChildRelay {
+            child: Some(child),
+            addr,
+            logged_key,
+            log,
+        }
+    }
+
+    /// Everything the relay wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (at most [`WAIT`]) for the exit: the graceful stop.
+    ///
+    /// # Panics
+    /// If it does not exit in time (it is then killed).
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        self.stop("TERM")
+    }
+
+    /// Sends SIGKILL and waits for the exit: a crash at this moment.
+    ///
+    /// # Panics
+    /// If it does not exit in time.
+    pub fn kill(mut self) -> (ExitStatus, String) {
+        self.stop("KILL")
+    }
+
+    fn stop(&mut self, sig: &str) -> (ExitStatus, String) {
+        let child = self.child.take().expect("a running child");
+        let pid = child.id();
+        let (tx, rx) = std_mpsc::channel();
+        let mut child = child;
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        signal(pid, sig);
+        match rx.recv_timeout(WAIT) {
+            Ok(Ok(status)) => (status, self.stderr()),
+            Ok(Err(e)) => panic!("waiting for filet-relay: {e}"),
+            Err(_) => {
+                signal(pid, "KILL");
+                panic!(
+                    "filet-relay did not exit within {WAIT:?} of SIG{sig}:\n{}",
+                    self.stderr()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for ChildRelay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub mod raw;

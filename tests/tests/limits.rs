@@ -1,0 +1,203 @@
+//! Limits (SPEC §6, relay configuration): a full mailbox, the post rate, the connection
+//! limit, and expiry. Time is a [`ManualClock`]: the tests move it instead of waiting.
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
+
+use std::sync::Arc;
+
+use filet_client::Node;
+use filet_proto::audit::{Event, RefusalReason};
+use filet_proto::wire::ErrorCode;
+use filet_proto::{AlertDraft, Category, Selector, Timestamp};
+use filet_relay::clock::ManualClock;
+use filet_tests::*;
+
+const HOUR_MS: i64 = 3600 * 1000;
+
+fn to_rts(reference: &str) -> AlertDraft {
+    let mut d = alert(Category::Runaway, reference);
+    d.to = vec![Selector::Unit(unit("DPJ/RTS"))];
+    d
+}
+
+#[tokio::test]
+async fn a_full_mailbox_refuses_new_posts_naming_the_unit_and_keeps_what_it_accepted() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.mailbox_max = 2;
+    let relay = TestRelay::start(cfg).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let a = esm.post(to_rts("FULL-1")).await.unwrap();
+    let b = esm.post(to_rts("FULL-2")).await.unwrap();
+
+    let e = refusal(esm.post(to_rts("FULL-3")).await);
+
+    let message =
+        "the mailbox of DPJ/RTS is full (2 alerts waiting, the limit is 2); nothing was posted";
+    assert_refusal(&e, ErrorCode::MailboxFull, message);
+    let waiting: Vec<_> = rts
+        .inbox()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.envelope.id)
+        .collect();
+    assert_eq!(waiting, [a.alert, b.alert], "nothing accepted was dropped");
+    let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&auditor, &relay.verifier()).await;
+    let refused: Vec<&Event> = events(&log, "refused").iter().map(|e| &e.event).collect();
+    assert_eq!(
+        refused,
+        [&Event::Refused {
+            principal: Some("SPVQ/ESM/spvq-esm-01".into()),
+            reason: RefusalReason::MailboxFull,
+            detail: message.into(),
+            category: Some(Category::Runaway),
+            recipient: Some("DPJ/RTS".into()),
+            alert: None,
+        }]
+    );
+    // An acknowledgement makes room.
+    rts.ack(a.alert).await.unwrap();
+    esm.post(to_rts("FULL-4")).await.unwrap();
+    for n in [esm, rts, auditor] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn posts_over_the_rate_limit_are_refused_with_the_delay_until_the_next_one() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.posts_per_minute = 3;
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(cfg, Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let ijp = net.node("SPVQ/IJP", relay.addr).await;
+    for i in 0..3 {
+        esm.post(to_rts(&format!("RATE-{i}"))).await.unwrap();
+    }
+
+    let e = refusal(esm.post(to_rts("RATE-3")).await);
+
+    assert_eq!(e.code, ErrorCode::RateLimited);
+    assert_eq!(
+        e.message,
+        "SPVQ/ESM/spvq-esm-01 posts faster than the limit of 3 per minute; nothing was posted"
+    );
+    assert_eq!(e.retry_after_ms, Some(20_000), "one post every 20 s");
+    // The limit is per principal.
+    ijp.post(to_rts("RATE-IJP")).await.unwrap();
+    // After the delay, one more.
+    clock.advance(20_000);
+    esm.post(to_rts("RATE-4")).await.unwrap();
+    assert_eq!(
+        refusal(esm.post(to_rts("RATE-5")).await).code,
+        ErrorCode::RateLimited
+    );
+    for n in [esm, ijp] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_over_the_limit_is_refused_and_the_others_keep_working() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.max_connections = 2;
+    let relay = TestRelay::start(cfg).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let mut rx = rts.subscribe().await.unwrap();
+
+    let over = async {
+        let n = Node::connect(&net.node_config("CJQ/PIVOT", relay.addr)).await?;
+        n.whoami().await
+    }
+    .await;
+
+    let m = connection_error(over);
+    assert!(m.contains("the relay closed the connection"), "{m}");
+    let r = esm.post(to_rts("LIMIT-1")).await.unwrap();
+    assert_eq!(next_delivery(&mut rx).await.envelope.id, r.alert);
+    for n in [esm, rts] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: a connection over the limit is refused with QUIC CONNECTION_REFUSED and no reason (relay/src/server.rs:113 incoming.refuse(); close::BUSY is never used)"]
+async fn a_connection_over_the_limit_is_told_the_relay_is_busy() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.max_connections = 1;
+    let relay = TestRelay::start(cfg).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+
+    let over = async {
+        let n = Node::connect(&net.node_config("CJQ/PIVOT", relay.addr)).await?;
+        n.whoami().await
+    }
+    .await;
+
+    // Today: "ADDR: the relay closed the connection (code 0x2): " — nothing says why or
+    // what to do.
+    let m = connection_error(over);
+    assert!(m.contains("busy") || m.contains("limit"), "{m}");
+    esm.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_alert_is_no_longer_delivered() {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let r = esm.post(runaway()).await.unwrap();
+    assert_eq!(
+        r.expires_at,
+        r.received_at.plus_ms(72 * HOUR_MS),
+        "72 h by default"
+    );
+    assert_eq!(rts.inbox().await.unwrap().len(), 1);
+
+    clock.advance(72 * HOUR_MS);
+
+    assert!(rts.inbox().await.unwrap().is_empty());
+    let cjq = net.node("CJQ/PIVOT", relay.addr).await;
+    assert!(
+        cjq.inbox().await.unwrap().is_empty(),
+        "not to a late-comer either"
+    );
+    for n in [esm, rts, cjq] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: expired alerts stay counted in the mailbox for ever (relay/src/commit.rs:617 only an ack decrements mailbox_len; server.rs:392 skips them unseen), so a unit's mailbox fills with alerts it can no longer see and every post to it is refused"]
+async fn expired_alerts_leave_the_mailbox_and_do_not_keep_it_full() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.mailbox_max = 2;
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(cfg, Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    esm.post(to_rts("EXP-1")).await.unwrap();
+    esm.post(to_rts("EXP-2")).await.unwrap();
+
+    clock.advance(73 * HOUR_MS);
+
+    // DPJ/RTS was offline: it never saw them and cannot acknowledge them. Its mailbox
+    // holds nothing it can be shown; a new alert must get in.
+    let r = esm.post(to_rts("EXP-3")).await;
+    assert!(r.is_ok(), "{r:?}");
+    esm.close().await;
+    relay.stop().await;
+}
