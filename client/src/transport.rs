@@ -107,15 +107,18 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
                         format!(": {reason}")
                     }
                 ),
+                // CONNECTION_REFUSED (RFC 9000 §20.1): the relay is at its connection limit
+                // or shutting down.
+                None if code == 0x2 => "the relay is busy: it refused the connection (at its connection limit, or shutting down); retry later".to_owned(),
                 None => format!("the relay closed the connection (code {code:#x}): {reason}"),
             }
         }
         C::TransportError(t) => {
+            // Raised here, by this node: its own TLS refused the relay.
             let code = u64::from(t.code);
             match code.checked_sub(0x100).filter(|a| *a < 256) {
                 Some(alert) => format!(
-                    "TLS handshake failed ({}): {}",
-                    tls_alert_hint(alert as u8),
+                    "this node refused the relay's certificate (TLS alert {alert}): {}; check the profile's server_name and ca",
                     t.reason
                 ),
                 None => format!("transport error: {t}"),

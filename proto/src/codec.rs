@@ -93,8 +93,13 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     if body.len() > MAX_FRAME_LEN {
         return Err(FrameError::TooLong { len: body.len() });
     }
-    let (msg, used) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (msg, used) = bincode::serde::decode_from_slice(body, config()).map_err(|e| {
+        FrameError::Malformed(match e {
+            // serde's own message, without bincode's debug wrapping.
+            bincode::error::DecodeError::OtherString(s) => s,
+            e => e.to_string(),
+        })
+    })?;
     if used != body.len() {
         return Err(FrameError::TrailingBytes {
             extra: body.len() - used,

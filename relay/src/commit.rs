@@ -894,8 +894,8 @@ impl Committer {
                 >= self.cfg.mailbox_max
         }) {
             let detail = format!(
-                "the mailbox of {} is full ({} alerts waiting, the limit); nothing was posted",
-                full.recipient, self.cfg.mailbox_max
+                "the mailbox of {} is full ({} alerts waiting, the limit is {}); nothing was posted",
+                full.recipient, self.cfg.mailbox_max, self.cfg.mailbox_max
             );
             let ev = refused(
                 RefusalReason::MailboxFull,

@@ -69,7 +69,7 @@ pub enum RelayError {
         source: std::io::Error,
     },
     /// The agreement is invalid (file, line, rule).
-    #[error("{0}")]
+    #[error(transparent)]
     Agreement(#[from] AgreementError),
     /// The PKI cannot be loaded or used.
     #[error(transparent)]

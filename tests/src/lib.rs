@@ -294,6 +294,10 @@ pub struct TestRelay {
     pub verifier_key: String,
     /// The group-commit counters.
     pub stats: Arc<CommitStats>,
+    /// Runs the relay's timers and reloads on demand.
+    pub handle: filet_relay::RelayHandle,
+    /// The metrics endpoint, when the configuration enables it.
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), filet_relay::RelayError>>>,
 }
@@ -322,6 +326,8 @@ impl TestRelay {
         let addr = relay.local_addr().expect("a bound address");
         let verifier_key = relay.verifier_key().to_owned();
         let stats = relay.stats();
+        let handle = relay.handle();
+        let metrics_addr = relay.metrics_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(relay.run(async {
             let _ = rx.await;
@@ -330,9 +336,23 @@ impl TestRelay {
             addr,
             verifier_key,
             stats,
+            handle,
+            metrics_addr,
             stop: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// Runs the relay's timers now (expiry, purge) and waits until their entries are
+    /// durable: move a `ManualClock`, then call this.
+    ///
+    /// # Panics
+    /// If the relay stopped.
+    pub async fn run_timers(&self) {
+        self.handle
+            .run_timers()
+            .await
+            .expect("the relay runs its timers");
     }
 
     /// The verifier of the audit log's checkpoints.
