@@ -92,6 +92,17 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Write an alert as a CAP 1.2 `<alert>` (scope Private, addresses = its recipients).
+    Export {
+        /// Write CAP 1.2 XML (the only format).
+        #[arg(long, required = true)]
+        cap: bool,
+        /// The alert's id.
+        id: AlertId,
+    },
+    /// CAP 1.2 tools.
+    #[command(subcommand)]
+    Cap(CapCommand),
     /// Acknowledge alerts for this unit.
     Ack {
         /// Alert ids.
@@ -101,6 +112,15 @@ enum Command {
     /// The audit log (for the agreement's auditors).
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum CapCommand {
+    /// Check a CAP 1.2 document against the standard's required elements and value lists.
+    Check {
+        /// The CAP file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +205,10 @@ fn parse_when(s: &str) -> Result<Timestamp, String> {
 struct PostArgs {
     /// Alert file (TOML); flags given as well override its values.
     file: Option<PathBuf>,
+    /// Import a CAP 1.2 file instead (refused, with the reason, if it cannot become a
+    /// Filet alert: public scope, no subject reference, unknown category).
+    #[arg(long, conflicts_with = "file")]
+    cap: Option<PathBuf>,
     /// runaway, sighting or exploitation-risk.
     #[arg(long)]
     category: Option<Category>,
@@ -326,7 +350,35 @@ fn node_config(cli: &Cli) -> Result<NodeConfig, Failure> {
     }
 }
 
+fn read_cap(path: &std::path::Path) -> Result<String, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError(format!("cannot read CAP file {}: {e}", path.display())))?;
+    if bytes.len() > filet_proto::cap::MAX_CAP_LEN {
+        return Err(InputError(format!(
+            "CAP file {}: {} bytes, the limit is {}",
+            path.display(),
+            bytes.len(),
+            filet_proto::cap::MAX_CAP_LEN
+        ))
+        .into());
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| InputError(format!("CAP file {}: not UTF-8", path.display())).into())
+}
+
 fn draft_of(a: &PostArgs) -> Result<AlertDraft, Failure> {
+    if let Some(path) = &a.cap {
+        let xml = read_cap(path)?;
+        let imported = filet_proto::cap::import(&xml).map_err(|e| {
+            InputError(format!(
+                "CAP file {} cannot become a Filet alert: {e}; nothing was posted",
+                path.display()
+            ))
+        })?;
+        let mut d = imported.draft;
+        apply_flags(&mut d, a);
+        return Ok(d);
+    }
     let mut d = match &a.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -467,6 +519,56 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Cancel { id, reason } => {
             close_alert(&cli, *id, Kind::Cancel, Some(reason.clone())).await?;
+        }
+        Command::Export { cap: _, id } => {
+            let node = Node::connect(&node_config(&cli)?).await?;
+            let (alert, recipients) = node.get_alert(*id).await.map_err(refusal_context)?;
+            // A recipient's export addresses its own unit: it knows no other recipient.
+            let own = [node.whoami().await?.principal.unit];
+            let recipients = if recipients.is_empty() {
+                &own[..]
+            } else {
+                &recipients[..]
+            };
+            let xml = filet_proto::cap::export(&filet_proto::cap::ExportInput {
+                envelope: &alert.envelope,
+                content: &alert.content,
+                note: alert.note.as_deref(),
+                recipients,
+                references_sent: None,
+            });
+            print!("{xml}");
+            node.close().await;
+        }
+        Command::Cap(CapCommand::Check { file }) => {
+            let xml = read_cap(file)?;
+            match filet_proto::cap::check(&xml) {
+                Ok(a) => {
+                    if cli.json {
+                        print_json(
+                            &serde_json::json!({"valid": true, "identifier": a.identifier, "infos": a.info.len()}),
+                        );
+                    } else {
+                        println!(
+                            "{}: valid CAP {} alert {} ({} info block(s))",
+                            file.display(),
+                            match a.version {
+                                filet_proto::cap::CapVersion::V1_1 => "1.1",
+                                filet_proto::cap::CapVersion::V1_2 => "1.2",
+                            },
+                            a.identifier.as_deref().unwrap_or("?"),
+                            a.info.len()
+                        );
+                    }
+                }
+                Err(e) => {
+                    return Err(InputError(format!(
+                        "{}: not a valid CAP 1.2 alert: {e}",
+                        file.display()
+                    ))
+                    .into());
+                }
+            }
         }
         Command::Whoami => {
             let node = Node::connect(&node_config(&cli)?).await?;

@@ -10,6 +10,7 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoints and C2SP signed notes (Ed25519).
 //! - [`wire`]: the relay protocol's messages; [`codec`]: their frames (the only user of
 //!   bincode).
+//! - [`cap`]: CAP 1.2 (OASIS) checking, export and import, with safe XML.
 //! - [`id`], [`time`]: alert ids and timestamps; [`profile`]: node profiles.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -294,6 +294,35 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
         "an acknowledged alert leaves the unit's mailbox",
     );
 
+    // 10b. Partners' other systems speak CAP 1.2: the sender exports, and the export
+    // imports back to the same alert.
+    let (own, recipients) = esm.get_alert(id).await?;
+    let xml = filet_proto::cap::export(&filet_proto::cap::ExportInput {
+        envelope: &own.envelope,
+        content: &own.content,
+        note: own.note.as_deref(),
+        recipients: &recipients,
+        references_sent: None,
+    });
+    let back = filet_proto::cap::import(&xml);
+    t.say(
+        "SPVQ/ESM",
+        &format!(
+            "exports {id} as CAP 1.2 ({} bytes, scope Private, addresses {})",
+            xml.len(),
+            recipients
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
+    t.check(
+        filet_proto::cap::check(&xml).is_ok()
+            && back.as_ref().is_ok_and(|b| b.draft.content == draft.content && b.recipients == recipients),
+        "the CAP 1.2 export passes the CAP checks and imports back to the same content and recipients",
+    );
+
     // 11. The investigator refines the alert, then the youth is located.
     let mut update = draft.clone();
     update.kind = Kind::Update;
