@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit_log::{AuditLog, AuditLogError};
 use crate::clock::Clock;
-use crate::hub::Hub;
+use crate::hub::{Hub, ThreadView};
 use crate::store::{AckRecord, AlertRecord, RecipientRecord, Store, StoreError};
 
 /// A request to the commit thread.
@@ -131,7 +131,8 @@ pub enum CommitError {
 struct Slot {
     unit: UnitRef,
     seq: u64,
-    acked: bool,
+    /// The audit index of the unit's acknowledgement, once acknowledged.
+    acked: Option<u64>,
     /// Still in the unit's mailbox (not acknowledged, expired or purged).
     pending: bool,
 }
@@ -246,8 +247,8 @@ impl Index {
         let mut pending = Vec::new();
         let mut slots = Vec::new();
         for r in &rec.recipients {
-            let acked = r.acked.is_some();
-            let is_pending = !acked && !expired && !purged && !rec.purged;
+            let acked = r.acked.as_ref().map(|a| a.audit_index);
+            let is_pending = acked.is_none() && !expired && !purged && !rec.purged;
             if is_pending {
                 *self.mailbox_len.entry(r.unit.clone()).or_default() += 1;
                 pending.push((r.unit.clone(), r.seq, id));
@@ -338,6 +339,13 @@ pub struct Committer {
     /// Statistics: batches committed and ops in them.
     pub stats: Arc<CommitStats>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Acknowledgements of this batch, written with it.
+    acks: Vec<(AlertId, UnitRef, AckRecord)>,
+    /// Alerts whose state or history changed in this batch (their records are in the
+    /// batch's records), published with it.
+    changed_threads: Vec<AlertId>,
+    /// Random bytes drawn from the system in blocks, handed out for ids and salts.
+    entropy: Vec<u8>,
 }
 
 /// Counters the benchmark and metrics read.
@@ -413,6 +421,9 @@ impl Committer {
             cfg,
             stats: Arc::new(CommitStats::default()),
             metrics,
+            acks: Vec::new(),
+            changed_threads: Vec::new(),
+            entropy: Vec::new(),
         }
     }
 
@@ -475,6 +486,9 @@ impl Committer {
         for rec in records.values() {
             self.store.put(rec)?;
         }
+        for (alert, unit, ack) in self.acks.drain(..) {
+            self.store.put_ack(&alert, &unit, &ack)?;
+        }
         self.store.set_audit_state(size, &note)?;
         self.store.flush()?;
         self.metrics.flush.observe(started.elapsed().as_secs_f64());
@@ -507,11 +521,16 @@ impl Committer {
         let note = match failure {
             Some(e) => Err(e),
             // Nothing new (a timer tick with nothing due, a duplicate post): no commit.
-            None if records.is_empty() && self.log.size() == size_before => Ok(self
-                .latest_checkpoint
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()),
+            None if records.is_empty()
+                && self.acks.is_empty()
+                && self.log.size() == size_before =>
+            {
+                Ok(self
+                    .latest_checkpoint
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone())
+            }
             None => self.durable(&records),
         };
         let note = match note {
@@ -529,9 +548,27 @@ impl Committer {
         self.stats.ops.fetch_add(n_ops, Relaxed);
         self.stats.posts.fetch_add(posts, Relaxed);
         // Publish first, then answer: a node that acts on an answer sees the new state.
+        // The hub holds the committed records themselves: deliveries read no storage.
+        let records: HashMap<AlertId, Arc<AlertRecord>> =
+            records.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        for root in self.changed_threads.drain(..) {
+            if let Some(r) = records.get(&root) {
+                self.hub.set_thread(
+                    root,
+                    ThreadView {
+                        state: r.state,
+                        history: r.history.clone(),
+                    },
+                );
+            }
+        }
         for a in &after {
             match a {
-                After::Publish { unit, seq, alert } => self.hub.add(unit, *seq, *alert),
+                After::Publish { unit, seq, alert } => {
+                    if let Some(r) = records.get(alert) {
+                        self.hub.add(unit, *seq, r.clone());
+                    }
+                }
                 After::Unpublish { unit, seq } => self.hub.remove(unit, *seq),
                 _ => {}
             }
@@ -569,9 +606,19 @@ impl Committer {
         Ok(self.store.get(id)?)
     }
 
-    fn random<const N: usize>(&self) -> Result<[u8; N], CommitError> {
+    /// `N` random bytes from the system's CSPRNG, fetched 4 KiB at a time (one system
+    /// call per ~100 posts instead of two per post).
+    fn random<const N: usize>(&mut self) -> Result<[u8; N], CommitError> {
+        if self.entropy.len() < N {
+            let mut block = vec![0u8; 4096];
+            self.rng.fill(&mut block).map_err(|_| CommitError::Random)?;
+            self.entropy = block;
+        }
         let mut b = [0u8; N];
-        self.rng.fill(&mut b).map_err(|_| CommitError::Random)?;
+        let at = self.entropy.len() - N;
+        b.copy_from_slice(&self.entropy[at..]);
+        // Never hand out the same bytes twice.
+        self.entropy.truncate(at);
         Ok(b)
     }
 
@@ -636,25 +683,26 @@ impl Committer {
                     });
                     return Ok(());
                 };
-                let Some(mut rec) = self.record(&alert, records)? else {
-                    after.push(After::Index {
-                        reply,
-                        result: Err(not_sent()),
-                    });
-                    return Ok(());
+                let (seq, already) = match self
+                    .index
+                    .alerts
+                    .get(&alert)
+                    .and_then(|m| m.recipients.get(pos))
+                {
+                    Some(slot) => (slot.seq, slot.acked),
+                    None => {
+                        after.push(After::Index {
+                            reply,
+                            result: Err(not_sent()),
+                        });
+                        return Ok(());
+                    }
                 };
-                let Some(r) = rec.recipients.iter_mut().find(|r| r.unit == unit) else {
-                    after.push(After::Index {
-                        reply,
-                        result: Err(not_sent()),
-                    });
-                    return Ok(());
-                };
-                if let Some(a) = &r.acked {
+                if let Some(i) = already {
                     // Already acknowledged by this unit: idempotent, no new entry.
                     after.push(After::Index {
                         reply,
-                        result: Ok(a.audit_index),
+                        result: Ok(i),
                     });
                     return Ok(());
                 }
@@ -663,12 +711,16 @@ impl Committer {
                     sender,
                     recipient: principal.clone(),
                 })?;
-                r.acked = Some(AckRecord {
-                    node: principal,
-                    at: self.clock.now(),
-                    audit_index: idx,
-                });
-                let seq = r.seq;
+                // One small key per acknowledgement: the alert's record is not rewritten.
+                self.acks.push((
+                    alert,
+                    unit.clone(),
+                    AckRecord {
+                        node: principal,
+                        at: self.clock.now(),
+                        audit_index: idx,
+                    },
+                ));
                 let mut was_pending = false;
                 if let Some(slot) = self
                     .index
@@ -676,7 +728,7 @@ impl Committer {
                     .get_mut(&alert)
                     .and_then(|m| m.recipients.get_mut(pos))
                 {
-                    slot.acked = true;
+                    slot.acked = Some(idx);
                     was_pending = std::mem::replace(&mut slot.pending, false);
                 }
                 if was_pending {
@@ -685,7 +737,6 @@ impl Committer {
                     }
                     after.push(After::Unpublish { unit, seq });
                 }
-                records.insert(alert, rec);
                 after.push(After::Index {
                     reply,
                     result: Ok(idx),
@@ -1035,6 +1086,7 @@ impl Committer {
                 }
                 self.index.reschedule(root);
                 records.insert(root, orig);
+                self.changed_threads.push(root);
             }
         }
         Ok(())
@@ -1081,6 +1133,7 @@ impl Committer {
             }
             self.index.reschedule(root);
             records.insert(root, orig);
+            self.changed_threads.push(root);
             // Expired alerts are no longer delivered: out of every mailbox.
             for m in members {
                 for (unit, seq) in self.index.unpend(&m) {
@@ -1219,8 +1272,14 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
     let size = c.log.size();
     let mut to_drop = Vec::new();
     let mut publish = Vec::new();
+    let acks = c.store.acks()?;
     for rec in c.store.iter() {
-        let rec = rec?;
+        let mut rec = rec?;
+        for r in rec.recipients.iter_mut() {
+            if let Some(a) = acks.get(&(rec.envelope.id, r.unit.clone())) {
+                r.acked = Some(a.clone());
+            }
+        }
         let max_index = rec
             .recipients
             .iter()
@@ -1232,7 +1291,21 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
             to_drop.push(rec.envelope.id);
             continue;
         }
-        publish.extend(c.index.insert(&rec));
+        let rec = Arc::new(rec);
+        for (unit, seq, _) in c.index.insert(&rec) {
+            publish.push((unit, seq, rec.clone()));
+        }
+        if rec.envelope.kind == filet_proto::alert::Kind::Alert
+            && (rec.state != AlertState::Active || rec.history.len() > 1)
+        {
+            c.hub.set_thread(
+                rec.envelope.id,
+                ThreadView {
+                    state: rec.state,
+                    history: rec.history.clone(),
+                },
+            );
+        }
         out.alerts += 1;
     }
     for id in &to_drop {
@@ -1262,8 +1335,8 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
         })?;
         out.voided.push(alert);
     }
-    for (unit, seq, id) in publish {
-        c.hub.add(&unit, seq, id);
+    for (unit, seq, rec) in publish {
+        c.hub.add(&unit, seq, rec);
     }
     Ok(out)
 }

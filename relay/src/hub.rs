@@ -2,18 +2,24 @@
 //!
 //! The commit thread adds an entry only after the alert, its mailbox entry and the audit
 //! entry of the disclosure are durable (log before disclose), and removes it once the
-//! unit acknowledges. Each unit has a `watch` channel holding its newest mailbox position,
-//! so that subscribed connections wake at once. The mutex is held only to copy a few ids:
-//! never across I/O or an `.await`.
+//! unit acknowledges or the alert expires or is purged. An entry holds the committed
+//! record itself (shared, immutable), so a delivery reads no storage. Each unit has a
+//! `watch` channel holding its newest mailbox position, so that subscribed connections wake
+//! at once. The hub also holds the current state and history of every alert that has
+//! changed since it was posted. Its mutexes are held only to copy a few pointers: never
+//! across I/O or an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use filet_proto::alert::{AlertState, HistoryItem};
 use filet_proto::{AlertId, UnitRef};
 use tokio::sync::watch;
 
+use crate::store::AlertRecord;
+
 struct UnitBox {
-    pending: BTreeMap<u64, AlertId>,
+    pending: BTreeMap<u64, Arc<AlertRecord>>,
     newest: watch::Sender<u64>,
 }
 
@@ -26,17 +32,31 @@ impl UnitBox {
     }
 }
 
-/// Every unit's published mailbox.
+/// The state and history of an alert, as recipients see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadView {
+    /// Current state.
+    pub state: AlertState,
+    /// Life so far.
+    pub history: Vec<HistoryItem>,
+}
+
+/// Every unit's published mailbox, and the alerts' current states.
 #[derive(Default)]
 pub struct Hub {
     units: Mutex<HashMap<UnitRef, UnitBox>>,
+    threads: Mutex<HashMap<AlertId, ThreadView>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic elsewhere while holding it; every operation here is a
+    // single insert or remove, so the map is still consistent: go on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Hub {
     fn with<R>(&self, unit: &UnitRef, f: impl FnOnce(&mut UnitBox) -> R) -> R {
-        // A poisoned lock means a panic elsewhere while holding it; the map itself is
-        // still consistent (every operation is a single insert or remove), so go on.
-        let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        let mut units = lock(&self.units);
         let b = units.entry(unit.clone()).or_insert_with(UnitBox::new);
         f(b)
     }
@@ -47,20 +67,25 @@ impl Hub {
     }
 
     /// Up to `limit` waiting entries of `unit` after position `after`, oldest first.
-    pub fn pending_after(&self, unit: &UnitRef, after: u64, limit: usize) -> Vec<(u64, AlertId)> {
+    pub fn pending_after(
+        &self,
+        unit: &UnitRef,
+        after: u64,
+        limit: usize,
+    ) -> Vec<(u64, Arc<AlertRecord>)> {
         self.with(unit, |b| {
             b.pending
                 .range(after.saturating_add(1)..)
                 .take(limit)
-                .map(|(s, id)| (*s, *id))
+                .map(|(s, r)| (*s, r.clone()))
                 .collect()
         })
     }
 
     /// Publishes a durable mailbox entry and wakes the unit's subscribers.
-    pub fn add(&self, unit: &UnitRef, seq: u64, id: AlertId) {
+    pub fn add(&self, unit: &UnitRef, seq: u64, rec: Arc<AlertRecord>) {
         self.with(unit, |b| {
-            b.pending.insert(seq, id);
+            b.pending.insert(seq, rec);
             b.newest.send_if_modified(|v| {
                 let changed = seq > *v;
                 *v = (*v).max(seq);
@@ -69,17 +94,26 @@ impl Hub {
         })
     }
 
-    /// Removes an acknowledged (or closed) entry.
+    /// Removes an acknowledged (expired, purged) entry.
     pub fn remove(&self, unit: &UnitRef, seq: u64) {
         self.with(unit, |b| {
             b.pending.remove(&seq);
         })
     }
 
+    /// Publishes the new state and history of an alert.
+    pub fn set_thread(&self, root: AlertId, view: ThreadView) {
+        lock(&self.threads).insert(root, view);
+    }
+
+    /// The state and history of the alert `root`, if it changed since it was posted.
+    pub fn thread(&self, root: &AlertId) -> Option<ThreadView> {
+        lock(&self.threads).get(root).cloned()
+    }
+
     /// How many entries wait, for every unit that has had a mailbox.
     pub fn depths(&self) -> Vec<(UnitRef, usize)> {
-        let units = self.units.lock().unwrap_or_else(|p| p.into_inner());
-        units
+        lock(&self.units)
             .iter()
             .map(|(u, b)| (u.clone(), b.pending.len()))
             .collect()
@@ -94,6 +128,35 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use filet_proto::alert::{Category, Envelope, Kind, Language, Risk, Status};
+    use filet_proto::Timestamp;
+
+    fn rec(n: u8) -> Arc<AlertRecord> {
+        Arc::new(AlertRecord {
+            envelope: Envelope {
+                id: AlertId([n; 16]),
+                kind: Kind::Alert,
+                references: None,
+                category: Category::Runaway,
+                status: Status::Actual,
+                risk: Risk::Minor,
+                language: Language::FrCa,
+                sender: "A/B/c".parse().unwrap(),
+                received_at: Timestamp(0),
+                expires_at: Timestamp(1),
+            },
+            content: None,
+            note: None,
+            salt: [0; 32],
+            idempotency_key: [0; 16],
+            posted_index: 0,
+            recipients: Vec::new(),
+            state: AlertState::Active,
+            history: Vec::new(),
+            closed_at: None,
+            purged: false,
+        })
+    }
 
     #[test]
     fn publishes_in_order_and_wakes_subscribers() {
@@ -101,20 +164,39 @@ mod tests {
         let u: UnitRef = "DPJ/RTS".parse().unwrap();
         let mut rx = hub.subscribe(&u);
         assert!(!rx.has_changed().unwrap());
-        hub.add(&u, 7, AlertId([7; 16]));
-        hub.add(&u, 3, AlertId([3; 16]));
+        hub.add(&u, 7, rec(7));
+        hub.add(&u, 3, rec(3));
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 7);
+        let ids = |v: Vec<(u64, Arc<AlertRecord>)>| {
+            v.iter()
+                .map(|(s, r)| (*s, r.envelope.id))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            hub.pending_after(&u, 0, 10),
+            ids(hub.pending_after(&u, 0, 10)),
             vec![(3, AlertId([3; 16])), (7, AlertId([7; 16]))]
         );
-        assert_eq!(hub.pending_after(&u, 3, 10), vec![(7, AlertId([7; 16]))]);
+        assert_eq!(
+            ids(hub.pending_after(&u, 3, 10)),
+            vec![(7, AlertId([7; 16]))]
+        );
         hub.remove(&u, 3);
         assert_eq!(hub.depth(&u), 1);
+        assert!(hub
+            .pending_after(&"DPJ/PIVOT".parse().unwrap(), 0, 10)
+            .is_empty());
+        assert_eq!(hub.thread(&AlertId([7; 16])), None);
+        hub.set_thread(
+            AlertId([7; 16]),
+            ThreadView {
+                state: AlertState::Located,
+                history: Vec::new(),
+            },
+        );
         assert_eq!(
-            hub.pending_after(&"DPJ/PIVOT".parse().unwrap(), 0, 10),
-            vec![]
+            hub.thread(&AlertId([7; 16])).unwrap().state,
+            AlertState::Located
         );
     }
 }

@@ -31,7 +31,7 @@ use crate::config::Limits;
 use crate::hub::Hub;
 use crate::identity;
 use crate::ratelimit::RateLimiter;
-use crate::store::Store;
+use crate::store::{AlertRecord, Store};
 
 /// Longest a QUIC + TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -371,9 +371,10 @@ async fn deliveries(
             }
             continue;
         }
-        for (seq, id) in batch {
+        for (seq, rec) in batch {
             cursor = seq;
-            let Some(d) = disclose(&ctx, id, seq).await else {
+            let id = rec.envelope.id;
+            let Some(d) = disclose(&ctx, &rec, seq).await else {
                 continue;
             };
             let Some(b) = frame(&ServerFrame::Delivery(d.clone())) else {
@@ -397,15 +398,8 @@ async fn deliveries(
 
 /// The alert as this connection's unit may see it now, or `None` (gone, expired, or no
 /// longer permitted — then withheld and audited).
-async fn disclose(ctx: &ConnCtx, id: AlertId, seq: u64) -> Option<Disclosed> {
-    let read = |id: &AlertId| match ctx.shared.store.get(id) {
-        Ok(r) => r,
-        Err(e) => {
-            warn!("cannot read alert {id}: {e}");
-            None
-        }
-    };
-    let rec = read(&id)?;
+async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclosed> {
+    let id = rec.envelope.id;
     let unit = ctx.unit();
     let r = rec.recipients.iter().find(|r| r.unit == *unit)?;
     let content = rec.content.as_ref()?;
@@ -430,13 +424,11 @@ async fn disclose(ctx: &ConnCtx, id: AlertId, seq: u64) -> Option<Disclosed> {
             .await;
         return None;
     };
-    // The state and history of the alert this message belongs to.
-    let (state, history) = if rec.envelope.references.is_some() {
-        read(&rec.root())
-            .map(|o| (o.state, o.history))
-            .unwrap_or((rec.state, Vec::new()))
-    } else {
-        (rec.state, rec.history.clone())
+    // The state and history of the alert this message belongs to: published by the commit
+    // thread when they change; an alert never changed is active with one step.
+    let (state, history) = match ctx.shared.hub.thread(&rec.root()) {
+        Some(v) => (v.state, v.history),
+        None => (rec.state, rec.history.clone()),
     };
     // Never more than was disclosed (and logged) at posting time.
     let fields = r.fields.intersection(now.fields);
@@ -500,7 +492,7 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
         .find(|r| r.unit == *ctx.unit())
         .map(|r| r.seq)
         .ok_or_else(unknown)?;
-    let d = disclose(ctx, id, seq).await.ok_or_else(|| {
+    let d = disclose(ctx, &rec, seq).await.ok_or_else(|| {
         RelayError::new(
             ErrorCode::Closed,
             format!(
@@ -736,8 +728,9 @@ async fn inbox(ctx: &ConnCtx, after_seq: u64) -> Result<Response, RelayError> {
         .pending_after(ctx.unit(), after_seq, MAX_INBOX_PAGE + 1);
     let more = pending.len() > MAX_INBOX_PAGE;
     let mut alerts = Vec::new();
-    for (seq, id) in pending.into_iter().take(MAX_INBOX_PAGE) {
-        if let Some(d) = disclose(ctx, id, seq).await {
+    for (seq, rec) in pending.into_iter().take(MAX_INBOX_PAGE) {
+        let id = rec.envelope.id;
+        if let Some(d) = disclose(ctx, &rec, seq).await {
             ctx.shared
                 .op(Op::Delivered {
                     alert: id,

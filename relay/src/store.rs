@@ -140,6 +140,7 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     alerts: sled::Tree,
+    acks: sled::Tree,
     meta: sled::Tree,
     /// sled's data file, for `fdatasync` after `flush` (see the module doc).
     data_file: Option<Arc<File>>,
@@ -169,12 +170,14 @@ impl Store {
             .map_err(sled_err(dir))?;
         let alerts = db.open_tree("alerts").map_err(sled_err(dir))?;
         let meta = db.open_tree("meta").map_err(sled_err(dir))?;
+        let acks = db.open_tree("acks").map_err(sled_err(dir))?;
         // sled 0.34 keeps its log and pages in the file `db` of its directory.
         let data_file = File::open(dir.join("db")).ok().map(Arc::new);
         Ok(Store {
             path: dir.to_owned(),
             db,
             alerts,
+            acks,
             meta,
             data_file,
         })
@@ -211,12 +214,58 @@ impl Store {
         Ok(())
     }
 
+    /// Records a unit's acknowledgement of an alert, under its own key (alert id ‖ unit),
+    /// so that the alert's record is not rewritten (not durable until [`Store::flush`]).
+    ///
+    /// # Errors
+    /// sled errors; encoding errors as [`StoreError::Corrupt`].
+    pub fn put_ack(&self, alert: &AlertId, unit: &UnitRef, ack: &AckRecord) -> Result<()> {
+        let mut key = alert.0.to_vec();
+        key.extend_from_slice(unit.to_string().as_bytes());
+        let bytes = codec::encode_value(ack).map_err(|e| StoreError::Corrupt {
+            key: format!("ack {alert} {unit}"),
+            problem: e.to_string(),
+        })?;
+        self.acks.insert(key, bytes).map_err(sled_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Every acknowledgement, by (alert, unit).
+    ///
+    /// # Errors
+    /// sled errors, damaged keys or values.
+    pub fn acks(&self) -> Result<std::collections::HashMap<(AlertId, UnitRef), AckRecord>> {
+        let mut out = std::collections::HashMap::new();
+        for kv in self.acks.iter() {
+            let (k, v) = kv.map_err(sled_err(&self.path))?;
+            let bad = |problem: String| StoreError::Corrupt {
+                key: format!("ack {k:?}"),
+                problem,
+            };
+            let id: [u8; 16] = k
+                .get(..16)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad("short key".into()))?;
+            let unit: UnitRef = std::str::from_utf8(&k[16..])
+                .map_err(|e| bad(e.to_string()))?
+                .parse()
+                .map_err(|e: filet_proto::principal::NameError| bad(e.to_string()))?;
+            let ack: AckRecord = codec::decode_value(&v).map_err(|e| bad(e.to_string()))?;
+            out.insert((AlertId(id), unit), ack);
+        }
+        Ok(out)
+    }
+
     /// Removes one alert (not durable until [`Store::flush`]).
     ///
     /// # Errors
     /// sled errors.
     pub fn remove(&self, id: &AlertId) -> Result<()> {
         self.alerts.remove(id.0).map_err(sled_err(&self.path))?;
+        for kv in self.acks.scan_prefix(id.0) {
+            let (k, _) = kv.map_err(sled_err(&self.path))?;
+            self.acks.remove(k).map_err(sled_err(&self.path))?;
+        }
         Ok(())
     }
 
