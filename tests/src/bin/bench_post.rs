@@ -84,6 +84,10 @@ struct Args {
     /// The relay binary (default: `filet-relay` next to this program).
     #[arg(long)]
     relay_bin: Option<PathBuf>,
+    /// Before starting, wait up to this many seconds for the machine to be quiet (other
+    /// processes using less than a quarter of a core over one second).
+    #[arg(long, default_value_t = 0)]
+    wait_quiet_secs: u64,
     /// Keep the working directory (agreement, PKI, relay data and log) and print it.
     #[arg(long)]
     keep: bool,
@@ -215,6 +219,31 @@ fn cpu_by_thread(pid: u32) -> (HashMap<String, f64>, f64) {
     }
     let total = cpu_secs(&PathBuf::from(format!("/proc/{pid}/stat"))).unwrap_or(0.0);
     (out, total)
+}
+
+/// Busy and total CPU seconds of the whole machine (all cores), from `/proc/stat`.
+fn machine_cpu() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = s.lines().next() else {
+        return (0.0, 0.0);
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = v.iter().take(8).sum();
+    // idle and iowait are not busy.
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+/// Cores busy on the whole machine over `d`.
+fn machine_busy_over(d: Duration) -> f64 {
+    let (b0, _) = machine_cpu();
+    std::thread::sleep(d);
+    let (b1, _) = machine_cpu();
+    (b1 - b0) / d.as_secs_f64()
 }
 
 /// The relay under test.
@@ -621,6 +650,21 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if args.posters == 0 || args.in_flight == 0 || args.recipients == 0 || args.recipients > 26 {
         bail!("--posters and --in-flight must be > 0, --recipients 1..=26");
     }
+    let deadline = Instant::now() + Duration::from_secs(args.wait_quiet_secs);
+    loop {
+        let busy = machine_busy_over(Duration::from_secs(1));
+        if busy < 0.25 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            if args.wait_quiet_secs > 0 {
+                eprintln!("warning: the machine is not quiet ({busy:.2} cores busy before the start); measuring anyway");
+            } else {
+                eprintln!("note: {busy:.2} cores busy before the start (other processes); figures may be lower than on a quiet machine (--wait-quiet-secs N waits)");
+            }
+            break;
+        }
+    }
     let dir = std::env::temp_dir().join(format!(
         "filet-bench-{}-{}",
         std::process::id(),
@@ -861,11 +905,13 @@ async fn drive(
     };
     tokio::time::sleep(warm_end.saturating_sub(book.t0.elapsed())).await;
     let cpu0 = (cpu_by_thread(relay_pid), cpu_by_thread(self_pid));
+    let mach0 = machine_cpu();
     let acks0 = book.acks_ok.load(Ordering::Relaxed);
     let stats0 = relay.stats();
     let wall0 = Instant::now();
     tokio::time::sleep(end.saturating_sub(book.t0.elapsed())).await;
     let cpu1 = (cpu_by_thread(relay_pid), cpu_by_thread(self_pid));
+    let mach1 = machine_cpu();
     let acks1 = book.acks_ok.load(Ordering::Relaxed);
     let ack_backlog = book
         .deliveries
@@ -1068,6 +1114,19 @@ async fn drive(
     };
     let _ = (st0, st1);
     figures.push(("CPU (cores)".to_owned(), cpu));
+    let ours = if args.in_process {
+        stot1 - stot0
+    } else {
+        (rtot1 - rtot0) + (stot1 - stot0)
+    } / wall;
+    let busy = (mach1.0 - mach0.0) / wall;
+    figures.push((
+        "machine CPU (cores)".to_owned(),
+        format!(
+            "{busy:.2} of {cores} busy; other processes {:.2}",
+            (busy - ours).max(0.0)
+        ),
+    ));
     let posts_err = book.posts_err.load(Ordering::Relaxed);
     let acks_err = book.acks_err.load(Ordering::Relaxed);
     figures.push((
