@@ -221,6 +221,31 @@ fn cpu_by_thread(pid: u32) -> (HashMap<String, f64>, f64) {
     (out, total)
 }
 
+/// Seconds on a CPU and seconds runnable but waiting for one, per thread name of process
+/// `pid`, from `/proc/PID/task/TID/schedstat`.
+fn sched_by_thread(pid: u32) -> HashMap<String, (f64, f64)> {
+    let mut out = HashMap::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in rd.flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            let s = std::fs::read_to_string(e.path().join("schedstat")).unwrap_or_default();
+            let v: Vec<f64> = s
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if let (Some(run), Some(wait)) = (v.first(), v.get(1)) {
+                let x = out.entry(comm).or_insert((0.0, 0.0));
+                x.0 += run / 1e9;
+                x.1 += wait / 1e9;
+            }
+        }
+    }
+    out
+}
+
 /// Busy and total CPU seconds of the whole machine (all cores), from `/proc/stat`.
 fn machine_cpu() -> (f64, f64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -564,9 +589,10 @@ sled's file per group commit).
 
 Every post is the shared runaway alert (`shared/cases/alerts/runaway.toml`) with a unique
 `subject.reference` (`B-<poster>-<n>`) so that each delivery is matched to its send instant.
-Each recipient unit has one subscribed node that acknowledges what it receives, with up to
-32 acknowledgements in flight (like a QoS 1 subscriber). Each poster keeps `--in-flight`
-posts outstanding (one closed loop per slot).
+Each recipient unit has one subscribed node that acknowledges everything it receives, with
+up to 64 acknowledgements in flight (the relay's default `max_in_flight_per_stream`); the
+rest wait in the bench, never holding back the delivery channel (like a QoS 1 subscriber).
+Each poster keeps `--in-flight` posts outstanding (one closed loop per slot).
 
 ```sh
 cargo build --release -p filet-relay --bin filet-relay   # the relay binary the bench starts
@@ -584,6 +610,9 @@ Figures (only posts sent during the measured period count for latencies; warm-up
   node receiving the pushed alert (it can arrive before the poster has its receipt).
 - **post → all recipients**: to the last of the recipients.
 - **deliveries/s**: pushed alerts received by all recipient nodes per second.
+- **acks/s**: acknowledgements answered per second, and how many deliveries still waited
+  for theirs at the end of the period (a growing backlog means subscribers cannot keep up;
+  with the default `mailbox_max = 10000` posts would then be refused).
 - **posts per group commit**: posts / batches of the relay's commit thread during the
   measured period (`--in-process` only), with all ops (posts, deliveries, acknowledgements)
   per batch.
@@ -591,6 +620,11 @@ Figures (only posts sent during the measured period count for latencies; warm-up
   (must be 0); **errors**: failed posts or acknowledgements.
 - **CPU**: seconds of CPU per second of wall time during the measured period (1.00 = one
   core), for the relay's network thread, its commit thread, and the bench client.
+- **relay threads**: share of wall time each relay thread was running, runnable but waiting
+  for a CPU, or blocked (I/O, waiting for work), from `/proc/.../schedstat`.
+- **machine CPU**: cores busy on the whole machine, and how much of it was other processes
+  (a shared machine makes the figures lower and noisier; `--wait-quiet-secs N` waits for
+  quiet before starting).
 
 The machine has 2 cores; the relay and the bench share them.
 
@@ -906,12 +940,14 @@ async fn drive(
     tokio::time::sleep(warm_end.saturating_sub(book.t0.elapsed())).await;
     let cpu0 = (cpu_by_thread(relay_pid), cpu_by_thread(self_pid));
     let mach0 = machine_cpu();
+    let sched0 = sched_by_thread(relay_pid);
     let acks0 = book.acks_ok.load(Ordering::Relaxed);
     let stats0 = relay.stats();
     let wall0 = Instant::now();
     tokio::time::sleep(end.saturating_sub(book.t0.elapsed())).await;
     let cpu1 = (cpu_by_thread(relay_pid), cpu_by_thread(self_pid));
     let mach1 = machine_cpu();
+    let sched1 = sched_by_thread(relay_pid);
     let acks1 = book.acks_ok.load(Ordering::Relaxed);
     let ack_backlog = book
         .deliveries
@@ -1114,6 +1150,26 @@ async fn drive(
     };
     let _ = (st0, st1);
     figures.push(("CPU (cores)".to_owned(), cpu));
+    let net_name = if args.in_process {
+        "filet-relay-rt"
+    } else {
+        "filet-relay"
+    };
+    let sd = |name: &str| {
+        let a = sched0.get(name).copied().unwrap_or_default();
+        let b = sched1.get(name).copied().unwrap_or_default();
+        ((b.0 - a.0) / wall, (b.1 - a.1) / wall)
+    };
+    let (nr, nw) = sd(net_name);
+    let (cr, cw) = sd("filet-commit");
+    figures.push((
+        "relay threads (share of time)".to_owned(),
+        format!(
+            "network: running {nr:.2}, waiting for a CPU {nw:.2}, blocked/idle {:.2}; commit: running {cr:.2}, waiting for a CPU {cw:.2}, blocked (I/O, queue) {:.2}",
+            (1.0 - nr - nw).max(0.0),
+            (1.0 - cr - cw).max(0.0)
+        ),
+    ));
     let ours = if args.in_process {
         stot1 - stot0
     } else {
