@@ -88,12 +88,19 @@ struct Args {
     /// processes using less than a quarter of a core over one second).
     #[arg(long, default_value_t = 0)]
     wait_quiet_secs: u64,
+    /// Recipients do not acknowledge (to measure what acknowledgements cost).
+    #[arg(long)]
+    no_ack: bool,
     /// Keep the working directory (agreement, PKI, relay data and log) and print it.
     #[arg(long)]
     keep: bool,
     /// Append the results to docs/benchmarks.md.
     #[arg(long)]
     record: bool,
+    /// Record only if other processes used at most this many cores during the measured
+    /// period (default: always record).
+    #[arg(long, default_value_t = f64::INFINITY)]
+    record_max_other_load: f64,
     /// A note for the recorded section (e.g. what changed).
     #[arg(long)]
     note: Option<String>,
@@ -526,6 +533,8 @@ struct Report {
     config: Vec<(String, String)>,
     figures: Vec<(String, String)>,
     ok: bool,
+    /// Cores used by other processes during the measured period.
+    other_load: f64,
 }
 
 impl Report {
@@ -626,7 +635,10 @@ Figures (only posts sent during the measured period count for latencies; warm-up
   (a shared machine makes the figures lower and noisier; `--wait-quiet-secs N` waits for
   quiet before starting).
 
-The machine has 2 cores; the relay and the bench share them.
+The machine has 2 cores; the relay and the bench share them. It is shared with other work
+too: runs are recorded with `--record-max-other-load 0.3` (not recorded if other processes
+used more than 0.3 cores during the measured period). `--no-ack` measures the same without
+acknowledgements.
 
 For comparison, the peers measured on this kind of machine (`shared/PERFORMANCE.md`,
 8 publishers, 3 subscribers):
@@ -742,6 +754,13 @@ async fn run_in(args: &Args, dir: &Path) -> anyhow::Result<bool> {
     stopped?;
     report.print();
     if args.record {
+        if report.other_load > args.record_max_other_load {
+            println!(
+                "\nnot recorded: other processes used {:.2} cores during the period (more than --record-max-other-load {:.2})",
+                report.other_load, args.record_max_other_load
+            );
+            return Ok(false);
+        }
         let path = record(&report, args.note.as_deref())?;
         println!("\nrecorded in {}", path.display());
     }
@@ -807,6 +826,7 @@ async fn drive(
             });
         }
         let book = book.clone();
+        let no_ack = args.no_ack;
         subscribers.spawn(async move {
             while let Some(d) = rx.recv().await {
                 let now = ns_since(book.t0);
@@ -844,7 +864,9 @@ async fn drive(
                 // Never block this loop on acknowledgements: the node reads responses and
                 // deliveries in one task, so a full delivery buffer would also hold back
                 // the answers to the acks awaited here (a deadlock).
-                let _ = ack_tx.send(d.envelope.id);
+                if !no_ack {
+                    let _ = ack_tx.send(d.envelope.id);
+                }
             }
         });
     }
@@ -949,10 +971,13 @@ async fn drive(
     let mach1 = machine_cpu();
     let sched1 = sched_by_thread(relay_pid);
     let acks1 = book.acks_ok.load(Ordering::Relaxed);
-    let ack_backlog = book
-        .deliveries
-        .load(Ordering::Relaxed)
-        .saturating_sub(acks1 + book.acks_err.load(Ordering::Relaxed));
+    let ack_backlog = if args.no_ack {
+        0
+    } else {
+        book.deliveries
+            .load(Ordering::Relaxed)
+            .saturating_sub(acks1 + book.acks_err.load(Ordering::Relaxed))
+    };
     let stats1 = relay.stats();
     let wall = wall0.elapsed().as_secs_f64();
 
@@ -978,8 +1003,9 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let acks_pending = |book: &Book| {
-        book.deliveries.load(Ordering::Relaxed)
-            > book.acks_ok.load(Ordering::Relaxed) + book.acks_err.load(Ordering::Relaxed)
+        !args.no_ack
+            && book.deliveries.load(Ordering::Relaxed)
+                > book.acks_ok.load(Ordering::Relaxed) + book.acks_err.load(Ordering::Relaxed)
     };
     while (acks_pending(&book)
         || ack_sems
@@ -990,9 +1016,13 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drained_at = book.t0.elapsed().saturating_sub(end).as_secs_f64();
-    let acks_left = book.deliveries.load(Ordering::Relaxed).saturating_sub(
-        book.acks_ok.load(Ordering::Relaxed) + book.acks_err.load(Ordering::Relaxed),
-    );
+    let acks_left = if args.no_ack {
+        0
+    } else {
+        book.deliveries.load(Ordering::Relaxed).saturating_sub(
+            book.acks_ok.load(Ordering::Relaxed) + book.acks_err.load(Ordering::Relaxed),
+        )
+    };
 
     // 7. Close the nodes (cleanly, so that the relay stops at once).
     subscribers.abort_all();
@@ -1066,7 +1096,11 @@ async fn drive(
         ("recipients".to_owned(), r.to_string()),
         (
             "acks in flight per recipient".to_owned(),
-            ACKS_IN_FLIGHT.to_string(),
+            if args.no_ack {
+                "none: recipients do not acknowledge (--no-ack)".to_owned()
+            } else {
+                ACKS_IN_FLIGHT.to_string()
+            },
         ),
         (
             "warm-up / measured".to_owned(),
@@ -1176,12 +1210,10 @@ async fn drive(
         (rtot1 - rtot0) + (stot1 - stot0)
     } / wall;
     let busy = (mach1.0 - mach0.0) / wall;
+    let other_load = (busy - ours).max(0.0);
     figures.push((
         "machine CPU (cores)".to_owned(),
-        format!(
-            "{busy:.2} of {cores} busy; other processes {:.2}",
-            (busy - ours).max(0.0)
-        ),
+        format!("{busy:.2} of {cores} busy; other processes {other_load:.2}"),
     ));
     let posts_err = book.posts_err.load(Ordering::Relaxed);
     let acks_err = book.acks_err.load(Ordering::Relaxed);
@@ -1224,6 +1256,7 @@ async fn drive(
         config,
         figures,
         ok,
+        other_load,
     })
 }
 
