@@ -278,6 +278,27 @@ fn machine_busy_over(d: Duration) -> f64 {
     (b1 - b0) / d.as_secs_f64()
 }
 
+/// Median and 99th percentile (ms) of `fdatasync` after a 4 KB append, in `dir` (the disk
+/// the relay writes to), over 50 tries.
+fn fsync_probe(dir: &Path) -> Option<(f64, f64)> {
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
+    let mut v = Vec::new();
+    for _ in 0..50 {
+        f.write_all(&[0u8; 4096]).ok()?;
+        let t = Instant::now();
+        f.sync_data().ok()?;
+        v.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    pct(v).map(|p| (p.p50, p.p99))
+}
+
 /// The relay under test.
 enum RelayProc {
     Child {
@@ -631,6 +652,8 @@ Figures (only posts sent during the measured period count for latencies; warm-up
   core), for the relay's network thread, its commit thread, and the bench client.
 - **relay threads**: share of wall time each relay thread was running, runnable but waiting
   for a CPU, or blocked (I/O, waiting for work), from `/proc/.../schedstat`.
+- **fdatasync (probe)**: latency of `fdatasync` after a 4 KB append on the relay's disk,
+  measured just before and after the run (the disk is shared too).
 - **machine CPU**: cores busy on the whole machine, and how much of it was other processes
   (a shared machine makes the figures lower and noisier; `--wait-quiet-secs N` waits for
   quiet before starting).
@@ -728,6 +751,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
 async fn run_in(args: &Args, dir: &Path) -> anyhow::Result<bool> {
     // 1. Agreement, PKI, relay configuration.
+    let probe_before = fsync_probe(dir);
     let agreement = dir.join("agreement.toml");
     std::fs::write(&agreement, agreement_text(args.posters, args.recipients))?;
     let port = if args.in_process { 0 } else { free_udp_port()? };
@@ -750,8 +774,21 @@ async fn run_in(args: &Args, dir: &Path) -> anyhow::Result<bool> {
     };
     let result = drive(args, &pki, &addr, &mut relay).await;
     let stopped = relay.stop();
-    let report = result?;
+    let mut report = result?;
     stopped?;
+    let probe_after = fsync_probe(dir);
+    let f = |p: Option<(f64, f64)>| match p {
+        Some((a, b)) => format!("{a:.2} / {b:.2} ms"),
+        None => "n/a".into(),
+    };
+    report.figures.push((
+        "fdatasync p50/p99 (probe)".to_owned(),
+        format!(
+            "{} before, {} after (4 KB appends on the relay's disk)",
+            f(probe_before),
+            f(probe_after)
+        ),
+    ));
     report.print();
     if args.record {
         if report.other_load > args.record_max_other_load {
