@@ -56,22 +56,48 @@ impl Timestamp {
     }
 }
 
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
+/// `civil_from_days`, public domain).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-28T22:40:00.000Z` (years 0–9999;
+    /// outside them `@<ms>ms`). Formatted by hand: it is on the audit log's hot path.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_offset() {
-            Some(t) => write!(
-                f,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.millisecond()
-            ),
-            None => write!(f, "@{}ms", self.0),
+        let ms = self.0.rem_euclid(1000);
+        let secs = self.0.div_euclid(1000);
+        let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return write!(f, "@{}ms", self.0);
         }
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let put = |b: &mut [u8; 24], at: usize, v: u64, n: usize| {
+            let mut v = v;
+            for i in (0..n).rev() {
+                b[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(&mut b, 0, y as u64, 4);
+        put(&mut b, 5, u64::from(m), 2);
+        put(&mut b, 8, u64::from(d), 2);
+        put(&mut b, 11, (sod / 3600) as u64, 2);
+        put(&mut b, 14, (sod / 60 % 60) as u64, 2);
+        put(&mut b, 17, (sod % 60) as u64, 2);
+        put(&mut b, 20, ms as u64, 3);
+        f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -129,6 +155,19 @@ mod tests {
         let t2: Timestamp = "2026-11-28T17:40:00.250-05:00".parse().unwrap();
         assert_eq!(t2.0, t.0 + 250);
         assert!("2026-11-28 22:40".parse::<Timestamp>().is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn display_agrees_with_the_time_crate(ms in -62_135_596_800_000i64..253_402_300_799_999) {
+            let t = Timestamp(ms);
+            let o = t.to_offset().unwrap();
+            let want = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                o.year(), u8::from(o.month()), o.day(), o.hour(), o.minute(), o.second(), o.millisecond()
+            );
+            proptest::prop_assert_eq!(t.to_string(), want);
+        }
     }
 
     #[test]

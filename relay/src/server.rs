@@ -377,7 +377,8 @@ async fn deliveries(
             let Some(d) = disclose(&ctx, &rec, seq).await else {
                 continue;
             };
-            let Some(b) = frame(&ServerFrame::Delivery(d.clone())) else {
+            let fields = d.fields;
+            let Some(b) = frame(&ServerFrame::Delivery(d)) else {
                 continue;
             };
             if tx.send(b).await.is_err() {
@@ -387,9 +388,9 @@ async fn deliveries(
                 .shared
                 .op(Op::Delivered {
                     alert: id,
-                    sender: d.envelope.sender.clone(),
+                    sender: rec.envelope.sender.clone(),
                     node: ctx.principal.clone(),
-                    fields: d.fields,
+                    fields,
                 })
                 .await;
         }
