@@ -6,16 +6,22 @@
 //! one everywhere. Time is a [`ManualClock`]: the tests move it instead of waiting.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use filet_client::Node;
 use filet_proto::alert::{AlertState, HistoryItem};
 use filet_proto::audit::{hex, Entry, Event, RefusalReason};
 use filet_proto::time::{DAY_MS, HOUR_MS};
 use filet_proto::wire::{ErrorCode, Receipt};
-use filet_proto::{AlertDraft, AlertId, Category, Disclosed, Kind, Selector, Status, Timestamp};
+use filet_proto::{
+    AlertDraft, AlertId, Category, Content, Disclosed, FieldPath, FieldSet, Kind, Selector, Status,
+    Timestamp,
+};
 use filet_relay::clock::ManualClock;
 use filet_tests::*;
+use proptest::prelude::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -80,10 +86,13 @@ async fn assert_next_is_a_fresh_alert(l: &mut Listener, from: &Node, reference: 
     );
 }
 
+/// Closes the nodes together (each close waits for the relay to learn of it).
 async fn close_all(nodes: impl IntoIterator<Item = Node>) {
+    let mut closing = tokio::task::JoinSet::new();
     for n in nodes {
-        n.close().await;
+        closing.spawn(n.close());
     }
+    while closing.join_next().await.is_some() {}
 }
 
 #[tokio::test]
@@ -771,4 +780,286 @@ async fn an_exercise_is_marked_as_one_in_the_inbox_the_cap_export_and_the_audit_
         ["actual alert 1", "EXERCISE ALERT (NOT REAL) 1"]
     );
     relay.stop().await;
+}
+
+// ---- random agreements ----------------------------------------------------------------
+
+/// Five units of the example agreement's parties (so the dev PKI has their nodes), over
+/// which the random agreements write their rules.
+const POOL: [&str; 5] = [
+    "SPVQ/ESM",
+    "SPVQ/IKAT",
+    "DPJ/RTS",
+    "CJQ/PIVOT",
+    "CSSC/PIVOT",
+];
+
+/// One random rule; bit `i` of a mask stands for `POOL[i]`, `Category::ALL[i]` or
+/// `FieldPath::ALL[i]`.
+#[derive(Debug, Clone)]
+struct RandomRule {
+    from: u8,
+    to: u8,
+    categories: u8,
+    /// `None`: `fields = "all"`.
+    fields: Option<u16>,
+    retention_days: u8,
+}
+
+impl RandomRule {
+    fn field_set(&self) -> FieldSet {
+        match self.fields {
+            None => FieldSet::all(),
+            Some(bits) => FieldPath::ALL
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .fold(FieldSet::EMPTY, |s, (_, f)| s.with(*f)),
+        }
+    }
+
+    fn toml(&self, i: usize) -> String {
+        let units = |mask: u8| -> Vec<&str> {
+            (0..POOL.len())
+                .filter(|u| mask & (1 << u) != 0)
+                .map(|u| POOL[u])
+                .collect()
+        };
+        let categories: Vec<&str> = Category::ALL
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| self.categories & (1 << c) != 0)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        let fields = match self.fields {
+            None => "\"all\"".to_owned(),
+            Some(_) => format!("{:?}", self.field_set().paths()),
+        };
+        format!(
+            "[[rules]]\nid = \"r{i}\"\nfrom = {:?}\nto = {:?}\ncategories = {categories:?}\nfields = {fields}\nlegal_basis = \"Base légale {i}\"\npurpose = \"Propriété {i}\"\nretention = \"{}d\"\n\n",
+            units(self.from),
+            units(self.to),
+            self.retention_days
+        )
+    }
+}
+
+/// A random agreement, who posts, what, and which recipients acknowledge.
+#[derive(Debug, Clone)]
+struct Case {
+    rules: Vec<RandomRule>,
+    sender: usize,
+    category: Category,
+    /// Bit `i`: `POOL[i]` acknowledges the original, if it receives it.
+    acks: u8,
+}
+
+impl Case {
+    /// The example's parties and audit rights, these rules.
+    fn agreement(&self) -> String {
+        let head = &AGREEMENT[..AGREEMENT.find("[[rules]]").unwrap()];
+        let audit = &AGREEMENT[AGREEMENT.find("[audit]").unwrap()..];
+        let rules: String = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.toml(i))
+            .collect();
+        format!("{head}{rules}{audit}")
+    }
+
+    /// Each unit the sender's alert may reach, with the union of the fields of every rule
+    /// that permits it (SPEC §4), worked out here independently of the relay.
+    fn expected(&self) -> BTreeMap<&'static str, FieldSet> {
+        let cat = 1
+            << Category::ALL
+                .iter()
+                .position(|c| *c == self.category)
+                .unwrap();
+        let mut out = BTreeMap::new();
+        for (i, u) in POOL.iter().enumerate() {
+            let fields = self
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.from & (1 << self.sender) != 0
+                        && r.to & (1 << i) != 0
+                        && r.categories & cat != 0
+                })
+                .map(RandomRule::field_set)
+                .reduce(FieldSet::union);
+            if let Some(f) = fields {
+                out.insert(*u, f);
+            }
+        }
+        out
+    }
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let rule = (
+        1u8..32,
+        1u8..32,
+        1u8..8,
+        proptest::option::of(0u16..512),
+        1u8..100,
+    )
+        .prop_map(
+            |(from, to, categories, fields, retention_days)| RandomRule {
+                from,
+                to,
+                categories,
+                fields,
+                retention_days,
+            },
+        );
+    (
+        proptest::collection::vec(rule, 1..4),
+        0..POOL.len(),
+        proptest::sample::select(Category::ALL),
+        any::<u8>(),
+    )
+        .prop_map(|(mut rules, sender, category, acks)| {
+            // A valid agreement (no rule's `from` and `to` overlap) whose first rule lets
+            // the sender send this category to someone.
+            let cat = 1 << Category::ALL.iter().position(|c| *c == category).unwrap();
+            rules[0].from |= 1 << sender;
+            rules[0].categories |= cat;
+            for r in &mut rules {
+                r.to &= !r.from;
+            }
+            if rules[0].to == 0 {
+                rules[0].to = 1 << ((sender + 1) % POOL.len());
+                rules[0].from &= !rules[0].to;
+            }
+            rules.retain(|r| r.to != 0 && r.from != 0);
+            Case {
+                rules,
+                sender,
+                category,
+                acks,
+            }
+        })
+}
+
+/// The bound on one case (a fresh relay, six nodes, three posts).
+const CASE_LIMIT: Duration = Duration::from_secs(30);
+
+async fn run_case(case: &Case) {
+    let net = TestNet::new();
+    std::fs::write(&net.agreement, case.agreement()).unwrap();
+    let relay = net.start_relay().await;
+    let mut listeners = Vec::new();
+    for u in POOL {
+        listeners.push(listen(&net, &relay, u).await);
+    }
+    let want = case.expected();
+    let mut draft = runaway();
+    draft.category = case.category;
+
+    let original = listeners[case.sender]
+        .node
+        .post(draft.clone())
+        .await
+        .unwrap();
+    let recipients: Vec<String> = want.keys().map(|u| u.to_string()).collect();
+    assert_eq!(units(&original), recipients);
+    for (i, l) in listeners.iter_mut().enumerate() {
+        let Some(fields) = want.get(l.unit) else {
+            continue;
+        };
+        let d = next_delivery(&mut l.rx).await;
+        assert_eq!(d.envelope.id, original.alert, "{}", l.unit);
+        assert_eq!(d.fields, *fields, "{}", l.unit);
+        assert_eq!(d.content, draft.content.redact(*fields), "{}", l.unit);
+        if case.acks & (1 << i) != 0 {
+            l.node.ack(original.alert).await.unwrap();
+        }
+    }
+    let update_draft = update_of(original.alert);
+    let update = listeners[case.sender]
+        .node
+        .post(update_draft.clone())
+        .await
+        .unwrap();
+    assert_eq!(units(&update), recipients, "the agreement did not change");
+    let located = listeners[case.sender]
+        .node
+        .post(follow_up(Kind::Located, original.alert, Some(FOUND)))
+        .await
+        .unwrap();
+    assert_eq!(units(&located), recipients);
+    for l in &mut listeners {
+        if let Some(fields) = want.get(l.unit) {
+            let u = next_delivery(&mut l.rx).await;
+            assert_eq!(u.envelope.id, update.alert, "{}", l.unit);
+            assert_eq!(
+                u.content,
+                update_draft.content.redact(*fields),
+                "{}",
+                l.unit
+            );
+            let x = next_delivery(&mut l.rx).await;
+            assert_eq!(x.envelope.id, located.alert, "{}", l.unit);
+            assert_eq!(
+                (x.state, x.note.as_deref()),
+                (AlertState::Located, Some(FOUND))
+            );
+            assert_eq!(x.content, Content::default());
+        }
+        // Nothing else was pushed, to a recipient or to anyone else.
+        assert!(l.rx.try_recv().is_err(), "{} got more", l.unit);
+    }
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let mut disclosed = 0;
+    for e in &log {
+        let (unit, fields) = match &e.event {
+            Event::Disclosed {
+                recipient, fields, ..
+            } => {
+                disclosed += 1;
+                (recipient.to_string(), *fields)
+            }
+            Event::Delivered {
+                recipient, fields, ..
+            } => (recipient.unit.to_string(), *fields),
+            Event::Withheld { recipient, .. } => panic!("withheld from {recipient}"),
+            _ => continue,
+        };
+        let allowed = want
+            .get(unit.as_str())
+            .unwrap_or_else(|| panic!("entry {}: {unit} is outside the rules", e.index));
+        assert_eq!(fields.intersection(*allowed), fields, "entry {}", e.index);
+    }
+    assert_eq!(disclosed, 3 * want.len());
+    close_all(listeners.into_iter().map(|l| l.node).chain([table])).await;
+    relay.stop().await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 16,
+        max_shrink_iters: 16,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Under a random agreement, a random sender's alert, update and located reach exactly
+    /// the units its rules permit, each with no field its rules do not allow, whoever
+    /// acknowledged; and the audit log verifies.
+    #[test]
+    fn under_random_agreements_the_whole_life_of_an_alert_reaches_exactly_the_permitted_units_with_their_fields(
+        case in case()
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(CASE_LIMIT, run_case(&case))
+                .await
+                .unwrap_or_else(|_| panic!("the case did not finish within {CASE_LIMIT:?}"))
+        });
+    }
 }
