@@ -585,6 +585,100 @@ async fn content_is_purged_after_the_longest_retention_of_its_rules_and_the_log_
 }
 
 #[tokio::test]
+async fn an_expired_alerts_content_is_purged_at_the_end_of_retention_counted_from_its_expiry() {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let verifier = relay.verifier();
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
+    clock.advance(72 * HOUR_MS + 1000);
+    relay.run_timers().await;
+    assert_eq!(
+        events(&full_log(&table, &verifier).await, "expired").len(),
+        1
+    );
+
+    clock.advance(89 * DAY_MS);
+    relay.run_timers().await;
+    assert!(events(&full_log(&table, &verifier).await, "purged").is_empty());
+    clock.advance(DAY_MS + 1000);
+    relay.run_timers().await;
+
+    let log = full_log(&table, &verifier).await;
+    let purged: Vec<&Event> = events(&log, "purged").iter().map(|e| &e.event).collect();
+    assert_eq!(
+        purged,
+        [&Event::Purged {
+            alert: id,
+            sender: principal("SPVQ/ESM").parse().unwrap()
+        }]
+    );
+    close_all([esm, table]).await;
+    relay.stop().await;
+    let store = filet_relay::store::Store::open(&net.data_dir().join("store")).unwrap();
+    let rec = store.get(&id).unwrap().unwrap();
+    assert_eq!((rec.content, rec.salt, rec.purged), (None, [0; 32], true));
+}
+
+/// Alert ids sort by received time, then at random: a follow-up received in the same
+/// millisecond as its alert (always so with a stopped clock) may sort before it. The index
+/// rebuilt at start-up reads the store in id order and files a follow-up under its thread
+/// only if the alert came first (relay/src/commit.rs, `Index::insert`), so such a
+/// follow-up is left out of its thread: never purged, never taken out of mailboxes.
+#[tokio::test]
+#[ignore = "bug: after a restart, a follow-up whose id sorts before its alert's (same millisecond) is left out of its thread and never purged (relay/src/commit.rs:236, Index::insert)"]
+async fn after_a_restart_every_message_of_a_thread_is_still_purged_even_one_received_in_the_same_millisecond(
+) {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    // Sixteen threads: that every located sorts after its alert has odds of 2^-16.
+    let mut messages = Vec::new();
+    for i in 0..16 {
+        let id = esm
+            .post(alert(Category::Runaway, &format!("MEME-MS-{i}")))
+            .await
+            .unwrap()
+            .alert;
+        let located = esm
+            .post(follow_up(Kind::Located, id, Some(FOUND)))
+            .await
+            .unwrap()
+            .alert;
+        messages.extend([id, located]);
+    }
+    esm.close().await;
+    relay.stop().await;
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+
+    clock.advance(90 * DAY_MS + HOUR_MS);
+    relay.run_timers().await;
+
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let purged: Vec<AlertId> = events(&log, "purged")
+        .iter()
+        .filter_map(|e| e.event.alert())
+        .collect();
+    let never: Vec<String> = messages
+        .iter()
+        .filter(|m| !purged.contains(m))
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        never.is_empty(),
+        "{} of {} messages never purged: {never:?}",
+        never.len(),
+        messages.len()
+    );
+    table.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn the_subject_reference_is_never_in_the_audit_log_in_clear_only_its_hmac_under_the_relays_key(
 ) {
     let net = TestNet::new();
