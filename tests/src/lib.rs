@@ -860,3 +860,45 @@ impl Drop for ChildRelay {
 }
 
 pub mod raw;
+
+// ---- the lifecycle and the `filet` command as a unit ----------------------------------
+
+/// A follow-up of alert `id` (`update`, `located` or `cancel`) with no content and this
+/// note; set `content` for an update.
+pub fn follow_up(
+    kind: filet_proto::Kind,
+    id: filet_proto::AlertId,
+    note: Option<&str>,
+) -> AlertDraft {
+    let mut d = alert(filet_proto::Category::Runaway, "unused");
+    d.kind = kind;
+    d.references = Some(id);
+    d.content = filet_proto::Content::default();
+    d.note = note.map(str::to_owned);
+    d
+}
+
+/// `filet --profile <the dev profile of unit, dialing relay> ARGS...`, run off the runtime
+/// (an in-process relay serves on it meanwhile), bounded by [`WAIT`].
+///
+/// # Panics
+/// If the command cannot run or does not finish in time.
+pub async fn filet_as(net: &TestNet, unit: &str, relay: SocketAddr, args: &[&str]) -> Output {
+    let profile = net.write_profile(unit, relay);
+    let mut all = vec!["--profile".to_owned(), path_str(&profile).to_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    run_off_runtime("filet", all).await
+}
+
+/// [`run`] on a blocking thread, so that an in-process relay keeps serving meanwhile.
+///
+/// # Panics
+/// As [`run`].
+pub async fn run_off_runtime(name: &'static str, args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(name, &args)
+    })
+    .await
+    .expect("the command's thread")
+}

@@ -1,0 +1,1159 @@
+//! An alert's life (SPEC §5, §6, §7): an update, `located` and `cancel` reach the
+//! original's recipients (offline ones too), each with no more than its rules allow; only
+//! the sender's party may post them; a closed alert takes none; expiry takes an alert out
+//! of every mailbox; content is purged at the end of retention while the log still
+//! verifies; the subject's reference is never in the log in clear; an exercise is shown as
+//! one everywhere. Time is a [`ManualClock`]: the tests move it instead of waiting.
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use filet_client::Node;
+use filet_proto::alert::{AlertState, HistoryItem};
+use filet_proto::audit::{hex, Entry, Event, RefusalReason};
+use filet_proto::time::{DAY_MS, HOUR_MS};
+use filet_proto::wire::{ErrorCode, Receipt};
+use filet_proto::{
+    AlertDraft, AlertId, Category, Content, Disclosed, FieldPath, FieldSet, Kind, Selector, Status,
+    Timestamp,
+};
+use filet_relay::clock::ManualClock;
+use filet_tests::*;
+use proptest::prelude::*;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// The recipient units of the runaway alert posted by SPVQ/ESM, in the receipt's order.
+const RECIPIENTS: [&str; 4] = ["CJQ/PIVOT", "DPJ/RTS", "SPVQ/GRIPP", "SPVQ/IKAT"];
+/// What the located of these tests says.
+const FOUND: &str = "Retrouvée saine et sauve, remise à la DPJ";
+
+/// The principal of the dev PKI's node of `unit`: `SPVQ/ESM` → `SPVQ/ESM/spvq-esm-01`.
+fn principal(unit: &str) -> String {
+    format!("{unit}/{}-01", unit.replace('/', "-").to_lowercase())
+}
+
+fn units(r: &Receipt) -> Vec<String> {
+    r.recipients.iter().map(|x| x.unit.to_string()).collect()
+}
+
+/// An update of `id`: the runaway alert's content, seen somewhere else.
+fn update_of(id: AlertId) -> AlertDraft {
+    let mut d = follow_up(Kind::Update, id, None);
+    d.content = runaway().content;
+    d.content.last_seen.place = Some("Galeries de la Capitale, entrée 4".into());
+    d
+}
+
+fn step(kind: Kind, r: &Receipt, note: Option<&str>) -> HistoryItem {
+    HistoryItem {
+        kind: Some(kind),
+        id: r.alert,
+        at: r.received_at,
+        note: note.map(str::to_owned),
+    }
+}
+
+/// A connected, subscribed node of `unit`.
+struct Listener {
+    unit: &'static str,
+    node: Node,
+    rx: mpsc::Receiver<Disclosed>,
+}
+
+async fn listen(net: &TestNet, relay: &TestRelay, unit: &'static str) -> Listener {
+    let node = net.node(unit, relay.addr).await;
+    let rx = node.subscribe().await.unwrap();
+    Listener { unit, node, rx }
+}
+
+/// Proves that nothing else was pushed to `l` before: a fresh alert to its unit only
+/// (from `from`, which a rule lets send to it) must be the next delivery.
+async fn assert_next_is_a_fresh_alert(l: &mut Listener, from: &Node, reference: &str) {
+    let mut draft = alert(Category::Runaway, reference);
+    draft.to = vec![Selector::Unit(unit(l.unit))];
+    let sentinel = from.post(draft).await.unwrap();
+    let d = next_delivery(&mut l.rx).await;
+    assert_eq!(
+        (d.envelope.kind, d.envelope.id),
+        (Kind::Alert, sentinel.alert),
+        "{} got {:?} {} before the fresh alert",
+        l.unit,
+        d.envelope.kind,
+        d.envelope.id
+    );
+}
+
+/// Closes the nodes together (each close waits for the relay to learn of it).
+async fn close_all(nodes: impl IntoIterator<Item = Node>) {
+    let mut closing = tokio::task::JoinSet::new();
+    for n in nodes {
+        closing.spawn(n.close());
+    }
+    while closing.join_next().await.is_some() {}
+}
+
+#[tokio::test]
+async fn an_update_reaches_every_recipient_of_the_original_as_updated_with_the_fields_of_the_original(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let ijp = net.node("SPVQ/IJP", relay.addr).await;
+    let mut listeners = Vec::new();
+    for u in RECIPIENTS {
+        listeners.push(listen(&net, &relay, u).await);
+    }
+    let mut cssc = listen(&net, &relay, "CSSC/PIVOT").await;
+    let original = esm.post(runaway()).await.unwrap();
+    let mut seen = Vec::new();
+    for l in &mut listeners {
+        let d = next_delivery(&mut l.rx).await;
+        assert_eq!(
+            (d.envelope.id, d.state),
+            (original.alert, AlertState::Active)
+        );
+        assert_eq!(d.history, [step(Kind::Alert, &original, None)]);
+        seen.push(d);
+    }
+
+    let draft = update_of(original.alert);
+    let update = esm.post(draft.clone()).await.unwrap();
+
+    assert_eq!(units(&update), RECIPIENTS);
+    for (r, o) in update.recipients.iter().zip(&original.recipients) {
+        assert_eq!((&r.rules, r.fields), (&o.rules, o.fields), "{}", r.unit);
+    }
+    let mut updates = Vec::new();
+    for (l, first) in listeners.iter_mut().zip(&seen) {
+        let d = next_delivery(&mut l.rx).await;
+        assert_eq!(d.envelope.id, update.alert, "{}", l.unit);
+        assert_eq!(d.envelope.kind, Kind::Update);
+        assert_eq!(d.envelope.references, Some(original.alert));
+        assert_eq!(d.envelope.category, Category::Runaway);
+        assert_eq!(d.envelope.sender.to_string(), principal("SPVQ/ESM"));
+        assert_eq!(d.state, AlertState::Updated, "{}", l.unit);
+        assert_eq!(
+            d.history,
+            [
+                step(Kind::Alert, &original, None),
+                step(Kind::Update, &update, None)
+            ]
+        );
+        // The same fields as the original, no more.
+        assert_eq!(
+            (&d.rules, d.fields),
+            (&first.rules, first.fields),
+            "{}",
+            l.unit
+        );
+        assert_eq!(d.content, draft.content.redact(first.fields), "{}", l.unit);
+        updates.push(d);
+    }
+    // The patrols get the new place but, like in the original, no file number and no
+    // position.
+    for (first, d) in seen[2..].iter().zip(&updates[2..]) {
+        for c in [&first.content, &d.content] {
+            assert_eq!(c.subject.reference, None);
+            assert_eq!(c.last_seen.geo, None);
+        }
+        assert_eq!(
+            d.content.last_seen.place.as_deref(),
+            Some("Galeries de la Capitale, entrée 4")
+        );
+    }
+    // A school was not a recipient of the original: it gets nothing of the update either.
+    assert_next_is_a_fresh_alert(&mut cssc, &ijp, "SENTINEL-CSSC").await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let to_cssc: Vec<Option<AlertId>> = log
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Disclosed { recipient, .. } if recipient.to_string() == "CSSC/PIVOT"))
+        .map(|e| e.event.alert())
+        .collect();
+    assert_eq!(
+        to_cssc.len(),
+        1,
+        "only the fresh alert was disclosed to CSSC/PIVOT"
+    );
+    assert_ne!(to_cssc[0], Some(update.alert));
+    close_all(listeners.into_iter().map(|l| l.node)).await;
+    close_all([esm, ijp, cssc.node, table]).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn located_reaches_every_recipient_of_the_original_including_one_offline_when_it_was_posted()
+{
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    // CJQ/PIVOT is offline all along.
+    let mut online = Vec::new();
+    for u in ["DPJ/RTS", "SPVQ/GRIPP", "SPVQ/IKAT"] {
+        online.push(listen(&net, &relay, u).await);
+    }
+    let original = esm.post(runaway()).await.unwrap();
+    for l in &mut online {
+        assert_eq!(next_delivery(&mut l.rx).await.envelope.id, original.alert);
+    }
+
+    let located = esm
+        .post(follow_up(Kind::Located, original.alert, Some(FOUND)))
+        .await
+        .unwrap();
+
+    assert_eq!(units(&located), RECIPIENTS);
+    let history = [
+        step(Kind::Alert, &original, None),
+        step(Kind::Located, &located, Some(FOUND)),
+    ];
+    for l in &mut online {
+        let d = next_delivery(&mut l.rx).await;
+        assert_eq!(
+            (d.envelope.id, d.envelope.kind, d.envelope.references),
+            (located.alert, Kind::Located, Some(original.alert)),
+            "{}",
+            l.unit
+        );
+        assert_eq!(d.state, AlertState::Located, "{}", l.unit);
+        assert_eq!(d.note.as_deref(), Some(FOUND));
+        assert_eq!(d.history, history);
+    }
+    // The late-comer gets both, the original already showing that the youth was found.
+    let mut cjq = listen(&net, &relay, "CJQ/PIVOT").await;
+    let first = next_delivery(&mut cjq.rx).await;
+    let second = next_delivery(&mut cjq.rx).await;
+    assert_eq!(
+        [
+            (first.envelope.id, first.state),
+            (second.envelope.id, second.state)
+        ],
+        [
+            (original.alert, AlertState::Located),
+            (located.alert, AlertState::Located)
+        ]
+    );
+    assert_eq!(first.history, history);
+    assert_eq!(second.history, history);
+    cjq.node.close().await;
+
+    let out = filet_as(&net, "CJQ/PIVOT", relay.addr, &["--json", "inbox"]).await;
+
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(lines[0]["id"], original.alert.to_string());
+    assert_eq!(lines[1]["id"], located.alert.to_string());
+    assert_eq!(lines[1]["kind"], "located");
+    assert_eq!(lines[1]["note"], FOUND);
+    for l in &lines {
+        assert_eq!(l["state"], "located", "{l}");
+        let h = l["history"].as_array().unwrap();
+        assert_eq!(h.len(), 2, "{l}");
+        assert_eq!(h[0]["event"], "alert");
+        assert_eq!(h[0]["id"], original.alert.to_string());
+        assert_eq!(h[1]["event"], "located");
+        assert_eq!(h[1]["id"], located.alert.to_string());
+        assert_eq!(h[1]["note"], FOUND);
+    }
+    close_all(online.into_iter().map(|l| l.node)).await;
+    esm.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn another_party_posting_an_update_located_or_cancel_is_refused_as_not_owner_and_audited() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let original = esm.post(runaway()).await.unwrap();
+    let id = original.alert;
+
+    let attempts = [
+        (Kind::Update, update_of(id)),
+        (Kind::Located, follow_up(Kind::Located, id, Some(FOUND))),
+        (Kind::Cancel, follow_up(Kind::Cancel, id, Some("erreur"))),
+    ];
+    let mut messages = Vec::new();
+    for (kind, draft) in attempts {
+        let e = refusal(rts.post(draft).await);
+        let message = format!(
+            "DPJ/RTS/dpj-rts-01: only party SPVQ may {kind} alert {id}; nothing was posted"
+        );
+        assert_refusal(&e, ErrorCode::NotOwner, &message);
+        messages.push(message);
+    }
+
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let refused: Vec<&Event> = events(&log, "refused").iter().map(|e| &e.event).collect();
+    let expected: Vec<Event> = messages
+        .iter()
+        .map(|m| Event::Refused {
+            principal: Some("DPJ/RTS/dpj-rts-01".into()),
+            reason: RefusalReason::NotOwner,
+            detail: m.clone(),
+            category: Some(Category::Runaway),
+            recipient: None,
+            alert: Some(id),
+        })
+        .collect();
+    assert_eq!(refused, expected.iter().collect::<Vec<_>>());
+    assert_eq!(events(&log, "posted").len(), 1, "nothing was posted");
+    // The alert is untouched.
+    let (d, _) = esm.get_alert(id).await.unwrap();
+    assert_eq!(d.state, AlertState::Active);
+    close_all([esm, rts, table]).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn another_unit_of_the_senders_party_may_update_and_it_reaches_only_the_units_it_may_send_to_the_others_logged_withheld(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let ijp = net.node("SPVQ/IJP", relay.addr).await;
+    let mut listeners = Vec::new();
+    for u in RECIPIENTS {
+        listeners.push(listen(&net, &relay, u).await);
+    }
+    let original = esm.post(runaway()).await.unwrap();
+    for l in &mut listeners {
+        assert_eq!(next_delivery(&mut l.rx).await.envelope.id, original.alert);
+    }
+
+    let draft = update_of(original.alert);
+    let update = ijp.post(draft.clone()).await.unwrap();
+
+    // SPVQ/IJP may send runaway alerts to DPJ/RTS and CJQ/PIVOT (police-vers-protection,
+    // all fields); only SPVQ/ESM may send to the patrols (enquete-vers-patrouille).
+    assert_eq!(units(&update), ["CJQ/PIVOT", "DPJ/RTS"]);
+    for r in &update.recipients {
+        assert_eq!(r.rules, ["police-vers-protection"]);
+        assert!(r.fields.is_all());
+    }
+    for l in &mut listeners[..2] {
+        let d = next_delivery(&mut l.rx).await;
+        assert_eq!(d.envelope.id, update.alert, "{}", l.unit);
+        assert_eq!(d.envelope.sender.to_string(), principal("SPVQ/IJP"));
+        assert_eq!(d.state, AlertState::Updated);
+        assert_eq!(d.content, draft.content);
+    }
+    for l in &mut listeners[2..] {
+        assert_next_is_a_fresh_alert(l, &esm, "SENTINEL-PATROL").await;
+    }
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let withheld: Vec<&Event> = events(&log, "withheld").iter().map(|e| &e.event).collect();
+    let expected: Vec<Event> = ["SPVQ/GRIPP", "SPVQ/IKAT"]
+        .iter()
+        .map(|u| Event::Withheld {
+            alert: update.alert,
+            sender: principal("SPVQ/IJP").parse().unwrap(),
+            recipient: unit(u),
+            reason: format!(
+                "no rule of agreement {AGREEMENT_ID} v1 permits SPVQ/IJP to send runaway alerts to {u} any more: the update is not sent"
+            ),
+        })
+        .collect();
+    assert_eq!(withheld, expected.iter().collect::<Vec<_>>());
+    close_all(listeners.into_iter().map(|l| l.node)).await;
+    close_all([esm, ijp, table]).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_located_alert_is_closed_and_refuses_every_further_follow_up() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
+    esm.post(follow_up(Kind::Located, id, Some(FOUND)))
+        .await
+        .unwrap();
+
+    for (kind, draft) in [
+        (Kind::Update, update_of(id)),
+        (Kind::Located, follow_up(Kind::Located, id, Some(FOUND))),
+        (Kind::Cancel, follow_up(Kind::Cancel, id, Some("erreur"))),
+    ] {
+        let e = refusal(esm.post(draft).await);
+        assert_refusal(
+            &e,
+            ErrorCode::Closed,
+            &format!(
+                "SPVQ/ESM/spvq-esm-01: alert {id} is located and takes no {kind}; nothing was posted"
+            ),
+        );
+    }
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    assert_eq!(events(&log, "posted").len(), 2, "the alert and its located");
+    let reasons: Vec<RefusalReason> = events(&log, "refused")
+        .iter()
+        .map(|e| match &e.event {
+            Event::Refused { reason, alert, .. } => {
+                assert_eq!(*alert, Some(id));
+                *reason
+            }
+            _ => unreachable!(),
+        })
+        .collect();
+    // `unknown_alert` covers "does not exist or is closed" (proto::audit::RefusalReason).
+    assert_eq!(reasons, [RefusalReason::UnknownAlert; 3]);
+    close_all([esm, table]).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_needs_a_reason_and_filet_cancel_with_a_reason_closes_the_alert_and_prints_the_receipt(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
+    let id_text = id.to_string();
+
+    let e = refusal(esm.post(follow_up(Kind::Cancel, id, None)).await);
+    assert_refusal(&e, ErrorCode::InvalidAlert, "invalid alert: note: required");
+    let no_reason = filet_as(&net, "SPVQ/ESM", relay.addr, &["cancel", &id_text]).await;
+    assert_eq!(no_reason.code, Some(2), "{}", no_reason.stderr);
+    assert!(
+        no_reason
+            .stderr
+            .contains("the following required arguments were not provided:\n  --reason <REASON>"),
+        "{}",
+        no_reason.stderr
+    );
+
+    let out = filet_as(
+        &net,
+        "SPVQ/ESM",
+        relay.addr,
+        &["cancel", &id_text, "--reason", "Signalement en double"],
+    )
+    .await;
+
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    let cancel: AlertId = lines[0]
+        .strip_prefix("receipt ")
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(lines[1], "  4 recipient unit(s):");
+    let listed: Vec<&str> = lines[2..]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(listed, RECIPIENTS);
+    let (d, _) = esm.get_alert(id).await.unwrap();
+    assert_eq!(d.state, AlertState::Cancelled);
+    assert_eq!(d.history.len(), 2);
+    assert_eq!(
+        (
+            d.history[1].kind,
+            d.history[1].id,
+            d.history[1].note.as_deref()
+        ),
+        (Some(Kind::Cancel), cancel, Some("Signalement en double"))
+    );
+    // Closed: nothing more.
+    let e = refusal(esm.post(update_of(id)).await);
+    assert_refusal(
+        &e,
+        ErrorCode::Closed,
+        &format!(
+            "SPVQ/ESM/spvq-esm-01: alert {id} is cancelled and takes no update; nothing was posted"
+        ),
+    );
+    esm.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_past_its_expiry_is_logged_expired_leaves_every_mailbox_and_takes_no_update() {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
+    assert_eq!(rts.inbox().await.unwrap().len(), 1);
+
+    clock.advance(72 * HOUR_MS + 1000);
+    relay.run_timers().await;
+
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let expired: Vec<&Event> = events(&log, "expired").iter().map(|e| &e.event).collect();
+    assert_eq!(
+        expired,
+        [&Event::Expired {
+            alert: id,
+            sender: principal("SPVQ/ESM").parse().unwrap()
+        }]
+    );
+    assert!(rts.inbox().await.unwrap().is_empty(), "a connected unit");
+    let mut late = listen(&net, &relay, "CJQ/PIVOT").await;
+    assert!(late.node.inbox().await.unwrap().is_empty(), "a late-comer");
+    assert_next_is_a_fresh_alert(&mut late, &esm, "APRES-EXPIRATION").await;
+    let e = refusal(esm.post(update_of(id)).await);
+    assert_refusal(
+        &e,
+        ErrorCode::Closed,
+        &format!(
+            "SPVQ/ESM/spvq-esm-01: alert {id} is expired and takes no update; nothing was posted"
+        ),
+    );
+    let (d, _) = esm.get_alert(id).await.unwrap();
+    assert_eq!(d.state, AlertState::Expired);
+    close_all([esm, rts, late.node, table]).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn content_is_purged_after_the_longest_retention_of_its_rules_and_the_log_still_verifies() {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let verifier = relay.verifier();
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let original = esm.post(runaway()).await.unwrap().alert;
+    let located = esm
+        .post(follow_up(Kind::Located, original, Some(FOUND)))
+        .await
+        .unwrap()
+        .alert;
+    let before = full_log(&table, &verifier).await;
+
+    // police-vers-protection keeps content 90 days, enquete-vers-patrouille 30: the
+    // longest counts, from the located.
+    clock.advance(89 * DAY_MS);
+    relay.run_timers().await;
+    assert!(events(&full_log(&table, &verifier).await, "purged").is_empty());
+
+    clock.advance(DAY_MS + HOUR_MS);
+    relay.run_timers().await;
+
+    let after = full_log(&table, &verifier).await;
+    let sender: filet_proto::Principal = principal("SPVQ/ESM").parse().unwrap();
+    let purged: Vec<&Event> = events(&after, "purged").iter().map(|e| &e.event).collect();
+    assert_eq!(
+        purged,
+        [
+            &Event::Purged {
+                alert: original,
+                sender: sender.clone()
+            },
+            &Event::Purged {
+                alert: located,
+                sender
+            }
+        ]
+    );
+    // Append-only: every entry before the purge, the commitments among them, is unchanged.
+    assert_eq!(after[..before.len()], before[..]);
+    assert_eq!(events(&after, "posted"), events(&before, "posted"));
+    esm.close().await;
+    table.close().await;
+    relay.stop().await;
+
+    let data = net.data_dir();
+    assert_eq!(offline_log(&data), after);
+    let store = filet_relay::store::Store::open(&data.join("store")).unwrap();
+    for id in [original, located] {
+        let rec = store.get(&id).unwrap().unwrap();
+        assert_eq!(rec.content, None, "{id}");
+        assert_eq!(rec.note, None, "{id}");
+        assert_eq!(rec.salt, [0; 32], "{id}");
+        assert!(rec.purged, "{id}");
+        assert!(rec.history.iter().all(|h| h.note.is_none()), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_alerts_content_is_purged_at_the_end_of_retention_counted_from_its_expiry() {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let verifier = relay.verifier();
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
+    clock.advance(72 * HOUR_MS + 1000);
+    relay.run_timers().await;
+    assert_eq!(
+        events(&full_log(&table, &verifier).await, "expired").len(),
+        1
+    );
+
+    clock.advance(89 * DAY_MS);
+    relay.run_timers().await;
+    assert!(events(&full_log(&table, &verifier).await, "purged").is_empty());
+    clock.advance(DAY_MS + 1000);
+    relay.run_timers().await;
+
+    let log = full_log(&table, &verifier).await;
+    let purged: Vec<&Event> = events(&log, "purged").iter().map(|e| &e.event).collect();
+    assert_eq!(
+        purged,
+        [&Event::Purged {
+            alert: id,
+            sender: principal("SPVQ/ESM").parse().unwrap()
+        }]
+    );
+    close_all([esm, table]).await;
+    relay.stop().await;
+    let store = filet_relay::store::Store::open(&net.data_dir().join("store")).unwrap();
+    let rec = store.get(&id).unwrap().unwrap();
+    assert_eq!((rec.content, rec.salt, rec.purged), (None, [0; 32], true));
+}
+
+/// Alert ids sort by received time, then at random: a follow-up received in the same
+/// millisecond as its alert (always so with a stopped clock) may sort before it. The index
+/// rebuilt at start-up reads the store in id order and files a follow-up under its thread
+/// only if the alert came first (relay/src/commit.rs, `Index::insert`), so such a
+/// follow-up is left out of its thread: never purged, never taken out of mailboxes.
+#[tokio::test]
+#[ignore = "bug: after a restart, a follow-up whose id sorts before its alert's (same millisecond) is left out of its thread and never purged (relay/src/commit.rs:236, Index::insert)"]
+async fn after_a_restart_every_message_of_a_thread_is_still_purged_even_one_received_in_the_same_millisecond(
+) {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    // Sixteen threads: that every located sorts after its alert has odds of 2^-16.
+    let mut messages = Vec::new();
+    for i in 0..16 {
+        let id = esm
+            .post(alert(Category::Runaway, &format!("MEME-MS-{i}")))
+            .await
+            .unwrap()
+            .alert;
+        let located = esm
+            .post(follow_up(Kind::Located, id, Some(FOUND)))
+            .await
+            .unwrap()
+            .alert;
+        messages.extend([id, located]);
+    }
+    esm.close().await;
+    relay.stop().await;
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+
+    clock.advance(90 * DAY_MS + HOUR_MS);
+    relay.run_timers().await;
+
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let purged: Vec<AlertId> = events(&log, "purged")
+        .iter()
+        .filter_map(|e| e.event.alert())
+        .collect();
+    let never: Vec<String> = messages
+        .iter()
+        .filter(|m| !purged.contains(m))
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        never.is_empty(),
+        "{} of {} messages never purged: {never:?}",
+        never.len(),
+        messages.len()
+    );
+    table.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_subject_reference_is_never_in_the_audit_log_in_clear_only_its_hmac_under_the_relays_key(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let original = esm.post(runaway()).await.unwrap();
+    let update = esm.post(update_of(original.alert)).await.unwrap();
+    let located = esm
+        .post(follow_up(Kind::Located, original.alert, Some(FOUND)))
+        .await
+        .unwrap();
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    rts.ack(original.alert).await.unwrap();
+
+    let log = filet_client::audit::fetch_and_verify(&table, &relay.verifier())
+        .await
+        .unwrap();
+
+    const REFERENCE: &str = "SPVQ-2026-04417";
+    for (i, bytes) in &log.entries {
+        assert!(
+            !contains(bytes, REFERENCE.as_bytes()),
+            "entry {i}: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    let key = std::fs::read(net.data_dir().join("keys/subject-ref.key")).unwrap();
+    let mac = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+        REFERENCE.as_bytes(),
+    );
+    let expected = hex(mac.as_ref());
+    let subject_ref = |index: u64| {
+        let (_, bytes) = log.entries.iter().find(|(i, _)| *i == index).unwrap();
+        match Entry::from_bytes(bytes).unwrap().event {
+            Event::Posted { subject_ref, .. } => subject_ref,
+            other => panic!("entry {index} is {other:?}"),
+        }
+    };
+    assert_eq!(subject_ref(original.posted_index), Some(expected.clone()));
+    assert_eq!(
+        subject_ref(update.posted_index),
+        Some(expected),
+        "the update names the same youth"
+    );
+    assert_eq!(subject_ref(located.posted_index), None, "no reference");
+    close_all([esm, table, rts]).await;
+    relay.stop().await;
+    // Nor in any file of the stopped relay's audit log.
+    let audit = net.data_dir().join("audit");
+    for f in std::fs::read_dir(&audit).unwrap() {
+        let path = f.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !contains(&bytes, REFERENCE.as_bytes()),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn an_exercise_is_marked_as_one_in_the_inbox_the_cap_export_and_the_audit_report() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let actual = esm.post(runaway()).await.unwrap().alert;
+    let mut draft = runaway();
+    draft.status = Status::Exercise;
+    draft.content.subject.reference = Some("EXERCICE-2026-01".into());
+    let exercise = esm.post(draft).await.unwrap().alert;
+    esm.close().await;
+
+    let text = filet_as(&net, "DPJ/RTS", relay.addr, &["inbox"]).await;
+    let json = filet_as(&net, "DPJ/RTS", relay.addr, &["--json", "inbox"]).await;
+    let cap = filet_as(
+        &net,
+        "SPVQ/ESM",
+        relay.addr,
+        &["export", "--cap", &exercise.to_string()],
+    )
+    .await;
+
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    let headers: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            format!("alert runaway {actual} [severe] from SPVQ/ESM/spvq-esm-01 — rule police-vers-protection"),
+            format!("*** EXERCISE — NOT A REAL ALERT *** alert runaway {exercise} [severe] from SPVQ/ESM/spvq-esm-01 — rule police-vers-protection"),
+        ]
+    );
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let statuses: Vec<(String, String)> = json
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (actual.to_string(), "actual".to_owned()),
+            (exercise.to_string(), "exercise".to_owned())
+        ]
+    );
+    assert_eq!(cap.code, Some(0), "{}", cap.stderr);
+    assert!(
+        cap.stdout.contains("<status>Exercise</status>"),
+        "{}",
+        cap.stdout
+    );
+    assert!(
+        cap.stdout
+            .contains("<headline>EXERCICE — Fugue d&apos;un jeune à risque</headline>"),
+        "{}",
+        cap.stdout
+    );
+
+    // The report counts the exercise apart from the real alerts.
+    let dir = net.path().join("audit-dir");
+    let dir = path_str(&dir);
+    let pull = filet_as(
+        &net,
+        "TABLE/CONFORMITE",
+        relay.addr,
+        &[
+            "audit",
+            "pull",
+            "--dir",
+            dir,
+            "--verifier-key",
+            &relay.verifier_key,
+        ],
+    )
+    .await;
+    assert_eq!(pull.code, Some(0), "{}", pull.stderr);
+    let report = run_off_runtime(
+        "filet",
+        ["audit", "report", "--dir", dir]
+            .map(str::to_owned)
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
+    let section = |title: &str| -> Vec<Vec<String>> {
+        let block = report
+            .stdout
+            .split("\n\n")
+            .find(|b| b.starts_with(&format!("{title}\n")))
+            .unwrap_or_else(|| panic!("no section {title:?} in\n{}", report.stdout));
+        block
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let rows = |s: Vec<Vec<String>>| -> Vec<String> {
+        s.iter().skip(1).map(|r| r[..4].join(" ")).collect()
+    };
+    let disclosures = [
+        "SPVQ CJQ police-vers-protection 1",
+        "SPVQ DPJ police-vers-protection 1",
+        "SPVQ SPVQ enquete-vers-patrouille 2",
+    ];
+    assert_eq!(rows(section("Disclosures")), disclosures);
+    assert_eq!(
+        rows(section("Disclosures — EXERCISE (NOT REAL ALERTS)")),
+        disclosures
+    );
+    let lifecycle: Vec<String> = section("Messages by status and kind (each alert's life)")
+        .iter()
+        .map(|r| r.join(" "))
+        .collect();
+    assert_eq!(
+        lifecycle[..2],
+        ["actual alert 1", "EXERCISE ALERT (NOT REAL) 1"]
+    );
+    relay.stop().await;
+}
+
+// ---- random agreements ----------------------------------------------------------------
+
+/// Five units of the example agreement's parties (so the dev PKI has their nodes), over
+/// which the random agreements write their rules.
+const POOL: [&str; 5] = [
+    "SPVQ/ESM",
+    "SPVQ/IKAT",
+    "DPJ/RTS",
+    "CJQ/PIVOT",
+    "CSSC/PIVOT",
+];
+
+/// One random rule; bit `i` of a mask stands for `POOL[i]`, `Category::ALL[i]` or
+/// `FieldPath::ALL[i]`.
+#[derive(Debug, Clone)]
+struct RandomRule {
+    from: u8,
+    to: u8,
+    categories: u8,
+    /// `None`: `fields = "all"`.
+    fields: Option<u16>,
+    retention_days: u8,
+}
+
+impl RandomRule {
+    fn field_set(&self) -> FieldSet {
+        match self.fields {
+            None => FieldSet::all(),
+            Some(bits) => FieldPath::ALL
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .fold(FieldSet::EMPTY, |s, (_, f)| s.with(*f)),
+        }
+    }
+
+    fn toml(&self, i: usize) -> String {
+        let units = |mask: u8| -> Vec<&str> {
+            (0..POOL.len())
+                .filter(|u| mask & (1 << u) != 0)
+                .map(|u| POOL[u])
+                .collect()
+        };
+        let categories: Vec<&str> = Category::ALL
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| self.categories & (1 << c) != 0)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        let fields = match self.fields {
+            None => "\"all\"".to_owned(),
+            Some(_) => format!("{:?}", self.field_set().paths()),
+        };
+        format!(
+            "[[rules]]\nid = \"r{i}\"\nfrom = {:?}\nto = {:?}\ncategories = {categories:?}\nfields = {fields}\nlegal_basis = \"Base légale {i}\"\npurpose = \"Propriété {i}\"\nretention = \"{}d\"\n\n",
+            units(self.from),
+            units(self.to),
+            self.retention_days
+        )
+    }
+}
+
+/// A random agreement, who posts, what, and which recipients acknowledge.
+#[derive(Debug, Clone)]
+struct Case {
+    rules: Vec<RandomRule>,
+    sender: usize,
+    category: Category,
+    /// Bit `i`: `POOL[i]` acknowledges the original, if it receives it.
+    acks: u8,
+}
+
+impl Case {
+    /// The example's parties and audit rights, these rules.
+    fn agreement(&self) -> String {
+        let head = &AGREEMENT[..AGREEMENT.find("[[rules]]").unwrap()];
+        let audit = &AGREEMENT[AGREEMENT.find("[audit]").unwrap()..];
+        let rules: String = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.toml(i))
+            .collect();
+        format!("{head}{rules}{audit}")
+    }
+
+    /// Each unit the sender's alert may reach, with the union of the fields of every rule
+    /// that permits it (SPEC §4), worked out here independently of the relay.
+    fn expected(&self) -> BTreeMap<&'static str, FieldSet> {
+        let cat = 1
+            << Category::ALL
+                .iter()
+                .position(|c| *c == self.category)
+                .unwrap();
+        let mut out = BTreeMap::new();
+        for (i, u) in POOL.iter().enumerate() {
+            let fields = self
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.from & (1 << self.sender) != 0
+                        && r.to & (1 << i) != 0
+                        && r.categories & cat != 0
+                })
+                .map(RandomRule::field_set)
+                .reduce(FieldSet::union);
+            if let Some(f) = fields {
+                out.insert(*u, f);
+            }
+        }
+        out
+    }
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let rule = (
+        1u8..32,
+        1u8..32,
+        1u8..8,
+        proptest::option::of(0u16..512),
+        1u8..100,
+    )
+        .prop_map(
+            |(from, to, categories, fields, retention_days)| RandomRule {
+                from,
+                to,
+                categories,
+                fields,
+                retention_days,
+            },
+        );
+    (
+        proptest::collection::vec(rule, 1..4),
+        0..POOL.len(),
+        proptest::sample::select(Category::ALL),
+        any::<u8>(),
+    )
+        .prop_map(|(mut rules, sender, category, acks)| {
+            // A valid agreement (no rule's `from` and `to` overlap) whose first rule lets
+            // the sender send this category to someone.
+            let cat = 1 << Category::ALL.iter().position(|c| *c == category).unwrap();
+            rules[0].from |= 1 << sender;
+            rules[0].categories |= cat;
+            for r in &mut rules {
+                r.to &= !r.from;
+            }
+            if rules[0].to == 0 {
+                rules[0].to = 1 << ((sender + 1) % POOL.len());
+                rules[0].from &= !rules[0].to;
+            }
+            rules.retain(|r| r.to != 0 && r.from != 0);
+            Case {
+                rules,
+                sender,
+                category,
+                acks,
+            }
+        })
+}
+
+/// The bound on one case (a fresh relay, six nodes, three posts).
+const CASE_LIMIT: Duration = Duration::from_secs(30);
+
+async fn run_case(case: &Case) {
+    let net = TestNet::new();
+    std::fs::write(&net.agreement, case.agreement()).unwrap();
+    let relay = net.start_relay().await;
+    let mut listeners = Vec::new();
+    for u in POOL {
+        listeners.push(listen(&net, &relay, u).await);
+    }
+    let want = case.expected();
+    let mut draft = runaway();
+    draft.category = case.category;
+
+    let original = listeners[case.sender]
+        .node
+        .post(draft.clone())
+        .await
+        .unwrap();
+    let recipients: Vec<String> = want.keys().map(|u| u.to_string()).collect();
+    assert_eq!(units(&original), recipients);
+    for (i, l) in listeners.iter_mut().enumerate() {
+        let Some(fields) = want.get(l.unit) else {
+            continue;
+        };
+        let d = next_delivery(&mut l.rx).await;
+        assert_eq!(d.envelope.id, original.alert, "{}", l.unit);
+        assert_eq!(d.fields, *fields, "{}", l.unit);
+        assert_eq!(d.content, draft.content.redact(*fields), "{}", l.unit);
+        if case.acks & (1 << i) != 0 {
+            l.node.ack(original.alert).await.unwrap();
+        }
+    }
+    let update_draft = update_of(original.alert);
+    let update = listeners[case.sender]
+        .node
+        .post(update_draft.clone())
+        .await
+        .unwrap();
+    assert_eq!(units(&update), recipients, "the agreement did not change");
+    let located = listeners[case.sender]
+        .node
+        .post(follow_up(Kind::Located, original.alert, Some(FOUND)))
+        .await
+        .unwrap();
+    assert_eq!(units(&located), recipients);
+    for l in &mut listeners {
+        if let Some(fields) = want.get(l.unit) {
+            let u = next_delivery(&mut l.rx).await;
+            assert_eq!(u.envelope.id, update.alert, "{}", l.unit);
+            assert_eq!(
+                u.content,
+                update_draft.content.redact(*fields),
+                "{}",
+                l.unit
+            );
+            let x = next_delivery(&mut l.rx).await;
+            assert_eq!(x.envelope.id, located.alert, "{}", l.unit);
+            assert_eq!(
+                (x.state, x.note.as_deref()),
+                (AlertState::Located, Some(FOUND))
+            );
+            assert_eq!(x.content, Content::default());
+        }
+        // Nothing else was pushed, to a recipient or to anyone else.
+        assert!(l.rx.try_recv().is_err(), "{} got more", l.unit);
+    }
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let mut disclosed = 0;
+    for e in &log {
+        let (unit, fields) = match &e.event {
+            Event::Disclosed {
+                recipient, fields, ..
+            } => {
+                disclosed += 1;
+                (recipient.to_string(), *fields)
+            }
+            Event::Delivered {
+                recipient, fields, ..
+            } => (recipient.unit.to_string(), *fields),
+            Event::Withheld { recipient, .. } => panic!("withheld from {recipient}"),
+            _ => continue,
+        };
+        let allowed = want
+            .get(unit.as_str())
+            .unwrap_or_else(|| panic!("entry {}: {unit} is outside the rules", e.index));
+        assert_eq!(fields.intersection(*allowed), fields, "entry {}", e.index);
+    }
+    assert_eq!(disclosed, 3 * want.len());
+    close_all(listeners.into_iter().map(|l| l.node).chain([table])).await;
+    relay.stop().await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 16,
+        max_shrink_iters: 16,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Under a random agreement, a random sender's alert, update and located reach exactly
+    /// the units its rules permit, each with no field its rules do not allow, whoever
+    /// acknowledged; and the audit log verifies.
+    #[test]
+    fn under_random_agreements_the_whole_life_of_an_alert_reaches_exactly_the_permitted_units_with_their_fields(
+        case in case()
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(CASE_LIMIT, run_case(&case))
+                .await
+                .unwrap_or_else(|_| panic!("the case did not finish within {CASE_LIMIT:?}"))
+        });
+    }
+}
