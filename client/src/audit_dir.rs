@@ -685,6 +685,15 @@ fn verify_full(
             }
         }
     }
+    if (lines.len() as u64) > latest {
+        return Err(AuditDirError::Entry {
+            index: latest,
+            problem: format!(
+                "the directory holds {} entries but the newest signed checkpoint covers {latest}: entries were added that no checkpoint vouches for",
+                lines.len()
+            ),
+        });
+    }
     if (lines.len() as u64) < latest {
         return Err(AuditDirError::Entry {
             index: lines.len() as u64,

@@ -185,7 +185,6 @@ pub struct Node {
     out: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     next_id: AtomicU64,
-    deliveries: Mutex<Option<mpsc::Receiver<Disclosed>>>,
     closed_reason: Arc<Mutex<Option<String>>>,
     tasks: Mutex<JoinSet<()>>,
     rng: SystemRandom,
@@ -247,7 +246,6 @@ impl Node {
             .map_err(|e| ClientError::Connection(describe_connection_error(&e)))?;
         let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
         let pending: Pending = Arc::default();
-        let (dtx, drx) = mpsc::channel(DELIVERY_BUFFER);
         let closed_reason: Arc<Mutex<Option<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
@@ -262,7 +260,6 @@ impl Node {
             recv,
             conn.clone(),
             pending.clone(),
-            dtx,
             closed_reason.clone(),
         ));
         Ok(Node {
@@ -271,7 +268,6 @@ impl Node {
             out,
             pending,
             next_id: AtomicU64::new(1),
-            deliveries: Mutex::new(Some(drx)),
             closed_reason,
             tasks: Mutex::new(tasks),
             rng: SystemRandom::new(),
@@ -393,21 +389,75 @@ impl Node {
 
     /// Asks the relay to push this unit's alerts; returns the channel they arrive on
     /// (waiting ones first). At least once: the same id may arrive again after a
-    /// reconnection. Only the first call gets the channel.
+    /// reconnection. Deliveries come on their own QUIC stream, so an application that
+    /// sends requests (acks) while it reads deliveries never blocks its own answers: when
+    /// it stops reading, only the delivery stream waits (QUIC flow control tells the relay).
     ///
     /// # Errors
-    /// As [`Node::request`]; [`ClientError::Protocol`] on a second call.
+    /// As [`Node::request`].
     pub async fn subscribe(&self) -> Result<mpsc::Receiver<Disclosed>, ClientError> {
-        let rx = self
-            .deliveries
-            .lock()
-            .ok()
-            .and_then(|mut d| d.take())
-            .ok_or_else(|| ClientError::Protocol("already subscribed".into()))?;
-        match self.request(Request::Subscribe).await? {
-            Response::Subscribed => Ok(rx),
-            other => Err(unexpected(&other)),
+        let (mut send, mut recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Connection(describe_connection_error(&e)))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = codec::encode_frame(&ClientFrame {
+            id,
+            request: Request::Subscribe,
+        })
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
+        let first = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            read_frame::<ServerFrame>(&mut recv, FRAME_TIMEOUT),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(REQUEST_TIMEOUT))?;
+        match first {
+            Ok(Some(ServerFrame::Response {
+                result: Ok(Response::Subscribed),
+                ..
+            })) => {}
+            Ok(Some(ServerFrame::Response { result: Err(e), .. })) => {
+                return Err(ClientError::Relay(e))
+            }
+            Ok(Some(other)) => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected answer {other:?}"
+                )))
+            }
+            Ok(None) | Err(ReadFrameError::Stream(_)) => return Err(self.closed()),
+            Err(e) => return Err(ClientError::Protocol(e.to_string())),
         }
+        let (tx, rx) = mpsc::channel(DELIVERY_BUFFER);
+        let reason = self.closed_reason.clone();
+        if let Ok(mut t) = self.tasks.lock() {
+            t.spawn(async move {
+                // Keep the send side open: finishing it would end the subscription.
+                let _send = send;
+                loop {
+                    match read_frame::<ServerFrame>(&mut recv, FRAME_TIMEOUT).await {
+                        Ok(Some(ServerFrame::Delivery(d))) => {
+                            if tx.send(d).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(ServerFrame::Closing { reason: r })) => {
+                            if let Ok(mut x) = reason.lock() {
+                                x.get_or_insert(format!("the relay is closing: {r}"));
+                            }
+                            return;
+                        }
+                        Ok(Some(ServerFrame::Response { .. })) => {}
+                        Ok(None) | Err(_) => return,
+                    }
+                }
+            });
+        }
+        Ok(rx)
     }
 
     /// Acknowledges an alert for this unit; returns the audit index of the
@@ -541,7 +591,6 @@ async fn reader(
     mut recv: quinn::RecvStream,
     conn: quinn::Connection,
     pending: Pending,
-    deliveries: mpsc::Sender<Disclosed>,
     closed_reason: Arc<Mutex<Option<String>>>,
 ) {
     let reason = loop {
@@ -552,10 +601,8 @@ async fn reader(
                     let _ = tx.send(result);
                 }
             }
-            Ok(Some(ServerFrame::Delivery(d))) => {
-                if deliveries.send(d).await.is_err() {
-                    // Nobody subscribed to read them: keep serving responses.
-                }
+            Ok(Some(ServerFrame::Delivery(_))) => {
+                // Deliveries come on the subscription's own stream, not this one.
             }
             Ok(Some(ServerFrame::Closing { reason })) => {
                 break format!("the relay is closing: {reason}");

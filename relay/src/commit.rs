@@ -25,7 +25,7 @@ use filet_proto::agreement::{Agreement, Disclosure};
 use filet_proto::alert::{
     AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, DEFAULT_EXPIRY_MS,
 };
-use filet_proto::audit::{commitment, subject_ref_mac, Entry, Event, RefusalReason};
+use filet_proto::audit::{commitment, Entry, Event, RefusalReason};
 use filet_proto::checkpoint::{Checkpoint, NoteSigner};
 use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
@@ -146,6 +146,10 @@ struct AlertMeta {
 /// What the commit thread knows about one alert's life (its thread).
 struct Thread {
     sender_party: String,
+    /// The original's sender unit: follow-ups are routed with its rules, so that every
+    /// recipient of the original that the agreement still permits hears of them, whichever
+    /// unit of the party posts them.
+    sender_unit: UnitRef,
     category: Category,
     state: AlertState,
     expires_at: Timestamp,
@@ -182,7 +186,9 @@ pub struct Index {
     idempotency: HashMap<(Principal, [u8; 16]), AlertId>,
     mailbox_len: HashMap<UnitRef, usize>,
     next_seq: u64,
-    delivered: HashSet<(AlertId, Principal)>,
+    /// Nodes each message was delivered to (a `delivered` entry is logged once per node);
+    /// forgotten when the message leaves every mailbox.
+    delivered: HashMap<AlertId, HashSet<Principal>>,
     withheld: HashSet<(AlertId, UnitRef)>,
     /// Open threads by expiry time (ms).
     expiry: BTreeSet<(i64, AlertId)>,
@@ -199,7 +205,7 @@ impl Default for Index {
             mailbox_len: HashMap::new(),
             // Mailbox positions start at 1: position 0 means "before the first entry".
             next_seq: 1,
-            delivered: HashSet::new(),
+            delivered: HashMap::new(),
             withheld: HashSet::new(),
             expiry: BTreeSet::new(),
             purge: BTreeSet::new(),
@@ -222,6 +228,7 @@ impl Index {
         if rec.envelope.kind == Kind::Alert {
             let t = Thread {
                 sender_party: rec.envelope.sender.party().to_owned(),
+                sender_unit: rec.envelope.sender.unit.clone(),
                 category: rec.envelope.category,
                 state: rec.state,
                 expires_at: rec.envelope.expires_at,
@@ -311,7 +318,19 @@ impl Index {
                 out.push((s.unit.clone(), s.seq));
             }
         }
+        self.delivered.remove(id);
         out
+    }
+
+    /// Forgets per-node delivery records of a message no longer waiting anywhere.
+    fn forget_delivered_if_done(&mut self, id: &AlertId) {
+        if self
+            .alerts
+            .get(id)
+            .is_some_and(|m| m.recipients.iter().all(|s| !s.pending))
+        {
+            self.delivered.remove(id);
+        }
     }
 }
 
@@ -329,7 +348,7 @@ pub struct Committer {
     store: Store,
     signer: NoteSigner,
     origin: String,
-    subject_key: Vec<u8>,
+    subject_key: ring::hmac::Key,
     index: Index,
     hub: Arc<Hub>,
     latest_checkpoint: Arc<RwLock<String>>,
@@ -412,7 +431,7 @@ impl Committer {
             store,
             signer,
             origin,
-            subject_key,
+            subject_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &subject_key),
             index,
             hub,
             latest_checkpoint,
@@ -556,6 +575,7 @@ impl Committer {
                 self.hub.set_thread(
                     root,
                     ThreadView {
+                        sender_unit: r.envelope.sender.unit.clone(),
                         state: r.state,
                         history: r.history.clone(),
                     },
@@ -737,6 +757,7 @@ impl Committer {
                     }
                     after.push(After::Unpublish { unit, seq });
                 }
+                self.index.forget_delivered_if_done(&alert);
                 after.push(After::Index {
                     reply,
                     result: Ok(idx),
@@ -749,7 +770,16 @@ impl Committer {
                 node,
                 fields,
             } => {
-                if self.index.delivered.insert((alert, node.clone())) {
+                // Log each delivery to a node once. The record of who got it is kept only
+                // while the message still waits somewhere (it is forgotten then).
+                let first = self
+                    .index
+                    .delivered
+                    .entry(alert)
+                    .or_default()
+                    .insert(node.clone());
+                self.index.forget_delivered_if_done(&alert);
+                if first {
                     self.entry(Event::Delivered {
                         alert,
                         sender,
@@ -922,13 +952,13 @@ impl Committer {
                 }
                 let mut d = Vec::new();
                 for unit in &t.recipients {
-                    match agreement.permits(&principal.unit, unit, t.category) {
+                    match agreement.permits(&t.sender_unit, unit, t.category) {
                         Some(x) => d.push(x),
                         None => withheld.push((
                             unit.clone(),
                             format!(
                                 "no rule of agreement {} v{} permits {} to send {} alerts to {} any more: the {} is not sent",
-                                agreement.id, agreement.version, principal.unit, t.category, unit, draft.kind
+                                agreement.id, agreement.version, t.sender_unit, t.category, unit, draft.kind
                             ),
                         )),
                     }
@@ -977,12 +1007,9 @@ impl Committer {
             received_at,
             expires_at,
         };
-        let subject_ref = draft
-            .content
-            .subject
-            .reference
-            .as_deref()
-            .map(|r| subject_ref_mac(&self.subject_key, r));
+        let subject_ref = draft.content.subject.reference.as_deref().map(|r| {
+            filet_proto::audit::hex(ring::hmac::sign(&self.subject_key, r.as_bytes()).as_ref())
+        });
         let posted_index = self.entry(Event::Posted {
             alert: id,
             kind: draft.kind,
@@ -1273,6 +1300,7 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
     let mut to_drop = Vec::new();
     let mut publish = Vec::new();
     let acks = c.store.acks()?;
+    let mut follow_ups = Vec::new();
     for rec in c.store.iter() {
         let mut rec = rec?;
         for r in rec.recipients.iter_mut() {
@@ -1291,6 +1319,12 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
             to_drop.push(rec.envelope.id);
             continue;
         }
+        // Originals first: a follow-up received in the same millisecond as its alert (or
+        // after the clock stepped back) can sort before it by id.
+        if rec.envelope.kind != filet_proto::alert::Kind::Alert {
+            follow_ups.push(Arc::new(rec));
+            continue;
+        }
         let rec = Arc::new(rec);
         for (unit, seq, _) in c.index.insert(&rec) {
             publish.push((unit, seq, rec.clone()));
@@ -1301,10 +1335,17 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
             c.hub.set_thread(
                 rec.envelope.id,
                 ThreadView {
+                    sender_unit: rec.envelope.sender.unit.clone(),
                     state: rec.state,
                     history: rec.history.clone(),
                 },
             );
+        }
+        out.alerts += 1;
+    }
+    for rec in follow_ups {
+        for (unit, seq, _) in c.index.insert(&rec) {
+            publish.push((unit, seq, rec.clone()));
         }
         out.alerts += 1;
     }

@@ -35,6 +35,8 @@ impl UnitBox {
 /// The state and history of an alert, as recipients see them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadView {
+    /// The original's sender unit: follow-ups are permitted under its rules.
+    pub sender_unit: UnitRef,
     /// Current state.
     pub state: AlertState,
     /// Life so far.
@@ -190,6 +192,7 @@ mod tests {
         hub.set_thread(
             AlertId([7; 16]),
             ThreadView {
+                sender_unit: "A/B".parse().unwrap(),
                 state: AlertState::Located,
                 history: Vec::new(),
             },

@@ -407,8 +407,12 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     if ctx.shared.clock.now() >= rec.envelope.expires_at {
         return None;
     }
+    // A follow-up is permitted under the original sender's rules (see commit.rs), and
+    // carries the state and history of its alert: both published by the commit thread
+    // when the alert changes; an alert never changed is active with one step.
+    let view = ctx.shared.hub.thread(&rec.root());
+    let sender_unit = view.as_ref().map(|v| &v.sender_unit).unwrap_or(&rec.envelope.sender.unit);
     let agreement = ctx.shared.agreement();
-    let sender_unit = &rec.envelope.sender.unit;
     let Some(now) = agreement.permits(sender_unit, unit, rec.envelope.category) else {
         let reason = format!(
             "no rule of agreement {} v{} permits {} to send {} alerts to {} any more",
@@ -425,9 +429,7 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
             .await;
         return None;
     };
-    // The state and history of the alert this message belongs to: published by the commit
-    // thread when they change; an alert never changed is active with one step.
-    let (state, history) = match ctx.shared.hub.thread(&rec.root()) {
+    let (state, history) = match view {
         Some(v) => (v.state, v.history),
         None => (rec.state, rec.history.clone()),
     };
@@ -445,8 +447,10 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     })
 }
 
-/// `GetAlert`: the sender's party sees its whole alert and its recipients; a recipient
-/// unit sees what it may (a delivery, logged as such); anyone else learns nothing.
+/// `GetAlert`: the sender's own unit sees its whole alert and its recipients; a recipient
+/// unit sees what it may (a delivery, logged as such); another unit of the sender's party
+/// (which may update, locate or cancel it) sees the envelope, state and history but no
+/// content and no recipients; anyone else learns nothing.
 async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
     let unknown = || {
         RelayError::new(
@@ -460,18 +464,11 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
         .get(&id)
         .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
         .ok_or_else(unknown)?;
-    if rec.envelope.sender.party() == ctx.principal.party() {
-        let (state, history) = match rec.envelope.references {
-            Some(root) => ctx
-                .shared
-                .store
-                .get(&root)
-                .ok()
-                .flatten()
-                .map(|o| (o.state, o.history))
-                .unwrap_or((rec.state, Vec::new())),
-            None => (rec.state, rec.history.clone()),
-        };
+    let (state, history) = match ctx.shared.hub.thread(&rec.root()) {
+        Some(v) => (v.state, v.history),
+        None => (rec.state, rec.history.clone()),
+    };
+    if rec.envelope.sender.unit == *ctx.unit() {
         let content = rec.content.clone().unwrap_or_default();
         return Ok(Response::Alert {
             alert: Disclosed {
@@ -487,33 +484,57 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
             recipients: rec.recipients.iter().map(|r| r.unit.clone()).collect(),
         });
     }
-    let seq = rec
+    if let Some(seq) = rec
         .recipients
         .iter()
         .find(|r| r.unit == *ctx.unit())
         .map(|r| r.seq)
-        .ok_or_else(unknown)?;
-    let d = disclose(ctx, &rec, seq).await.ok_or_else(|| {
-        RelayError::new(
-            ErrorCode::Closed,
-            format!(
-                "alert {id} is expired, purged or no longer permitted for {}",
-                ctx.unit()
-            ),
-        )
-    })?;
-    ctx.shared
-        .op(Op::Delivered {
-            alert: id,
-            sender: d.envelope.sender.clone(),
-            node: ctx.principal.clone(),
-            fields: d.fields,
-        })
-        .await?;
-    Ok(Response::Alert {
-        alert: d,
-        recipients: Vec::new(),
-    })
+    {
+        let d = disclose(ctx, &rec, seq).await.ok_or_else(|| {
+            RelayError::new(
+                ErrorCode::Closed,
+                format!(
+                    "alert {id} is expired, purged or no longer permitted for {}",
+                    ctx.unit()
+                ),
+            )
+        })?;
+        ctx.shared
+            .op(Op::Delivered {
+                alert: id,
+                sender: d.envelope.sender.clone(),
+                node: ctx.principal.clone(),
+                fields: d.fields,
+            })
+            .await?;
+        return Ok(Response::Alert {
+            alert: d,
+            recipients: Vec::new(),
+        });
+    }
+    if rec.envelope.sender.party() == ctx.principal.party() {
+        // The owner party may follow the alert up; it learns nothing of its content here.
+        return Ok(Response::Alert {
+            alert: Disclosed {
+                envelope: rec.envelope.clone(),
+                content: filet_proto::Content::default(),
+                fields: filet_proto::FieldSet::EMPTY,
+                note: None,
+                rules: Vec::new(),
+                seq: 0,
+                state,
+                history: history
+                    .into_iter()
+                    .map(|mut h| {
+                        h.note = None;
+                        h
+                    })
+                    .collect(),
+            },
+            recipients: Vec::new(),
+        });
+    }
+    Err(unknown())
 }
 
 async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError> {

@@ -276,7 +276,6 @@ async fn the_senders_export_then_filet_post_cap_gives_a_new_alert_with_the_same_
 /// whole alert and its recipient list, before it considers whether the unit is a recipient
 /// (relay/src/server.rs, `get_alert`), and logs no delivery for it.
 #[tokio::test]
-#[ignore = "bug: GetAlert gives every unit of the sender's party the whole alert and its recipients, unredacted and unaudited (relay/src/server.rs:470)"]
 async fn get_alert_by_a_recipient_of_the_senders_own_party_is_redacted_and_logged_as_a_delivery() {
     let net = TestNet::new();
     let relay = net.start_relay().await;
@@ -316,7 +315,6 @@ async fn get_alert_by_a_recipient_of_the_senders_own_party_is_redacted_and_logge
 }
 
 #[tokio::test]
-#[ignore = "bug: GetAlert gives every unit of the sender's party the whole alert and its recipients, unredacted and unaudited (relay/src/server.rs:470)"]
 async fn a_recipients_export_holds_only_its_own_unit_and_the_fields_its_rule_disclosed() {
     let net = TestNet::new();
     let relay = net.start_relay().await;
