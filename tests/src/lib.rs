@@ -948,6 +948,28 @@ impl ChildRelay {
         signal(self.pid(), sig);
     }
 
+    /// Sends SIGTERM, waits (at most [`WAIT`]) for the exit and then for the end of its
+    /// stderr, so that the text returned holds every line the relay wrote (what
+    /// [`ChildRelay::terminate`] returns may miss the last lines, still in the pipe).
+    ///
+    /// # Panics
+    /// If it does not exit, or its stderr does not end, in time.
+    pub fn terminate_drained(self) -> (ExitStatus, String) {
+        let log = self.log.clone();
+        let (status, _) = self.terminate();
+        // The reading thread holds the only other reference until the end of file.
+        let deadline = Instant::now() + WAIT;
+        while Arc::strong_count(&log) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "filet-relay's stderr did not end within {WAIT:?} of its exit"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let text = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        (status, text)
+    }
+
     /// Polls the captured stderr (at most `limit`) until a line contains `needle`; returns
     /// that line. A log line is an event nobody is told about: polling with a deadline is
     /// the only way to wait for it.
