@@ -912,7 +912,9 @@ impl ChildRelay {
                     let _ = child.kill();
                     let _ = child.wait();
                     let text = log.lock().map(|l| l.join("\n")).unwrap_or_default();
-                    panic!("filet-relay {args:?} did not log `listening on` within {WAIT:?}:\n{text}");
+                    panic!(
+                        "filet-relay {args:?} did not log `listening on` within {WAIT:?}:\n{text}"
+                    );
                 }
             }
         };

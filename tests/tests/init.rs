@@ -35,12 +35,17 @@ fn s(p: &Path) -> String {
 async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("filet");
-    let example =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
 
     let stdout = ok(
         "filet-relay",
-        vec!["init".into(), "--dir".into(), s(&home), "--agreement".into(), s(&example)],
+        vec![
+            "init".into(),
+            "--dir".into(),
+            s(&home),
+            "--agreement".into(),
+            s(&example),
+        ],
     )
     .await;
 
@@ -90,7 +95,10 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
     assert_eq!(cfg.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
 
     // A second init changes nothing.
-    let (before, key_before) = (std::fs::read(&config).unwrap(), std::fs::read(&key).unwrap());
+    let (before, key_before) = (
+        std::fs::read(&config).unwrap(),
+        std::fs::read(&key).unwrap(),
+    );
     let again = {
         let (home, example) = (s(&home), s(&example));
         blocking(move || {
@@ -116,19 +124,42 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
     let (pki, agreement) = (home.join("pki"), home.join("agreement.toml"));
     ok(
         "filet-certs",
-        vec!["init".into(), "--agreement".into(), s(&agreement), "--dir".into(), s(&pki)],
+        vec![
+            "init".into(),
+            "--agreement".into(),
+            s(&agreement),
+            "--dir".into(),
+            s(&pki),
+        ],
     )
     .await;
     ok(
         "filet-certs",
-        vec!["relay".into(), "--dir".into(), s(&pki), "--name".into(), "127.0.0.1".into()],
+        vec![
+            "relay".into(),
+            "--dir".into(),
+            s(&pki),
+            "--name".into(),
+            "127.0.0.1".into(),
+        ],
     )
     .await;
     let node_out = ok(
         "filet-certs",
         [
-            "node", "--dir", path_str(&pki), "--party", "SPVQ", "--unit", "ESM", "--node",
-            "esm-poste-01", "--relay", "127.0.0.1:4433", "--agreement", path_str(&agreement),
+            "node",
+            "--dir",
+            path_str(&pki),
+            "--party",
+            "SPVQ",
+            "--unit",
+            "ESM",
+            "--node",
+            "esm-poste-01",
+            "--relay",
+            "127.0.0.1:4433",
+            "--agreement",
+            path_str(&agreement),
         ]
         .map(str::to_owned)
         .to_vec(),
@@ -146,7 +177,10 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
     assert!(text.contains("\nlisten = \"127.0.0.1:9464\"\n"), "{text}");
     std::fs::write(
         &config,
-        text.replace("\nlisten = \"127.0.0.1:9464\"\n", "\nlisten = \"127.0.0.1:0\"\n"),
+        text.replace(
+            "\nlisten = \"127.0.0.1:9464\"\n",
+            "\nlisten = \"127.0.0.1:0\"\n",
+        ),
     )
     .unwrap();
     let relay = {
@@ -165,7 +199,12 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
     std::fs::write(&profile, p.to_toml()).unwrap();
     let whoami = ok(
         "filet",
-        vec!["--profile".into(), s(&profile), "--json".into(), "whoami".into()],
+        vec![
+            "--profile".into(),
+            s(&profile),
+            "--json".into(),
+            "whoami".into(),
+        ],
     )
     .await;
     let v: Value = serde_json::from_str(whoami.trim()).unwrap();
@@ -193,7 +232,10 @@ async fn a_typo_in_relay_toml_stops_serve_naming_the_file_line_and_key() {
     let home = tmp.path().join("filet");
     let stdout = ok("filet-relay", vec!["init".into(), "--dir".into(), s(&home)]).await;
     assert!(
-        stdout.contains(&format!("put the agreement in {}/agreement.toml", home.display())),
+        stdout.contains(&format!(
+            "put the agreement in {}/agreement.toml",
+            home.display()
+        )),
         "{stdout}"
     );
     let config = home.join("relay.toml");
@@ -224,7 +266,8 @@ async fn a_typo_in_relay_toml_stops_serve_naming_the_file_line_and_key() {
         )
     );
     assert!(
-        out.stderr.contains(&format!("{line} | mailbox_maxx = 10000")),
+        out.stderr
+            .contains(&format!("{line} | mailbox_maxx = 10000")),
         "{}",
         out.stderr
     );

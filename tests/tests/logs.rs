@@ -16,8 +16,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Standard base64 with padding (RFC 4648 §4), for looking for key bytes in the logs.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let b = [
@@ -164,7 +163,10 @@ fn assert_no_content_nor_key(log: &str, net: &TestNet) {
         .map(str::to_owned),
     );
     for s in &secrets {
-        assert!(!log.contains(s.as_str()), "the log holds alert content {s:?}");
+        assert!(
+            !log.contains(s.as_str()),
+            "the log holds alert content {s:?}"
+        );
     }
     let data = net.data_dir();
     for key in [

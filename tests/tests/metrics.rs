@@ -46,7 +46,10 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
 /// The samples of a text exposition: `name{labels}` → value, comments skipped.
 fn samples(body: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (key, value) = line
             .rsplit_once(' ')
             .unwrap_or_else(|| panic!("not a sample: {line:?}"));
@@ -146,7 +149,10 @@ async fn the_metrics_endpoint_counts_exactly_what_happened() {
         one("filet_post_receipt_seconds_bucket{le=\"+Inf\"}"),
         Some("4")
     );
-    assert!(family(&m, "filet_reloads_total").is_empty(), "no reload yet");
+    assert!(
+        family(&m, "filet_reloads_total").is_empty(),
+        "no reload yet"
+    );
 
     // Reloads, by result.
     relay.handle.reload().await.unwrap();
@@ -182,7 +188,11 @@ async fn the_metrics_endpoint_counts_exactly_what_happened() {
     // Anything but /metrics is 404.
     for path in ["/other", "/", "/metricsx"] {
         let (status, body) = get(addr, path).await;
-        assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 404 Not Found", ""), "{path}");
+        assert_eq!(
+            (status.as_str(), body.as_str()),
+            ("HTTP/1.1 404 Not Found", ""),
+            "{path}"
+        );
     }
     esm.close().await;
     auditor.close().await;

@@ -141,7 +141,10 @@ async fn an_amended_agreement_reloaded_under_traffic_cuts_only_the_removed_unit_
             if *stop_rx.borrow() {
                 break;
             }
-            match esm.post(alert(Category::Runaway, &format!("LIVE-{i}"))).await {
+            match esm
+                .post(alert(Category::Runaway, &format!("LIVE-{i}")))
+                .await
+            {
                 Ok(r) => {
                     let _ = receipts_tx.send(r).await;
                 }
@@ -236,7 +239,11 @@ async fn an_amended_agreement_reloaded_under_traffic_cuts_only_the_removed_unit_
             .filter(|r| units(r).iter().any(|x| x.as_str() == *u))
             .map(|r| r.alert)
             .collect();
-        assert_eq!(expected.len(), got.len(), "{u} is a recipient of every post");
+        assert_eq!(
+            expected.len(),
+            got.len(),
+            "{u} is a recipient of every post"
+        );
         receive_all(u, rx, &expected).await;
     }
     assert_eq!(auditor.whoami().await.unwrap().agreement_version, 2);
@@ -256,7 +263,10 @@ async fn an_amended_agreement_reloaded_under_traffic_cuts_only_the_removed_unit_
         ))
     );
     assert_eq!(esm.whoami().await.unwrap().agreement_version, 2);
-    let r = esm.post(alert(Category::Runaway, "AFTER-BROKEN")).await.unwrap();
+    let r = esm
+        .post(alert(Category::Runaway, "AFTER-BROKEN"))
+        .await
+        .unwrap();
     assert_eq!(units(&r), V2_RECIPIENTS, "still routed by v2");
     let log = full_log(&auditor, &relay.verifier()).await;
     assert_eq!(agreement_loaded(&log).len(), 2, "nothing logged for v3");
@@ -280,8 +290,8 @@ async fn a_reloaded_crl_cuts_the_revoked_certificate_and_refuses_its_new_handsha
     let cjq = net.node("CJQ/PIVOT", relay.addr).await;
     let mut cjq_rx = cjq.subscribe().await.unwrap();
     let cert = net.pki.join("nodes/DPJ-RTS.crt.pem");
-    let serial = filet_certs::serial_hex(filet_certs::load_certs(&cert).unwrap()[0].as_ref())
-        .unwrap();
+    let serial =
+        filet_certs::serial_hex(filet_certs::load_certs(&cert).unwrap()[0].as_ref()).unwrap();
     filet_certs::revoke(&net.pki, &cert, RevocationReason::KeyCompromise).unwrap();
 
     let summary = relay.handle.reload().await;
@@ -331,7 +341,11 @@ async fn a_reloaded_crl_cuts_the_revoked_certificate_and_refuses_its_new_handsha
             (RefusalReason::UnknownIdentity, cut)
         ]
     );
-    assert_eq!(agreement_loaded(&log).len(), 1, "the agreement did not change");
+    assert_eq!(
+        agreement_loaded(&log).len(),
+        1,
+        "the agreement did not change"
+    );
     // The other nodes did not notice.
     assert_eq!(
         esm.whoami().await.unwrap().principal.to_string(),
@@ -472,8 +486,8 @@ async fn a_request_after_the_relay_cut_the_connection_fails_at_once_with_the_rea
     let rts = net.node("DPJ/RTS", relay.addr).await;
     rts.whoami().await.unwrap(); // the relay has identified the connection
     let cert = net.pki.join("nodes/DPJ-RTS.crt.pem");
-    let serial = filet_certs::serial_hex(filet_certs::load_certs(&cert).unwrap()[0].as_ref())
-        .unwrap();
+    let serial =
+        filet_certs::serial_hex(filet_certs::load_certs(&cert).unwrap()[0].as_ref()).unwrap();
     filet_certs::revoke(&net.pki, &cert, RevocationReason::KeyCompromise).unwrap();
     relay.handle.reload().await.unwrap();
     let reason = format!(
@@ -499,8 +513,8 @@ async fn a_connection_whose_handshake_straddles_a_crl_reload_is_cut_too() {
     let net = TestNet::new();
     let relay = net.start_relay().await;
     let cert = net.pki.join("nodes/DPJ-RTS.crt.pem");
-    let serial = filet_certs::serial_hex(filet_certs::load_certs(&cert).unwrap()[0].as_ref())
-        .unwrap();
+    let serial =
+        filet_certs::serial_hex(filet_certs::load_certs(&cert).unwrap()[0].as_ref()).unwrap();
     // The node's side of the handshake is done; the relay's (its check of the node's
     // certificate, with the CRL in force when the handshake began) is not yet.
     let rts = net.node("DPJ/RTS", relay.addr).await;

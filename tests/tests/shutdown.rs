@@ -62,8 +62,7 @@ struct Burst {
 impl Burst {
     async fn run_then_sigterm(net: &Arc<TestNet>, before_stop: usize) -> Burst {
         let relay = start_child(net).await;
-        let (tx, mut outcomes) =
-            mpsc::channel::<Outcome>(SENDERS.len() * IN_FLIGHT * MAX_PER_LOOP);
+        let (tx, mut outcomes) = mpsc::channel::<Outcome>(SENDERS.len() * IN_FLIGHT * MAX_PER_LOOP);
         let mut loops = tokio::task::JoinSet::new();
         let mut nodes = Vec::new();
         for (s, (sender, to)) in SENDERS.iter().enumerate() {
@@ -162,7 +161,10 @@ async fn sigterm_during_a_burst_exits_0_keeps_every_receipt_and_tells_the_nodes_
     let mut waiting: BTreeMap<String, BTreeSet<AlertId>> = BTreeMap::new();
     for (_, r) in &receipts {
         for x in &r.recipients {
-            waiting.entry(x.unit.to_string()).or_default().insert(r.alert);
+            waiting
+                .entry(x.unit.to_string())
+                .or_default()
+                .insert(r.alert);
         }
     }
     assert_eq!(
@@ -267,7 +269,10 @@ async fn at_shutdown_a_stream_ends_with_the_reason_not_a_bare_end_of_stream() {
         .unwrap();
     assert!(matches!(
         read_server_frame(&mut recv).await,
-        filet_proto::wire::ServerFrame::Response { id: 1, result: Ok(_) }
+        filet_proto::wire::ServerFrame::Response {
+            id: 1,
+            result: Ok(_)
+        }
     ));
 
     relay.stop().await;
@@ -308,7 +313,13 @@ struct Follower {
 impl Follower {
     fn start(profile: &std::path::Path) -> Follower {
         let mut child = Command::new(bin("filet"))
-            .args(["--profile", path_str(profile), "--json", "inbox", "--follow"])
+            .args([
+                "--profile",
+                path_str(profile),
+                "--json",
+                "inbox",
+                "--follow",
+            ])
             .env("NO_COLOR", "1")
             .env_remove("FILET_PROFILE")
             .stdin(Stdio::null())
@@ -357,7 +368,13 @@ impl Follower {
     fn wait_for_stderr(&self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Some(l) = self.stderr.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            if let Some(l) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
                 return l.clone();
             }
             assert!(

@@ -129,7 +129,11 @@ async fn requests_pipelined_past_the_in_flight_limit_are_all_answered_and_wait_t
     }
 
     let answered: BTreeSet<u64> = order.iter().copied().collect();
-    assert_eq!(answered, (1..=10).collect(), "each request answered once: {order:?}");
+    assert_eq!(
+        answered,
+        (1..=10).collect(),
+        "each request answered once: {order:?}"
+    );
     assert!(
         posts.contains(&order[0]),
         "the WhoAmI 3 overtook both posts in flight: {order:?}"
