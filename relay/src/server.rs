@@ -411,7 +411,10 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     // carries the state and history of its alert: both published by the commit thread
     // when the alert changes; an alert never changed is active with one step.
     let view = ctx.shared.hub.thread(&rec.root());
-    let sender_unit = view.as_ref().map(|v| &v.sender_unit).unwrap_or(&rec.envelope.sender.unit);
+    let sender_unit = view
+        .as_ref()
+        .map(|v| &v.sender_unit)
+        .unwrap_or(&rec.envelope.sender.unit);
     let agreement = ctx.shared.agreement();
     let Some(now) = agreement.permits(sender_unit, unit, rec.envelope.category) else {
         let reason = format!(

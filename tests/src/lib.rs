@@ -901,4 +901,260 @@ pub async fn run_off_runtime(name: &'static str, args: Vec<String>) -> Output {
     })
     .await
     .expect("the command's thread")
+
+// ---- operating a child relay ------------------------------------------------------------
+
+impl ChildRelay {
+    /// Starts `filet-relay ARGS...` (e.g. `["--log-json", "serve", "--config", F]`) with
+    /// `RUST_LOG=info` unless `env` sets it, and waits (at most [`WAIT`]) for its
+    /// `listening on` line. For what [`ChildRelay::start`] does not cover: a configuration
+    /// file, a fixed port (a restart on the same address), another log level or format.
+    ///
+    /// # Panics
+    /// If it exits or says nothing in time; the message holds its stderr.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> ChildRelay {
+        let mut cmd = Command::new(bin("filet-relay"));
+        cmd.args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start filet-relay: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std_mpsc::channel::<String>();
+        let log2 = log.clone();
+        // Ends at the child's end of file (it exits or is killed).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut l) = log2.lock() {
+                    l.push(line.clone());
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        let listening = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        break rest.to_owned();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let text = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                    panic!(
+                        "filet-relay {args:?} did not log `listening on` within {WAIT:?}:\n{text}"
+                    );
+                }
+            }
+        };
+        let addr: SocketAddr = listening
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in `listening on {listening}`"));
+        // In JSON the key is followed by the rest of the object.
+        let logged_key = listening
+            .split("audit verifier key ")
+            .nth(1)
+            .map(|k| k.split('"').next().unwrap_or(k).trim().to_owned())
+            .unwrap_or_default();
+        ChildRelay {
+            child: Some(child),
+            addr,
+            logged_key,
+            log,
+        }
+    }
+
+    /// The process id.
+    ///
+    /// # Panics
+    /// If the relay was already stopped.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running child").id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`...) without waiting for anything.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// Sends SIGTERM, waits (at most [`WAIT`]) for the exit and then for the end of its
+    /// stderr, so that the text returned holds every line the relay wrote (what
+    /// [`ChildRelay::terminate`] returns may miss the last lines, still in the pipe).
+    ///
+    /// # Panics
+    /// If it does not exit, or its stderr does not end, in time.
+    pub fn terminate_drained(self) -> (ExitStatus, String) {
+        let log = self.log.clone();
+        let (status, _) = self.terminate();
+        // The reading thread holds the only other reference until the end of file.
+        let deadline = Instant::now() + WAIT;
+        while Arc::strong_count(&log) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "filet-relay's stderr did not end within {WAIT:?} of its exit"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let text = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        (status, text)
+    }
+
+    /// Polls the captured stderr (at most `limit`) until a line contains `needle`; returns
+    /// that line. A log line is an event nobody is told about: polling with a deadline is
+    /// the only way to wait for it.
+    ///
+    /// # Panics
+    /// If no line matches in time; the message holds the stderr.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let found = self
+                .log
+                .lock()
+                .ok()
+                .and_then(|l| l.iter().find(|l| l.contains(needle)).cloned());
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "filet-relay logged no line with {needle:?} within {limit:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Polls (at most [`WAIT`]) until `path` exists: a socket or file a child creates without
+/// telling anyone.
+///
+/// # Panics
+/// If it does not appear in time.
+pub fn wait_for_path(path: &Path) {
+    let deadline = Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within {WAIT:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The example agreement as version `version`, without unit `SPVQ/IKAT` (neither in party
+/// SPVQ nor in any rule): the amendment the reload tests apply.
+pub fn agreement_without_ikat(version: u64) -> String {
+    let text = AGREEMENT
+        .replace("version = 1\n", &format!("version = {version}\n"))
+        .replace(
+            "IKAT = \"Surveillance du territoire (hôtels, centres d'achats)\", ",
+            "",
+        )
+        .replace("\"SPVQ/IKAT\", ", "");
+    assert!(!text.contains("IKAT"), "the amendment removes every IKAT");
+    text
+}
+
+/// `text` with the categories of rule `rule` replaced by `["flood"]`, and the 1-based line
+/// where it now says so: an agreement that fails validation with "unknown category".
+///
+/// # Panics
+/// If the rule is not in `text`.
+pub fn agreement_with_unknown_category(text: &str, rule: &str) -> (String, usize) {
+    let header = format!("id = \"{rule}\"");
+    let mut in_rule = false;
+    let mut line_no = 0;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("id = ") {
+            in_rule = line == header;
+        }
+        if in_rule && line_no == 0 && line.starts_with("categories = ") {
+            out.push("categories = [\"flood\"]".to_owned());
+            line_no = i + 1;
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    assert!(line_no > 0, "no rule {rule} with categories");
+    (out.join("\n") + "\n", line_no)
+}
+
+/// The lowercase hex SHA-256 of a file, computed by `sha256sum` (coreutils): an
+/// independent check of what `agreement_loaded` entries name.
+///
+/// # Panics
+/// If `sha256sum` cannot run or fails.
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sha256sum: {e}"));
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}
+
+/// A request frame as a node writes it on its stream (for [`raw`] connections).
+///
+/// # Panics
+/// If the request does not encode (a bug in the test).
+pub fn request_frame(id: u64, request: filet_proto::wire::Request) -> Vec<u8> {
+    filet_proto::codec::encode_frame(&filet_proto::wire::ClientFrame { id, request })
+        .expect("a request encodes")
+}
+
+/// Reads the relay's next frame on a [`raw`] stream, waiting at most [`WAIT`].
+///
+/// # Panics
+/// If none arrives in time, the stream ends, or the frame is malformed.
+pub async fn read_server_frame(recv: &mut quinn::RecvStream) -> filet_proto::wire::ServerFrame {
+    let read = filet_client::transport::read_frame(recv, WAIT);
+    match tokio::time::timeout(WAIT, read).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Ok(None)) => panic!("the relay ended the stream"),
+        Ok(Err(e)) => panic!("reading a frame from the relay: {e}"),
+        Err(_) => panic!("no frame from the relay within {WAIT:?}"),
+    }
+}
+
+/// Asks `WhoAmI` on a new stream of a [`raw`] connection and returns the answer: proves
+/// the relay has identified the connection and serves it.
+///
+/// # Panics
+/// If the stream cannot be opened or the answer is not a `WhoAmI`.
+pub async fn raw_whoami(c: &raw::RawConn) -> filet_proto::wire::WhoAmI {
+    use filet_proto::wire::{Request, Response, ServerFrame};
+    let (mut send, mut recv) = c
+        .send(&request_frame(1, Request::WhoAmI))
+        .await
+        .unwrap_or_else(|e| panic!("cannot open a stream: {e}"));
+    let answer = read_server_frame(&mut recv).await;
+    let _ = send.finish();
+    match answer {
+        ServerFrame::Response {
+            id: 1,
+            result: Ok(Response::WhoAmI(w)),
+        } => w,
+        other => panic!("expected the answer to WhoAmI, got {other:?}"),
+    }
 }

@@ -1,0 +1,278 @@
+//! A relay home from nothing (docs/operations.md "A relay home", "The PKI"): `filet-relay
+//! init` writes a configuration that serves once `filet-certs` has made the PKI, an audit
+//! key readable by its owner only whose verifier key it prints, refuses to overwrite a
+//! home, and a typo in the configuration stops `serve` naming the file, line and key.
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use filet_proto::profile::Profile;
+use filet_relay::config::{Limits, Overrides, RelayConfig};
+use filet_tests::*;
+use serde_json::Value;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Runs a workspace binary off the runtime; asserts it exits 0; returns its stdout.
+async fn ok(name: &'static str, args: Vec<String>) -> String {
+    let out = blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(name, &args)
+    })
+    .await;
+    assert_eq!(out.code, Some(0), "{name}: {}", out.stderr);
+    out.stdout
+}
+
+fn s(p: &Path) -> String {
+    path_str(p).to_owned()
+}
+
+#[tokio::test]
+async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("filet");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
+
+    let stdout = ok(
+        "filet-relay",
+        vec![
+            "init".into(),
+            "--dir".into(),
+            s(&home),
+            "--agreement".into(),
+            s(&example),
+        ],
+    )
+    .await;
+
+    let h = home.display();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}");
+    let printed_key = lines[3]
+        .strip_prefix("audit verifier key (give it to the auditors): ")
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    assert_eq!(
+        lines,
+        [
+            format!("wrote {h}/relay.toml"),
+            format!("wrote {h}/agreement.toml (agreement {AGREEMENT_ID} v1)"),
+            format!("wrote {h}/data/keys/audit-ed25519.pk8 (the audit signing key, mode 0600: back it up)"),
+            format!("audit verifier key (give it to the auditors): {printed_key}"),
+            "next:".to_owned(),
+            format!("  filet-certs init --agreement {h}/agreement.toml --dir {h}/pki, then filet-certs relay and filet-certs node"),
+            format!("  filet-relay serve --config {h}/relay.toml"),
+        ]
+    );
+    assert!(
+        printed_key.starts_with(&format!("filet.relay/{AGREEMENT_ID}+")),
+        "{printed_key}"
+    );
+    let config = home.join("relay.toml");
+    let key = home.join("data/keys/audit-ed25519.pk8");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read(home.join("agreement.toml")).unwrap(),
+        std::fs::read(&example).unwrap()
+    );
+    let cfg = RelayConfig::load(Some(&config), Overrides::default()).unwrap();
+    assert_eq!(
+        (&cfg.data_dir, &cfg.agreement, &cfg.pki.crl, &cfg.limits),
+        (
+            &home.join("data"),
+            &home.join("agreement.toml"),
+            &home.join("pki/crl.pem"),
+            &Limits::default()
+        )
+    );
+    assert_eq!(cfg.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+
+    // A second init changes nothing.
+    let (before, key_before) = (
+        std::fs::read(&config).unwrap(),
+        std::fs::read(&key).unwrap(),
+    );
+    let again = {
+        let (home, example) = (s(&home), s(&example));
+        blocking(move || {
+            run(
+                "filet-relay",
+                &["init", "--dir", &home, "--agreement", &example],
+            )
+        })
+        .await
+    };
+    assert_eq!(
+        (again.code, again.stdout.as_str(), again.stderr.as_str()),
+        (
+            Some(1),
+            "",
+            format!("filet-relay: {h} already holds a relay.toml; nothing was changed\n").as_str()
+        )
+    );
+    assert_eq!(std::fs::read(&config).unwrap(), before);
+    assert_eq!(std::fs::read(&key).unwrap(), key_before);
+
+    // The PKI, as the guide says.
+    let (pki, agreement) = (home.join("pki"), home.join("agreement.toml"));
+    ok(
+        "filet-certs",
+        vec![
+            "init".into(),
+            "--agreement".into(),
+            s(&agreement),
+            "--dir".into(),
+            s(&pki),
+        ],
+    )
+    .await;
+    ok(
+        "filet-certs",
+        vec![
+            "relay".into(),
+            "--dir".into(),
+            s(&pki),
+            "--name".into(),
+            "127.0.0.1".into(),
+        ],
+    )
+    .await;
+    let node_out = ok(
+        "filet-certs",
+        [
+            "node",
+            "--dir",
+            path_str(&pki),
+            "--party",
+            "SPVQ",
+            "--unit",
+            "ESM",
+            "--node",
+            "esm-poste-01",
+            "--relay",
+            "127.0.0.1:4433",
+            "--agreement",
+            path_str(&agreement),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+    .await;
+    let profile: PathBuf = node_out
+        .lines()
+        .find_map(|l| l.strip_prefix("next: filet --profile "))
+        .and_then(|l| l.strip_suffix(" whoami"))
+        .unwrap_or_else(|| panic!("no profile named in {node_out}"))
+        .into();
+
+    // Metrics on a fixed port would collide with anything else on this machine.
+    let text = String::from_utf8(before).unwrap();
+    assert!(text.contains("\nlisten = \"127.0.0.1:9464\"\n"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(
+            "\nlisten = \"127.0.0.1:9464\"\n",
+            "\nlisten = \"127.0.0.1:0\"\n",
+        ),
+    )
+    .unwrap();
+    let relay = {
+        let config = s(&config);
+        blocking(move || {
+            ChildRelay::start_with(
+                &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+                &[],
+            )
+        })
+        .await
+    };
+    assert_eq!(relay.logged_key, printed_key);
+    let mut p = Profile::parse(&std::fs::read_to_string(&profile).unwrap(), Path::new("")).unwrap();
+    p.relay = relay.addr.to_string();
+    std::fs::write(&profile, p.to_toml()).unwrap();
+    let whoami = ok(
+        "filet",
+        vec![
+            "--profile".into(),
+            s(&profile),
+            "--json".into(),
+            "whoami".into(),
+        ],
+    )
+    .await;
+    let v: Value = serde_json::from_str(whoami.trim()).unwrap();
+    assert_eq!(v["principal"], "SPVQ/ESM/esm-poste-01", "{v}");
+    assert_eq!(v["agreement_version"], 1, "{v}");
+    let (status, stderr) = blocking(move || relay.terminate_drained()).await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let audit_key = ok(
+        "filet-relay",
+        vec![
+            "audit-key".into(),
+            "--data-dir".into(),
+            s(&home.join("data")),
+            "--agreement".into(),
+            s(&agreement),
+        ],
+    )
+    .await;
+    assert_eq!(audit_key.trim(), printed_key);
+}
+
+#[tokio::test]
+async fn a_typo_in_relay_toml_stops_serve_naming_the_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("filet");
+    let stdout = ok("filet-relay", vec!["init".into(), "--dir".into(), s(&home)]).await;
+    assert!(
+        stdout.contains(&format!(
+            "put the agreement in {}/agreement.toml",
+            home.display()
+        )),
+        "{stdout}"
+    );
+    let config = home.join("relay.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l == "# mailbox_max = 10000")
+        .unwrap()
+        + 1;
+    std::fs::write(
+        &config,
+        text.replace("# mailbox_max = 10000", "mailbox_maxx = 10000"),
+    )
+    .unwrap();
+
+    let out = {
+        let config = s(&config);
+        blocking(move || run("filet-relay", &["serve", "--config", &config])).await
+    };
+
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let first = out.stderr.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "filet-relay: {}: TOML parse error at line {line}, column 1",
+            config.display()
+        )
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{line} | mailbox_maxx = 10000")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.lines().last().unwrap(),
+        "unknown field `mailbox_maxx`, expected one of `max_connections`, `max_streams_per_connection`, `idle_timeout_secs`, `frame_timeout_secs`, `max_in_flight_per_stream`, `posts_per_minute`, `mailbox_max`"
+    );
+}
