@@ -901,6 +901,7 @@ pub async fn run_off_runtime(name: &'static str, args: Vec<String>) -> Output {
     })
     .await
     .expect("the command's thread")
+}
 
 // ---- operating a child relay ------------------------------------------------------------
 
