@@ -176,7 +176,9 @@ impl NodeConfig {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, RelayError>>>>>;
+/// Requests waiting for their answer; `None` once the connection's reader has ended (a
+/// request sent then fails at once with the reason instead of waiting for a timeout).
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Response, RelayError>>>>>>;
 
 /// A connected node.
 pub struct Node {
@@ -245,7 +247,7 @@ impl Node {
             .await
             .map_err(|e| ClientError::Connection(describe_connection_error(&e)))?;
         let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let closed_reason: Arc<Mutex<Option<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
@@ -300,8 +302,18 @@ impl Node {
         let frame = codec::encode_frame(&ClientFrame { id, request })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(id, tx);
+        let open = match self.pending.lock() {
+            Ok(mut p) => match p.as_mut() {
+                Some(m) => {
+                    m.insert(id, tx);
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if !open {
+            return Err(self.closed());
         }
         if self.out.send(frame).await.is_err() {
             return Err(self.closed());
@@ -309,7 +321,9 @@ impl Node {
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Err(_) => {
                 if let Ok(mut p) = self.pending.lock() {
-                    p.remove(&id);
+                    if let Some(m) = p.as_mut() {
+                        m.remove(&id);
+                    }
                 }
                 Err(ClientError::Timeout(REQUEST_TIMEOUT))
             }
@@ -596,7 +610,10 @@ async fn reader(
     let reason = loop {
         match read_frame::<ServerFrame>(&mut recv, FRAME_TIMEOUT).await {
             Ok(Some(ServerFrame::Response { id, result })) => {
-                let tx = pending.lock().ok().and_then(|mut p| p.remove(&id));
+                let tx = pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.as_mut().and_then(|m| m.remove(&id)));
                 if let Some(tx) = tx {
                     let _ = tx.send(result);
                 }
@@ -620,8 +637,9 @@ async fn reader(
     if let Ok(mut r) = closed_reason.lock() {
         *r = Some(reason);
     }
-    // Dropping the senders fails every waiting request with the reason above.
+    // Dropping the senders fails every waiting request with the reason above; later
+    // requests see `None` and fail at once.
     if let Ok(mut p) = pending.lock() {
-        p.clear();
+        *p = None;
     }
 }

@@ -119,6 +119,7 @@ async fn reload_inner(
             .map_err(|e| keep(format!("{}: {e}", cfg.pki.crl.display())))?;
         revoked.extend(info.revoked.into_iter().map(|r| r.serial));
     }
+    *shared.revoked.write().unwrap_or_else(|p| p.into_inner()) = revoked.clone();
     let old = shared.agreement();
     let changed = old.sha256 != agreement.sha256;
     let name = format!(

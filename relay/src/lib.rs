@@ -212,6 +212,15 @@ impl Keys {
     }
 }
 
+/// The serials revoked by the loaded CRLs (lowercase hex).
+fn revoked_serials(pki: &Pki) -> std::collections::HashSet<String> {
+    pki.crls
+        .iter()
+        .filter_map(|c| filet_certs::describe_crl(c.as_ref()).ok())
+        .flat_map(|i| i.revoked.into_iter().map(|r| r.serial))
+        .collect()
+}
+
 /// A weak handle on a running relay.
 #[derive(Clone)]
 pub struct RelayHandle {
@@ -395,6 +404,7 @@ impl Relay {
             rate: RateLimiter::new(cfg.limits.posts_per_minute),
             connections: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
             registry: control::Registry::default(),
+            revoked: RwLock::new(revoked_serials(&pki)),
             metrics,
             limits: cfg.limits.clone(),
         });

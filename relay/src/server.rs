@@ -71,6 +71,9 @@ pub struct Shared {
     pub connections: Arc<Semaphore>,
     /// Open, identified connections (for reloads and metrics).
     pub registry: crate::control::Registry,
+    /// Serials (lowercase hex) revoked by the CRL in force; replaced on reload before the
+    /// open connections are swept.
+    pub revoked: RwLock<std::collections::HashSet<String>>,
     /// Metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -206,15 +209,46 @@ async fn connection(
         }
     };
     let span = info_span!("conn", principal = %principal, %remote);
-    let serial = leaf
-        .as_ref()
-        .and_then(|c| filet_certs::serial_hex(c.as_ref()).ok())
-        .unwrap_or_default();
     shared.registry.add(crate::control::ConnEntry {
         principal: principal.clone(),
-        serial,
+        serial: serial_of(&leaf),
         conn: conn.clone(),
     });
+    // A handshake that began before a reload was checked against the old CRL and
+    // agreement, and may register after the reload swept the open connections: check
+    // again now that it is registered (the reload replaces both before its sweep).
+    let revoked = shared
+        .revoked
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&serial_of(&leaf));
+    let removed = identity::check_principal(&principal, &shared.agreement()).err();
+    if revoked || removed.is_some() {
+        let (code, reason) = match removed {
+            Some(e) if !revoked => (close::UNKNOWN_PRINCIPAL, e.to_string()),
+            _ => (
+                close::REVOKED,
+                format!(
+                    "certificate {} of {principal} is revoked (CRL reloaded)",
+                    serial_of(&leaf)
+                ),
+            ),
+        };
+        shared.registry.remove(&conn);
+        warn!(%principal, "closing: {reason}");
+        conn.close(code.into(), reason.as_bytes());
+        let _ = shared
+            .audit(Event::Refused {
+                principal: Some(principal.to_string()),
+                reason: RefusalReason::UnknownIdentity,
+                detail: format!("connection from {remote} refused: {reason}"),
+                category: None,
+                recipient: None,
+                alert: None,
+            })
+            .await;
+        return;
+    }
     let registry_shared = shared.clone();
     async move {
         info!("connected");
@@ -234,7 +268,7 @@ async fn connection(
                         streams.spawn(async move { stream(ctx, send, recv, shutdown).await });
                     }
                     Err(e) => {
-                        info!("disconnected: {}", filet_client::transport::describe_connection_error(&e));
+                        info!("disconnected: {}", describe_disconnect(&e));
                         break;
                     }
                 },
@@ -244,12 +278,46 @@ async fn connection(
                 }
             }
         }
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async { while streams.join_next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while streams.join_next().await.is_some() {}
+        })
+        .await;
         registry_shared.registry.remove(&conn);
-        conn.close(close::SHUTDOWN.into(), b"relay shutting down; reconnect later");
+        conn.close(
+            close::SHUTDOWN.into(),
+            b"relay shutting down; reconnect later",
+        );
     }
     .instrument(span)
     .await
+}
+
+/// Why a node's connection ended, from the relay's side.
+fn describe_disconnect(e: &quinn::ConnectionError) -> String {
+    use quinn::ConnectionError as C;
+    match e {
+        C::ApplicationClosed(c) => format!(
+            "the node closed the connection (code {}){}",
+            u64::from(c.error_code),
+            if c.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", String::from_utf8_lossy(&c.reason))
+            }
+        ),
+        C::ConnectionClosed(c) => format!("the node's QUIC stack closed the connection: {c}"),
+        C::TimedOut => "idle timeout: the node stopped answering".into(),
+        C::Reset => "the node reset the connection".into(),
+        C::LocallyClosed => "closed by the relay".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The serial of a certificate, lowercase hex (empty if unreadable).
+fn serial_of(leaf: &Option<rustls::pki_types::CertificateDer<'static>>) -> String {
+    leaf.as_ref()
+        .and_then(|c| filet_certs::serial_hex(c.as_ref()).ok())
+        .unwrap_or_default()
 }
 
 struct ConnCtx {
@@ -281,8 +349,9 @@ async fn stream(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
-    let mut tasks = JoinSet::new();
-    tasks.spawn(async move {
+    // The writer ends (and finishes the stream) once every sender is gone: after the
+    // handlers' answers and, at shutdown, after the Closing frame.
+    let writer = tokio::spawn(async move {
         while let Some(buf) = rx.recv().await {
             if send.write_all(&buf).await.is_err() {
                 return;
@@ -290,6 +359,9 @@ async fn stream(
         }
         let _ = send.finish();
     });
+    let writer = AbortOnDrop::new(writer);
+    let mut tasks = JoinSet::new();
+    let mut shutting_down = false;
     let permits = Arc::new(Semaphore::new(
         ctx.shared.limits.max_in_flight_per_stream.max(1),
     ));
@@ -298,7 +370,10 @@ async fn stream(
     loop {
         let next = tokio::select! {
             f = read_frame::<ClientFrame>(&mut recv, frame_timeout) => f,
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => {
+                shutting_down = true;
+                break;
+            }
         };
         let ClientFrame { id, request } = match next {
             Ok(Some(f)) => f,
@@ -347,9 +422,43 @@ async fn stream(
         });
         while tasks.try_join_next().is_some() {}
     }
-    drop(tx);
-    // In-flight requests finish; the delivery loop runs until the connection or relay ends.
+    // In-flight requests finish and are answered; the delivery loop runs until the
+    // connection or the relay ends.
     while tasks.join_next().await.is_some() {}
+    if shutting_down {
+        // Tell the node why the stream ends, after every answer it was owed.
+        if let Some(b) = frame(&ServerFrame::Closing {
+            reason: "relay shutting down; reconnect later".into(),
+        }) {
+            let _ = tx.send(b).await;
+        }
+    }
+    drop(tx);
+    let _ = writer.wait().await;
+}
+
+/// A task handle that aborts the task if dropped before it is awaited.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn new(h: tokio::task::JoinHandle<()>) -> Self {
+        AbortOnDrop(Some(h))
+    }
+
+    async fn wait(mut self) -> Result<(), tokio::task::JoinError> {
+        match self.0.take() {
+            Some(h) => h.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
 }
 
 /// Pushes this unit's mailbox: everything waiting, then each new entry as it is published.

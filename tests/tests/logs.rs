@@ -228,7 +228,6 @@ async fn debug_json_logs_hold_principals_but_no_alert_content_and_no_key() {
 }
 
 #[tokio::test]
-#[ignore = "bug: when a node closes its connection the relay logs \"disconnected: the relay closed the connection: bye\" (a node-side description), blaming itself"]
 async fn when_a_node_leaves_the_relay_log_does_not_say_the_relay_closed_the_connection() {
     let (log, _net) = a_busy_relay_log(&[]).await;
 
