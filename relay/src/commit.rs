@@ -365,6 +365,9 @@ pub struct Committer {
     changed_threads: Vec<AlertId>,
     /// Random bytes drawn from the system in blocks, handed out for ids and salts.
     entropy: Vec<u8>,
+    /// The size and checkpoint of the last durable batch, recorded in the store with the
+    /// next one.
+    last_durable: Option<(u64, String)>,
 }
 
 /// Counters the benchmark and metrics read.
@@ -443,6 +446,7 @@ impl Committer {
             acks: Vec::new(),
             changed_threads: Vec::new(),
             entropy: Vec::new(),
+            last_durable: None,
         }
     }
 
@@ -463,6 +467,9 @@ impl Committer {
                 }
             }
             self.commit_batch(&mut batch)?;
+        }
+        if let Some((size, note)) = &self.last_durable {
+            self.store.set_audit_state(*size, note)?;
         }
         self.store.flush()?;
         Ok(())
@@ -488,9 +495,39 @@ impl Committer {
         self.durable(&HashMap::new())
     }
 
+    /// Makes the batch durable. The audit log's write and `fdatasync` run on a helper
+    /// thread while this one writes the store and flushes it (sled `flush`, then
+    /// `fdatasync` of its file); the answers wait for both. A crash between the two leaves
+    /// store records or acknowledgements whose audit entries were not synced: start-up
+    /// recovery removes them (no receipt depended on them). The store records the
+    /// checkpoint of the previous batch (whose audit entries were synced then): the one
+    /// it holds never covers more than the log.
     fn durable(&mut self, records: &HashMap<AlertId, AlertRecord>) -> Result<String, CommitError> {
         let started = std::time::Instant::now();
-        let size = self.log.commit()?;
+        let previous = self.last_durable.clone();
+        let acks = std::mem::take(&mut self.acks);
+        let (log, store) = (&mut self.log, &mut self.store);
+        let (audit, stored) = std::thread::scope(|sc| {
+            let audit = sc.spawn(|| log.commit());
+            let stored = (|| -> Result<(), StoreError> {
+                for rec in records.values() {
+                    store.put(rec)?;
+                }
+                for (alert, unit, ack) in &acks {
+                    store.put_ack(alert, unit, ack)?;
+                }
+                if let Some((size, note)) = &previous {
+                    store.set_audit_state(*size, note)?;
+                }
+                store.flush()
+            })();
+            (audit.join(), stored)
+        });
+        let size = match audit {
+            Ok(r) => r?,
+            Err(_) => return Err(CommitError::Sign("the audit log writer panicked".into())),
+        };
+        stored?;
         let root = self.log.root(size)?;
         let cp = Checkpoint {
             origin: self.origin.clone(),
@@ -502,14 +539,7 @@ impl Committer {
             .signer
             .sign(&cp.to_text())
             .map_err(|e| CommitError::Sign(e.to_string()))?;
-        for rec in records.values() {
-            self.store.put(rec)?;
-        }
-        for (alert, unit, ack) in self.acks.drain(..) {
-            self.store.put_ack(&alert, &unit, &ack)?;
-        }
-        self.store.set_audit_state(size, &note)?;
-        self.store.flush()?;
+        self.last_durable = Some((size, note.clone()));
         self.metrics.flush.observe(started.elapsed().as_secs_f64());
         *self
             .latest_checkpoint
@@ -1299,7 +1329,18 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
     let size = c.log.size();
     let mut to_drop = Vec::new();
     let mut publish = Vec::new();
-    let acks = c.store.acks()?;
+    let size_now = c.log.size();
+    let mut acks = c.store.acks()?;
+    // Acknowledgements written to the store in a batch whose audit sync did not complete.
+    let stale: Vec<(AlertId, UnitRef)> = acks
+        .iter()
+        .filter(|(_, a)| a.audit_index >= size_now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (alert, unit) in &stale {
+        acks.remove(&(*alert, unit.clone()));
+        c.store.remove_ack(alert, unit)?;
+    }
     let mut follow_ups = Vec::new();
     for rec in c.store.iter() {
         let mut rec = rec?;

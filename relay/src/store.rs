@@ -230,6 +230,17 @@ impl Store {
         Ok(())
     }
 
+    /// Removes one acknowledgement (recovery: its audit entry was not durable).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn remove_ack(&self, alert: &AlertId, unit: &UnitRef) -> Result<()> {
+        let mut key = alert.0.to_vec();
+        key.extend_from_slice(unit.to_string().as_bytes());
+        self.acks.remove(key).map_err(sled_err(&self.path))?;
+        Ok(())
+    }
+
     /// Every acknowledgement, by (alert, unit).
     ///
     /// # Errors
