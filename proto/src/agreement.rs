@@ -252,6 +252,26 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// The id of the `[[rules]]` block that holds 1-based line `line`, read from the text (for
+/// errors the TOML parser reports before the rules are known).
+fn rule_at_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let upto = line.min(lines.len());
+    let start = lines[..upto]
+        .iter()
+        .rposition(|l| l.trim_start().starts_with('['))?;
+    if lines[start].trim() != "[[rules]]" {
+        return None;
+    }
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "id").then(|| v.trim().trim_matches('"').to_owned())
+        })
+}
+
 struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
@@ -292,11 +312,14 @@ impl Agreement {
     /// unknown audit unit.
     pub fn parse(text: &str, file: &str) -> Result<Agreement, AgreementError> {
         let cx = Ctx { file, text };
-        let raw: RawAgreement = toml::from_str(text).map_err(|e| AgreementError {
-            file: file.to_owned(),
-            line: e.span().map(|s| cx.line(s)),
-            rule: None,
-            message: e.message().trim().to_owned(),
+        let raw: RawAgreement = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| cx.line(s));
+            AgreementError {
+                file: file.to_owned(),
+                line,
+                rule: line.and_then(|l| rule_at_line(text, l)),
+                message: e.message().trim().to_owned(),
+            }
         })?;
 
         let id = raw.id.get_ref().trim().to_owned();
@@ -760,7 +783,11 @@ mod tests {
         let dup = format!("{}[[rules]]\nid = \"r1\"\n{OK_RULE}", rule(OK_RULE));
         assert_eq!(err_of(&dup), "a.toml:19: rule \"r1\": duplicate rule id");
         let typo = format!("{HEAD}[[rules]]\nid = \"r1\"\nfrom = [\"A/X\"]\nto = [\"B\"]\ncategories = [\"runaway\"]\nfield = \"all\"\n");
-        assert!(err_of(&typo).starts_with("a.toml:"), "{}", err_of(&typo));
+        assert!(
+            err_of(&typo).starts_with("a.toml:14: rule \"r1\": unknown field `field`"),
+            "{}",
+            err_of(&typo)
+        );
         assert!(err_of("id = \"t\"\nversion = 0\n").starts_with("a.toml:2: version must be"));
         assert!(
             err_of("id = \"t\"\nversion = 1\n[audit]\nfull = [\"Q/R\"]\n")

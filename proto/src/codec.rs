@@ -3,7 +3,8 @@
 //!
 //! This is the only module that names bincode, so that the encoding can be swapped behind
 //! [`encode_frame`] / [`decode_body`]. Every length is checked against [`MAX_FRAME_LEN`]
-//! before anything is allocated, decoding is bounded by the same limit, and a body with
+//! before anything is allocated, decoding is bounded (8 × that limit, see `DECODE_LIMIT`),
+//! and a body with
 //! bytes left over after the message is refused.
 
 use serde::de::DeserializeOwned;
@@ -42,12 +43,19 @@ pub enum FrameError {
     Encode(String),
 }
 
+/// Bound of bincode's decoder, in bytes. The body itself is at most [`MAX_FRAME_LEN`]
+/// bytes; the decoder counts what it would allocate, and a varint of one byte counts as
+/// the 8 bytes of the integer it becomes. So a body of N bytes may claim up to 8·N: the
+/// bound is 8 × [`MAX_FRAME_LEN`] (2 MiB), which still caps every allocation a frame can
+/// cause, and no frame the encoder accepts is refused by the decoder.
+const DECODE_LIMIT: usize = 8 * MAX_FRAME_LEN;
+
 fn config() -> bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<MAX_FRAME_LEN>,
+    bincode::config::Limit<DECODE_LIMIT>,
 > {
-    bincode::config::standard().with_limit::<MAX_FRAME_LEN>()
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
 /// Encodes `msg` as a whole frame: length prefix and body.
@@ -83,7 +91,8 @@ pub fn body_len(header: [u8; HEADER_LEN]) -> Result<usize, FrameError> {
     }
 }
 
-/// Decodes one message from a frame body (without its length prefix).
+/// Decodes one message from a frame body (without its length prefix), with decoding
+/// bounded by `DECODE_LIMIT`.
 ///
 /// # Errors
 /// [`FrameError::Malformed`] if the bytes are not a `T` (including invalid UTF-8 in a

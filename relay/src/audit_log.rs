@@ -87,6 +87,41 @@ pub struct Recovery {
     pub torn_tail_bytes: u64,
     /// Index and hash entries recomputed because they lagged behind `entries.log`.
     pub rebuilt_derived: u64,
+    /// What the full scan of the log learned, for the store's cross-check.
+    pub facts: LogFacts,
+}
+
+/// Facts the start-up scan reads off the entries, without parsing them in full.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFacts {
+    /// Every `posted` entry: (index, alert id).
+    pub posted: Vec<(u64, filet_proto::AlertId)>,
+    /// Alerts with a `voided` entry.
+    pub voided: std::collections::HashSet<filet_proto::AlertId>,
+    /// The highest posted index of any alert with a `delivered` or `acknowledged` entry:
+    /// the batch of that post, and every batch before it, reached the store (deliveries
+    /// happen only after a batch is durable). A post at or below it missing from the
+    /// store means the store lost data.
+    pub proven: Option<u64>,
+}
+
+/// The event name and alert id of an entry, read from its fixed prefix
+/// (`{"v":1,"index":N,"time":"…","event":"NAME","alert":"ID"…`).
+fn event_and_alert(bytes: &[u8]) -> Option<(&[u8], Option<filet_proto::AlertId>)> {
+    const EV: &[u8] = b"\"event\":\"";
+    let head = bytes.get(..bytes.len().min(96))?;
+    let at = head.windows(EV.len()).position(|w| w == EV)? + EV.len();
+    let rest = bytes.get(at..)?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let name = &rest[..end];
+    const AL: &[u8] = b"\",\"alert\":\"";
+    let alert = rest
+        .get(end..end + AL.len())
+        .filter(|p| *p == AL)
+        .and_then(|_| rest.get(end + AL.len()..end + AL.len() + 26))
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .and_then(|id| id.parse().ok());
+    Some((name, alert))
 }
 
 /// Read-only files shared by the writer and every reader.
@@ -408,9 +443,14 @@ impl AuditLog {
             level_len.push(have);
             levels_w.push(f);
         }
-        // Recompute the tree for the indexed entries whose hashes are missing: find the
-        // first leaf whose level-0 hash is absent and rebuild from there.
-        let leaves_on_disk = level_len.first().copied().unwrap_or(0).min(good);
+        // The hash files are written level by level, unsynced: after a crash a level may
+        // lag the ones below it. Keep the longest prefix of L leaves for which every level
+        // k holds its floor(L / 2^k) hashes, drop the rest, and rebuild from L.
+        let mut leaves_on_disk = level_len.first().copied().unwrap_or(0).min(good);
+        for (k, len) in level_len.iter().enumerate().skip(1) {
+            let cap = (len.saturating_add(1) << k).saturating_sub(1);
+            leaves_on_disk = leaves_on_disk.min(cap);
+        }
         let mut log = AuditLog {
             files,
             entries_w,
@@ -454,7 +494,73 @@ impl AuditLog {
         log.write_pending()?;
         log.files.committed.store(n, Ordering::Release);
         rec.size = n;
+        rec.facts = log.scan(n)?;
         Ok((log, rec))
+    }
+
+    /// Reads every record of the first `n` in order and checks it against the hash the
+    /// tree holds for it: a damaged entry anywhere stops the start (the relay never serves
+    /// a broken log). Gathers the [`LogFacts`] on the way. One sequential pass.
+    fn scan(&self, n: u64) -> Result<LogFacts> {
+        use std::io::{BufReader, Read};
+        let path = self.files.dir.join("entries.log");
+        let lpath = Files::level_path(&self.files.dir, 0);
+        let mut entries =
+            BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_err(&path))?);
+        let mut leaves =
+            BufReader::with_capacity(1 << 16, File::open(&lpath).map_err(io_err(&lpath))?);
+        let mut facts = LogFacts::default();
+        let mut posted_at = std::collections::HashMap::new();
+        let mut offset = 0u64;
+        let mut buf = Vec::new();
+        for index in 0..n {
+            let corrupt = |problem: &str| AuditLogError::Corrupt {
+                path: path.clone(),
+                index,
+                offset,
+                problem: problem.to_owned(),
+            };
+            let mut len = [0u8; 4];
+            entries
+                .read_exact(&mut len)
+                .map_err(|_| corrupt("the record is cut short"))?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len == 0 || len > filet_proto::audit::MAX_ENTRY_LEN {
+                return Err(corrupt("the record's length is not valid"));
+            }
+            buf.resize(len + 4, 0);
+            entries
+                .read_exact(&mut buf)
+                .map_err(|_| corrupt("the record is cut short"))?;
+            let (bytes, check) = buf.split_at(len);
+            let mut want = [0u8; 32];
+            leaves.read_exact(&mut want).map_err(io_err(&lpath))?;
+            let leaf = merkle::leaf_hash(bytes);
+            if leaf != want || leaf[..4] != *check {
+                return Err(corrupt(
+                    "the entry's bytes do not match the hash recorded for them",
+                ));
+            }
+            if let Some((name, alert)) = event_and_alert(bytes) {
+                match (name, alert) {
+                    (b"posted", Some(a)) => {
+                        facts.posted.push((index, a));
+                        posted_at.insert(a, index);
+                    }
+                    (b"voided", Some(a)) => {
+                        facts.voided.insert(a);
+                    }
+                    (b"delivered" | b"acknowledged", Some(a)) => {
+                        if let Some(p) = posted_at.get(&a) {
+                            facts.proven = Some(facts.proven.map_or(*p, |x: u64| x.max(*p)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            offset += len as u64 + RECORD_OVERHEAD;
+        }
+        Ok(facts)
     }
 
     /// Whether some valid record starts after `offset` (a cheap scan of the whole tail for

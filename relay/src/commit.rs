@@ -125,6 +125,9 @@ pub enum CommitError {
     /// The system random source failed.
     #[error("system random source failed")]
     Random,
+    /// The alert store lost data the audit log proves was committed.
+    #[error("{0}")]
+    StoreDamaged(String),
 }
 
 /// One recipient unit of one message, as the commit thread tracks it.
@@ -1324,7 +1327,10 @@ pub struct Recovered {
 ///
 /// # Errors
 /// Storage errors, or a damaged record.
-pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, CommitError> {
+pub fn recover(
+    c: &mut Committer,
+    facts: &crate::audit_log::LogFacts,
+) -> Result<Recovered, CommitError> {
     let mut out = Recovered::default();
     let size = c.log.size();
     let mut to_drop = Vec::new();
@@ -1394,19 +1400,37 @@ pub fn recover(c: &mut Committer, audit_len_before: u64) -> Result<Recovered, Co
         c.store.remove(id)?;
     }
     out.dropped_records = to_drop.len();
-    // Posts logged after the store's watermark whose record never reached the store.
+    // Posts the log holds but the store does not. After a crash only the last batch can
+    // be missing (each batch reaches the store before the next one starts), and nothing
+    // of it was delivered: those are voided. A missing post at or before one that was
+    // delivered or acknowledged means the store lost committed data: refuse to start.
     let reader = c.log.reader();
     let mut voids = Vec::new();
-    for i in audit_len_before.min(size)..size {
-        let bytes = reader.entry(i)?;
+    for (i, alert) in &facts.posted {
+        if c.index.alerts.contains_key(alert) || facts.voided.contains(alert) {
+            continue;
+        }
+        if facts.proven.is_some_and(|p| *i <= p) {
+            let missing = facts
+                .posted
+                .iter()
+                .filter(|(j, a)| {
+                    facts.proven.is_some_and(|p| *j <= p)
+                        && !c.index.alerts.contains_key(a)
+                        && !facts.voided.contains(a)
+                })
+                .count();
+            return Err(CommitError::StoreDamaged(format!(
+                "the alert store lacks {missing} post(s) whose receipt was given (the first: alert {alert}, audit entry {i}); the relay will not serve without them: restore the data directory from a backup"
+            )));
+        }
+        let bytes = reader.entry(*i)?;
         if let Ok(Entry {
-            event: Event::Posted { alert, sender, .. },
+            event: Event::Posted { sender, .. },
             ..
         }) = Entry::from_bytes(&bytes)
         {
-            if !c.index.alerts.contains_key(&alert) {
-                voids.push((alert, sender));
-            }
+            voids.push((*alert, sender));
         }
     }
     for (alert, sender) in voids {

@@ -93,6 +93,8 @@ impl PkiPaths {
 pub struct Limits {
     /// Open connections (default 1000).
     pub max_connections: usize,
+    /// Open connections of one principal (default 8): one node cannot take every slot.
+    pub max_connections_per_principal: usize,
     /// Concurrent bidirectional streams per connection (default 8).
     pub max_streams_per_connection: u32,
     /// Idle timeout, seconds (default 60).
@@ -111,6 +113,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1000,
+            max_connections_per_principal: 8,
             max_streams_per_connection: 8,
             idle_timeout_secs: 60,
             frame_timeout_secs: 10,
@@ -243,6 +246,8 @@ pki_dir = "pki"
 [limits]
 # Open connections; more are refused.
 # max_connections = 1000
+# Open connections of one principal; more are refused (one node cannot take every slot).
+# max_connections_per_principal = 8
 # Concurrent bidirectional streams per connection.
 # max_streams_per_connection = 8
 # A silent connection is closed after this many seconds (nodes send keep-alives every 10 s).
@@ -381,6 +386,7 @@ mod tests {
         assert_eq!(c.metrics.listen, None);
         for key in [
             "max_connections",
+            "max_connections_per_principal",
             "max_streams_per_connection",
             "idle_timeout_secs",
             "frame_timeout_secs",

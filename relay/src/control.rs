@@ -51,6 +51,11 @@ impl Registry {
         self.lock().remove(&conn.stable_id());
     }
 
+    /// Open connections of one principal.
+    pub fn count(&self, p: &Principal) -> usize {
+        self.lock().values().filter(|e| e.principal == *p).count()
+    }
+
     /// Open connections per party.
     pub fn by_party(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();

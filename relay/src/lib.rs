@@ -299,7 +299,7 @@ impl Relay {
             );
         }
         let store = Store::open(&cfg.data_dir.join("store"))?;
-        let (watermark, checkpoint) = store.audit_state()?;
+        let (_watermark, checkpoint) = store.audit_state()?;
         if let Some(note) = &checkpoint {
             let verifier = NoteVerifier::parse(&verifier_key)
                 .map_err(|e| RelayError::Checkpoint(e.to_string()))?;
@@ -344,7 +344,7 @@ impl Relay {
             },
             metrics.clone(),
         );
-        let recovered = commit::recover(&mut committer, watermark)?;
+        let recovered = commit::recover(&mut committer, &rec.facts)?;
         if recovered.dropped_records > 0 || !recovered.voided.is_empty() {
             warn!(
                 "recovered after an unclean stop: {} store records without durable audit entries removed, {} posts voided",

@@ -209,6 +209,15 @@ async fn connection(
         }
     };
     let span = info_span!("conn", principal = %principal, %remote);
+    let max_own = shared.limits.max_connections_per_principal.max(1);
+    if shared.registry.count(&principal) >= max_own {
+        let reason = format!(
+            "{principal} already has {max_own} open connections (the limit per principal); close one and retry"
+        );
+        warn!(%principal, "connection refused: {reason}");
+        conn.close(close::BUSY.into(), reason.as_bytes());
+        return;
+    }
     shared.registry.add(crate::control::ConnEntry {
         principal: principal.clone(),
         serial: serial_of(&leaf),
