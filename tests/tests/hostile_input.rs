@@ -331,7 +331,7 @@ async fn a_to_list_of_thousands_of_units_is_refused_naming_to_and_the_limit() {
     huge.to = vec![Selector::Unit(unit("CIUSSS/PIVOT")); 40_000];
     match esm.post(huge).await {
         Err(ClientError::Protocol(m)) => assert!(
-            m.starts_with("cannot encode frame") || m.contains("over the limit of 262144 bytes"),
+            m.starts_with("frame of ") && m.ends_with(" bytes is over the limit of 262144 bytes"),
             "{m}"
         ),
         other => panic!("expected the node to refuse the frame, got {other:?}"),
