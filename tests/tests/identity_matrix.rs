@@ -525,6 +525,71 @@ async fn a_certificate_revoked_while_connected_is_cut_when_the_crl_is_reloaded()
     relay.stop().await;
 }
 
+#[tokio::test]
+async fn alerts_waiting_for_a_unit_the_agreement_no_longer_permits_are_withheld_or_narrowed() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    // CJQ/PIVOT and SPVQ/IKAT are offline: the alert waits in their mailboxes.
+    let r = esm.post(runaway()).await.unwrap();
+    let to = "to = [\"DPJ/RTS\", \"CJQ/PIVOT\"]";
+    let patrol = "fields = [\"subject.given_name\", \"subject.age\", \"subject.description\", \"last_seen.place\", \"last_seen.at\", \"instructions\", \"contact\"]";
+    assert!(AGREEMENT.contains(to) && AGREEMENT.contains(patrol));
+    let amended = AGREEMENT
+        .replace("\nversion = 1\n", "\nversion = 2\n")
+        .replace(to, "to = [\"DPJ/RTS\"]")
+        .replace(patrol, "fields = [\"subject.given_name\", \"contact\"]");
+    std::fs::write(&net.agreement, amended).unwrap();
+    relay.handle.reload().await.unwrap();
+
+    let cjq = net.node("CJQ/PIVOT", relay.addr).await;
+    let ikat = net.node("SPVQ/IKAT", relay.addr).await;
+    let cjq_inbox = cjq.inbox().await.unwrap();
+    let ikat_inbox = ikat.inbox().await.unwrap();
+
+    assert!(cjq_inbox.is_empty(), "no rule permits CJQ/PIVOT any more");
+    assert_eq!(ikat_inbox.len(), 1);
+    let d = &ikat_inbox[0];
+    assert_eq!(d.envelope.id, r.alert);
+    assert_eq!(d.fields.paths(), ["subject.given_name", "contact"]);
+    assert_eq!(
+        d.content.present(),
+        d.fields,
+        "only the fields the rule permits now"
+    );
+    let reason = "no rule of agreement table-regionale-quebec-esj v2 permits SPVQ/ESM to send runaway alerts to CJQ/PIVOT any more";
+    let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let e = wait_for_entry(&auditor, &relay.verifier(), "withheld", |e| {
+        matches!(e.event, Event::Withheld { .. })
+    })
+    .await;
+    assert_eq!(
+        e.event,
+        Event::Withheld {
+            alert: r.alert,
+            sender: "SPVQ/ESM/spvq-esm-01".parse().unwrap(),
+            recipient: "CJQ/PIVOT".parse().unwrap(),
+            reason: reason.into(),
+        }
+    );
+    let log = full_log(&auditor, &relay.verifier()).await;
+    let delivered: Vec<&Event> = events(&log, "delivered").iter().map(|e| &e.event).collect();
+    assert_eq!(
+        delivered,
+        [&Event::Delivered {
+            alert: r.alert,
+            sender: "SPVQ/ESM/spvq-esm-01".parse().unwrap(),
+            recipient: "SPVQ/IKAT/spvq-ikat-01".parse().unwrap(),
+            fields: d.fields,
+        }],
+        "the narrowed fields are what the log says was sent"
+    );
+    for n in [esm, cjq, ikat, auditor] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
 // ---- the relay's own certificate -------------------------------------------------------
 
 #[tokio::test]
