@@ -1159,3 +1159,98 @@ pub async fn raw_whoami(c: &raw::RawConn) -> filet_proto::wire::WhoAmI {
         other => panic!("expected the answer to WhoAmI, got {other:?}"),
     }
 }
+
+// ---- hardening helpers (issue 5) ------------------------------------------------------
+
+/// How a `filet-relay serve` child ended its start-up: serving, or exited with this code
+/// and stderr.
+pub enum ChildStart {
+    /// It logged `listening on`.
+    Serving(ChildRelay),
+    /// It exited first (`None`: killed by a signal).
+    Exited(Option<i32>, String),
+}
+
+impl ChildRelay {
+    /// Like [`ChildRelay::start`], but a relay that refuses to start is an answer, not a
+    /// panic: waits (at most [`WAIT`]) for `listening on` or for the exit.
+    ///
+    /// # Panics
+    /// If it neither serves nor exits in time (it is then killed).
+    pub fn try_start(net: &TestNet, data_dir: &Path) -> ChildStart {
+        let mut child = Command::new(bin("filet-relay"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                path_str(data_dir),
+                "--pki",
+                path_str(&net.pki),
+                "--agreement",
+                path_str(&net.agreement),
+            ])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start filet-relay: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std_mpsc::channel::<String>();
+        let log2 = log.clone();
+        // Ends at the child's end of file (it exits or is killed).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut l) = log2.lock() {
+                    l.push(line.clone());
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let text =
+            |log: &Arc<Mutex<Vec<String>>>| log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr: SocketAddr = rest
+                            .split_whitespace()
+                            .next()
+                            .and_then(|a| a.parse().ok())
+                            .unwrap_or_else(|| panic!("no address in `listening on {rest}`"));
+                        let logged_key = rest
+                            .split("audit verifier key ")
+                            .nth(1)
+                            .map(|k| k.trim().to_owned())
+                            .unwrap_or_default();
+                        return ChildStart::Serving(ChildRelay {
+                            child: Some(child),
+                            addr,
+                            logged_key,
+                            log,
+                        });
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    // End of its stderr: it exited (or is about to).
+                    let status = child.wait().expect("wait for filet-relay");
+                    return ChildStart::Exited(status.code(), text(&log));
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "filet-relay neither served nor exited within {WAIT:?}:\n{}",
+                        text(&log)
+                    );
+                }
+            }
+        }
+    }
+}
