@@ -129,6 +129,7 @@ pub fn entry_line(index: u64, bytes: &[u8]) -> String {
     };
     let what = match &e.event {
         RelayStarted { software, origin } => format!("relay started ({software}, log {origin})"),
+        RelayStopped { software } => format!("relay stopped cleanly ({software})"),
         AgreementLoaded {
             agreement,
             version,

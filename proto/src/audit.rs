@@ -94,6 +94,11 @@ pub enum Event {
         /// The log's origin (checkpoint origin line).
         origin: String,
     },
+    /// The relay stopped cleanly: every post before this entry is stored.
+    RelayStopped {
+        /// The relay's software version.
+        software: String,
+    },
     /// An agreement was loaded (at start or reload).
     AgreementLoaded {
         /// Agreement id.
@@ -225,6 +230,7 @@ impl Event {
     pub fn name(&self) -> &'static str {
         match self {
             Event::RelayStarted { .. } => "relay_started",
+            Event::RelayStopped { .. } => "relay_stopped",
             Event::AgreementLoaded { .. } => "agreement_loaded",
             Event::Posted { .. } => "posted",
             Event::Disclosed { .. } => "disclosed",
@@ -242,7 +248,9 @@ impl Event {
     /// recipient (SPEC §7), or it is the refused principal.
     pub fn concerns_party(&self, party: &str) -> bool {
         match self {
-            Event::RelayStarted { .. } | Event::AgreementLoaded { .. } => false,
+            Event::RelayStarted { .. }
+            | Event::RelayStopped { .. }
+            | Event::AgreementLoaded { .. } => false,
             Event::Posted {
                 sender, recipients, ..
             } => sender.party() == party || recipients.iter().any(|r| r.party == party),
@@ -288,7 +296,9 @@ impl Event {
             | Event::Purged { alert, .. }
             | Event::Voided { alert, .. } => Some(*alert),
             Event::Refused { alert, .. } => *alert,
-            Event::RelayStarted { .. } | Event::AgreementLoaded { .. } => None,
+            Event::RelayStarted { .. }
+            | Event::RelayStopped { .. }
+            | Event::AgreementLoaded { .. } => None,
         }
     }
 }

@@ -98,10 +98,11 @@ pub struct LogFacts {
     pub posted: Vec<(u64, filet_proto::AlertId)>,
     /// Alerts with a `voided` entry.
     pub voided: std::collections::HashSet<filet_proto::AlertId>,
-    /// The highest posted index of any alert with a `delivered` or `acknowledged` entry:
-    /// the batch of that post, and every batch before it, reached the store (deliveries
-    /// happen only after a batch is durable). A post at or below it missing from the
-    /// store means the store lost data.
+    /// The highest posted index of any alert with a `delivered` or `acknowledged` entry
+    /// (the batch of that post, and every batch before it, reached the store: deliveries
+    /// happen only after a batch is durable), or of a `relay_stopped` entry (a clean stop
+    /// stores everything first). A post at or below it missing from the store means the
+    /// store lost data.
     pub proven: Option<u64>,
 }
 
@@ -549,6 +550,10 @@ impl AuditLog {
                     }
                     (b"voided", Some(a)) => {
                         facts.voided.insert(a);
+                    }
+                    (b"relay_stopped", _) => {
+                        // A clean stop: every post before it was stored.
+                        facts.proven = Some(facts.proven.map_or(index, |x: u64| x.max(index)));
                     }
                     (b"delivered" | b"acknowledged", Some(a)) => {
                         if let Some(p) = posted_at.get(&a) {

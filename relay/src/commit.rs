@@ -471,6 +471,12 @@ impl Committer {
             }
             self.commit_batch(&mut batch)?;
         }
+        // A clean stop: every post before this entry is in the store (start-up uses it to
+        // tell a store that lost data from a crash that cut the last batch).
+        self.append(Event::RelayStopped {
+            software: format!("filet-relay {}", env!("CARGO_PKG_VERSION")),
+        })?;
+        self.durable(&HashMap::new())?;
         if let Some((size, note)) = &self.last_durable {
             self.store.set_audit_state(*size, note)?;
         }

@@ -448,7 +448,7 @@ async fn a_pull_from_a_relay_whose_log_was_rolled_back_exits_6_and_keeps_nothing
     let relay = net.start_relay().await;
     post_runaway(&net, &relay).await;
     relay.stop().await;
-    // A backup of the data directory at 7 entries.
+    // A backup of the data directory at 8 entries (7, then `relay_stopped`).
     let backup = net.path().join("data-backup");
     write_tree(&backup, &read_tree(&net.data_dir()));
     let relay = net.start_relay().await;
@@ -459,13 +459,13 @@ async fn a_pull_from_a_relay_whose_log_was_rolled_back_exits_6_and_keeps_nothing
         (first.code, first.stdout.as_str()),
         (
             Some(0),
-            "pulled 14 new entries; checkpoint of 14 entries kept\n"
+            "pulled 15 new entries; checkpoint of 15 entries kept\n"
         ),
         "{}",
         first.stderr
     );
     relay.stop().await;
-    // The operator restores the backup: same keys, an older log (9 entries after its start).
+    // The operator restores the backup: same keys, an older log (10 entries after its start).
     let mut cfg = net.relay_config();
     cfg.data_dir = backup;
     let relay = TestRelay::start(cfg).await;
@@ -477,7 +477,7 @@ async fn a_pull_from_a_relay_whose_log_was_rolled_back_exits_6_and_keeps_nothing
     assert_eq!(out.stdout, "");
     assert_eq!(
         out.stderr,
-        "filet: rollback: the relay's checkpoint has 9 entries but checkpoint 14 was kept before\n"
+        "filet: rollback: the relay's checkpoint has 10 entries but checkpoint 15 was kept before\n"
     );
     let mut after = read_tree(&dir);
     let mut before = kept_before;

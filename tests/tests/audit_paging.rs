@@ -13,7 +13,6 @@ use filet_proto::Category;
 use filet_tests::*;
 
 #[test]
-#[ignore = "bug: a frame encode_frame accepts can exceed decode_body's bincode limit (proto/src/codec.rs: the limit counts varints at native size)"]
 fn a_frame_that_encodes_under_the_limit_decodes() {
     // 2400 entries of 100 bytes: 252 KB on the wire, under the 256 KiB limit.
     let entries: Vec<EntryWithProof> = (0..2400)
@@ -43,7 +42,6 @@ fn a_frame_that_encodes_under_the_limit_decodes() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the full auditor cannot page through a log of ~2000 entries: the relay's page budget (relay/src/server.rs audit_entries) underestimates the node's decode limit, `protocol error from the relay: malformed frame: LimitExceeded`"]
 async fn a_full_auditor_verifies_a_log_of_thousands_of_entries() {
     let net = TestNet::new();
     let mut cfg = net.relay_config();

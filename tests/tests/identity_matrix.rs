@@ -629,7 +629,6 @@ async fn a_node_refuses_a_relay_certificate_from_another_ca() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a request on a connection the relay has closed waits the 30 s request timeout instead of failing with the close reason (client/src/node.rs Node::request)"]
 async fn a_request_on_a_connection_the_relay_closed_fails_at_once_with_the_reason() {
     let net = TestNet::new();
     let relay = net.start_relay().await;

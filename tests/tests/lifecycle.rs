@@ -572,7 +572,16 @@ async fn content_is_purged_after_the_longest_retention_of_its_rules_and_the_log_
     relay.stop().await;
 
     let data = net.data_dir();
-    assert_eq!(offline_log(&data), after);
+    // The same log, and the clean stop recorded after it.
+    let stopped = offline_log(&data);
+    assert_eq!(stopped[..after.len()], after[..]);
+    assert!(matches!(
+        stopped[after.len()..],
+        [Entry {
+            event: Event::RelayStopped { .. },
+            ..
+        }]
+    ));
     let store = filet_relay::store::Store::open(&data.join("store")).unwrap();
     for id in [original, located] {
         let rec = store.get(&id).unwrap().unwrap();
