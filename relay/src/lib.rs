@@ -404,6 +404,9 @@ impl Relay {
             rate: RateLimiter::new(cfg.limits.posts_per_minute),
             connections: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
             registry: control::Registry::default(),
+            handshake_refusals: ratelimit::PerAddress::new(
+                ratelimit::HANDSHAKE_REFUSALS_PER_MINUTE,
+            ),
             revoked: RwLock::new(revoked_serials(&pki)),
             metrics,
             limits: cfg.limits.clone(),

@@ -71,6 +71,8 @@ pub struct Shared {
     pub connections: Arc<Semaphore>,
     /// Open, identified connections (for reloads and metrics).
     pub registry: crate::control::Registry,
+    /// Audit entries for failed handshakes, per source address.
+    pub handshake_refusals: crate::ratelimit::PerAddress,
     /// Serials (lowercase hex) revoked by the CRL in force; replaced on reload before the
     /// open connections are swept.
     pub revoked: RwLock<std::collections::HashSet<String>>,
@@ -159,7 +161,22 @@ async fn connection(
     let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            let detail = format!("TLS handshake from {remote} failed: {e}");
+            let mut detail = format!("TLS handshake from {remote} failed: {e}");
+            // An unauthenticated peer must not grow the audit log at the rate it can make
+            // handshakes: at most a few entries per address and minute; the next entry
+            // says how many were not itemized.
+            let Some(skipped) = shared
+                .handshake_refusals
+                .admit(remote.ip(), shared.clock.now())
+            else {
+                debug!("{detail} (not itemized in the audit log: this address is over its limit)");
+                return;
+            };
+            if skipped > 0 {
+                detail.push_str(&format!(
+                    " ({skipped} earlier refused handshakes from this address were not itemized)"
+                ));
+            }
             warn!("{detail}");
             let _ = shared
                 .op(Op::Audit {
