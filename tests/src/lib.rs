@@ -738,71 +738,11 @@ impl ChildRelay {
     /// # Panics
     /// If it exits or says nothing in time; the message holds its stderr.
     pub fn start(net: &TestNet, data_dir: &Path) -> ChildRelay {
-        let mut child = Command::new(bin("filet-relay"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                path_str(data_dir),
-                "--pki",
-                path_str(&net.pki),
-                "--agreement",
-                path_str(&net.agreement),
-            ])
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start filet-relay: {e}"));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std_mpsc::channel::<String>();
-        let log2 = log.clone();
-        // Ends at the child's end of file (it exits or is killed).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(mut l) = log2.lock() {
-                    l.push(line.clone());
-                }
-                let _ = tx.send(line);
+        match ChildRelay::try_start(net, data_dir) {
+            ChildStart::Serving(relay) => relay,
+            ChildStart::Exited(code, stderr) => {
+                panic!("filet-relay exited ({code:?}) before `listening on`:\n{stderr}")
             }
-        });
-        let deadline = Instant::now() + WAIT;
-        let listening = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        break rest.to_owned();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let text = log.lock().map(|l| l.join("\n")).unwrap_or_default();
-                    panic!("filet-relay did not log `listening on` within {WAIT:?}:\n{text}");
-                }
-            }
-        };
-        let mut words = listening.split_whitespace();
-        let addr: SocketAddr = words
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in `listening on {listening}`"));
-        let logged_key = listening
-            .split("audit verifier key ")
-            .nth(1)
-            .map(|k| k.trim().to_owned())
-            .unwrap_or_default();
-        ChildRelay {
-            child: Some(child),
-            addr,
-            logged_key,
-            log,
         }
     }
 
