@@ -106,6 +106,12 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
         FrameError::Malformed(match e {
             // serde's own message, without bincode's debug wrapping.
             bincode::error::DecodeError::OtherString(s) => s,
+            bincode::error::DecodeError::Utf8 { inner } => {
+                format!("a string is not valid UTF-8 ({inner})")
+            }
+            bincode::error::DecodeError::UnexpectedEnd { additional } => {
+                format!("the message ends {additional} byte(s) too early")
+            }
             e => e.to_string(),
         })
     })?;

@@ -433,7 +433,7 @@ async fn invalid_utf8_inside_a_string_of_a_hand_built_frame_closes_with_a_protoc
     // bincode's own words for the UTF-8 error (its Debug form: see the report).
     assert_eq!(
         reason,
-        "protocol error: malformed frame: Utf8 { inner: Utf8Error { valid_up_to: 2, error_len: Some(1) } }"
+        "protocol error: malformed frame: a string is not valid UTF-8 (invalid utf-8 sequence of 1 bytes from index 2)"
     );
     // Nothing was posted; the relay serves the others.
     assert_relay_serves(&net, relay.addr).await;
