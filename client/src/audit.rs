@@ -25,6 +25,12 @@ pub enum AuditError {
         /// What is wrong.
         problem: String,
     },
+    /// The request is out of range (e.g. an index past the newest checkpoint).
+    #[error("{0}")]
+    BadRequest(String),
+    /// This auditor may not read that entry.
+    #[error("{0}")]
+    Denied(String),
     /// The recomputed root differs from the signed one.
     #[error("recomputed root {computed} of {size} entries differs from the signed root {signed}")]
     Root {
@@ -212,10 +218,10 @@ pub async fn prove(node: &Node, verifier: &NoteVerifier, index: u64) -> Result<P
     let note = node.checkpoint().await?;
     let checkpoint = open_checked(&note, verifier)?;
     if index >= checkpoint.size {
-        return Err(AuditError::Entry {
-            index,
-            problem: format!("the newest checkpoint covers {} entries", checkpoint.size),
-        });
+        return Err(AuditError::BadRequest(format!(
+            "audit entry {index} does not exist yet: the newest checkpoint covers {} entries",
+            checkpoint.size
+        )));
     }
     let (page, _) = node
         .audit_entries(index, index + 1, checkpoint.size, true)
@@ -223,9 +229,10 @@ pub async fn prove(node: &Node, verifier: &NoteVerifier, index: u64) -> Result<P
     let entry = page
         .into_iter()
         .find(|e| e.index == index)
-        .ok_or_else(|| AuditError::Entry {
-            index,
-            problem: "not readable by this auditor".into(),
+        .ok_or_else(|| {
+            AuditError::Denied(format!(
+                "audit entry {index} does not concern this auditor's party"
+            ))
         })?
         .entry;
     let proof = node.inclusion_proof(index, checkpoint.size).await?;

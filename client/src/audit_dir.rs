@@ -371,8 +371,18 @@ fn open_checked(note: &str, verifier: &NoteVerifier) -> std::result::Result<Chec
 /// than the kept one (rollback), has the same size and another root (fork), is not
 /// consistent, or an entry fails verification (nothing is kept then).
 pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result<PullReport> {
+    let existed = dir.join("checkpoints").is_dir();
     let d = AuditDir::open(dir)?;
-    let verifier = d.verifier(verifier_key, true)?;
+    let verifier = d.verifier(verifier_key, false)?;
+    if existed && d.checkpoints(&verifier)?.last().is_some() {
+        // A damaged local copy must be named as such, not blamed on the relay.
+        verify(dir, verifier_key).map_err(|e| AuditDirError::File {
+            path: dir.to_owned(),
+            message: format!(
+                "this audit directory does not verify before the pull ({e}); nothing was fetched"
+            ),
+        })?;
+    }
     let note = node.checkpoint().await?;
     let cp = open_checked(&note, &verifier).map_err(|problem| AuditDirError::Checkpoint {
         file: "from the relay".into(),
@@ -445,6 +455,8 @@ pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result
         &d.p(&format!("checkpoints/{:020}.note", cp.size)),
         note.as_bytes(),
     )?;
+    // Pinned only once a checkpoint signed by it is kept.
+    d.verifier(verifier_key, true)?;
     Ok(PullReport {
         checkpoint: cp,
         previous_size,
@@ -576,6 +588,12 @@ async fn pull_party(node: &Node, d: &AuditDir, cp: &Checkpoint, scanned: u64) ->
 /// # Errors
 /// The first problem found, naming the file or the first bad index and what is wrong.
 pub fn verify(dir: &Path, verifier_key: Option<&str>) -> Result<VerifyReport> {
+    if !dir.is_dir() {
+        return Err(file_err(
+            dir,
+            "no such audit directory (make one with `filet audit pull --dir`)",
+        ));
+    }
     let d = AuditDir::open(dir)?;
     let verifier = d.verifier(verifier_key, false)?;
     let cps = d.checkpoints(&verifier)?;
@@ -641,7 +659,8 @@ fn verify_full(
             }
         }
     }
-    // 2. Each entry, in order.
+    // 2. Each entry, in order (a damaged leaves.bin is named after the entries are checked:
+    //    the entries are the record, leaves.bin a copy of their hashes).
     for (i, line) in lines.iter().enumerate() {
         let index = i as u64;
         let e = Entry::from_bytes(line).map_err(|err| AuditDirError::Entry {
@@ -705,6 +724,7 @@ fn verify_full(
     }
     // 3. The entries themselves give every signed root (this catches what the leaves file
     //    could not localize: the bad entry is after the last checkpoint that still matches).
+    let leaves_damaged = !leaves_ok;
     let mut tree = MemoryTree::new();
     let mut next_cp = cps.iter().peekable();
     let mut last_good = 0u64;
@@ -726,6 +746,12 @@ fn verify_full(
             last_good = c.size;
             next_cp.next();
         }
+    }
+    if leaves_damaged {
+        return Err(file_err(
+            &d.p("leaves.bin"),
+            "does not match the signed roots although every entry does: this copy's hash file was changed (the entries are intact; delete leaves.bin and pull again to rebuild it)",
+        ));
     }
     Ok(())
 }

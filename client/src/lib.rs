@@ -19,4 +19,4 @@ pub mod render;
 pub mod report;
 pub mod transport;
 
-pub use node::{ClientError, Node, NodeConfig};
+pub use node::{ClientError, Closer, Node, NodeConfig};

@@ -1,9 +1,9 @@
 //! `filet`: a node of the agreement — post alerts, receive them, acknowledge them, audit.
 //!
-//! Exit codes: 0 success; 1 an error not listed here; 2 bad command line; 3 refused by the
-//! relay (not permitted, no audit right, rate limited, mailbox full); 4 invalid alert or
-//! input file; 5 cannot connect (address, TLS, certificate refused); 6 audit verification
-//! failed.
+//! Exit codes: 0 success; 1 an error not listed here; 2 bad command line (clap); 3 refused
+//! by the relay (not permitted, no audit right, rate limited, mailbox full); 4 invalid
+//! alert or input (file, profile, index out of range); 5 cannot connect (address, TLS,
+//! certificate refused); 6 audit verification failed (signature, proof, entry).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -36,7 +36,8 @@ struct Cli {
     /// Relay address host:port (instead of a profile; needs --ca, --cert, --key).
     #[arg(long, global = true)]
     relay: Option<String>,
-    /// Name on the relay's certificate (default: the host of --relay).
+    /// Name on the relay's certificate (with --relay; default: its host). A profile names
+    /// it in `server_name`.
     #[arg(long, global = true)]
     server_name: Option<String>,
     /// CA certificate (PEM).
@@ -254,6 +255,10 @@ struct PostArgs {
     /// Explicit recipient (PARTY or PARTY/UNIT), repeatable; default: every unit the agreement permits.
     #[arg(long = "to")]
     to: Vec<Selector>,
+    /// Remove a field (e.g. `--clear last_seen.geo` when the youth was seen elsewhere),
+    /// repeatable.
+    #[arg(long = "clear")]
+    clear: Vec<filet_proto::FieldPath>,
 }
 
 fn parse_geo(s: &str) -> Result<Geo, String> {
@@ -304,6 +309,8 @@ fn code_of(e: &anyhow::Error) -> u8 {
         if let Some(a) = cause.downcast_ref::<AuditError>() {
             return match a {
                 AuditError::Client(c) => client_code(c),
+                AuditError::BadRequest(_) => 4,
+                AuditError::Denied(_) => 3,
                 _ => 6,
             };
         }
@@ -364,6 +371,48 @@ fn read_cap(path: &std::path::Path) -> Result<String, Failure> {
     }
     String::from_utf8(bytes)
         .map_err(|_| InputError(format!("CAP file {}: not UTF-8", path.display())).into())
+}
+
+/// Connections this command opened, closed cleanly at the end whatever happens (else the
+/// relay keeps them until its idle timeout and counts them against the principal's limit).
+static OPENED: std::sync::Mutex<Vec<filet_client::Closer>> = std::sync::Mutex::new(Vec::new());
+
+async fn connect(cli: &Cli) -> Result<Node, Failure> {
+    let node = Node::connect(&node_config(cli)?).await?;
+    if let Ok(mut o) = OPENED.lock() {
+        o.push(node.closer());
+    }
+    Ok(node)
+}
+
+async fn close_opened() {
+    let opened: Vec<filet_client::Closer> = OPENED
+        .lock()
+        .map(|mut o| o.drain(..).collect())
+        .unwrap_or_default();
+    for c in opened {
+        c.close().await;
+    }
+}
+
+/// Writes to standard output; a closed pipe (`filet … | head`) ends the command quietly
+/// instead of panicking.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { out(&format!("{}\n", format!($($arg)*))) };
+}
+
+macro_rules! outp {
+    ($($arg:tt)*) => { out(&format!($($arg)*)) };
 }
 
 fn draft_of(a: &PostArgs) -> Result<AlertDraft, Failure> {
@@ -442,6 +491,15 @@ fn apply_flags(d: &mut AlertDraft, a: &PostArgs) {
     if !a.to.is_empty() {
         d.to = a.to.clone();
     }
+    if !a.clear.is_empty() {
+        let keep = a.clear.iter().fold(filet_proto::FieldSet::all(), |set, f| {
+            filet_proto::FieldPath::ALL
+                .iter()
+                .filter(|g| *g != f && set.contains(**g))
+                .fold(filet_proto::FieldSet::EMPTY, |s, g| s.with(*g))
+        });
+        d.content = d.content.redact(keep);
+    }
 }
 
 async fn post_and_print(cli: &Cli, node: &Node, draft: AlertDraft) -> Result<(), Failure> {
@@ -452,7 +510,7 @@ async fn post_and_print(cli: &Cli, node: &Node, draft: AlertDraft) -> Result<(),
     if cli.json {
         print_json(&receipt_json(&receipt));
     } else {
-        print!("{}", receipt_text(&receipt));
+        outp!("{}", receipt_text(&receipt));
     }
     Ok(())
 }
@@ -464,7 +522,7 @@ async fn close_alert(
     kind: Kind,
     note: Option<String>,
 ) -> Result<(), Failure> {
-    let node = Node::connect(&node_config(cli)?).await?;
+    let node = connect(cli).await?;
     let (orig, _) = node.get_alert(id).await.map_err(refusal_context)?;
     let mut d = AlertDraft::new(orig.envelope.category, orig.envelope.risk, "", "");
     d.content = Default::default();
@@ -479,7 +537,7 @@ async fn close_alert(
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string(v).unwrap_or_default());
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -491,12 +549,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if let Err(invalid) = draft.validate(Timestamp::now()) {
                 return Err(InputError(format!("invalid alert: {invalid}")).into());
             }
-            let node = Node::connect(&node_config(&cli)?).await?;
+            let node = connect(&cli).await?;
             post_and_print(&cli, &node, draft).await?;
             node.close().await;
         }
         Command::Update { id, args } => {
-            let node = Node::connect(&node_config(&cli)?).await?;
+            let node = connect(&cli).await?;
             let (orig, _) = node.get_alert(*id).await.map_err(refusal_context)?;
             let mut draft = match &args.file {
                 Some(_) => draft_of(args)?,
@@ -521,7 +579,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             close_alert(&cli, *id, Kind::Cancel, Some(reason.clone())).await?;
         }
         Command::Export { cap: _, id } => {
-            let node = Node::connect(&node_config(&cli)?).await?;
+            let node = connect(&cli).await?;
             let (alert, recipients) = node.get_alert(*id).await.map_err(refusal_context)?;
             // A recipient's export addresses its own unit: it knows no other recipient.
             let own = [node.whoami().await?.principal.unit];
@@ -537,7 +595,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 recipients,
                 references_sent: None,
             });
-            print!("{xml}");
+            outp!("{xml}");
             node.close().await;
         }
         Command::Cap(CapCommand::Check { file }) => {
@@ -549,7 +607,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                             &serde_json::json!({"valid": true, "identifier": a.identifier, "infos": a.info.len()}),
                         );
                     } else {
-                        println!(
+                        outln!(
                             "{}: valid CAP {} alert {} ({} info block(s))",
                             file.display(),
                             match a.version {
@@ -571,7 +629,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Whoami => {
-            let node = Node::connect(&node_config(&cli)?).await?;
+            let node = connect(&cli).await?;
             let w = node.whoami().await?;
             if cli.json {
                 print_json(&serde_json::json!({
@@ -583,32 +641,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     "audit_right": w.audit_right,
                 }));
             } else {
-                println!("principal   {}", w.principal);
-                println!("agreement   {} v{}", w.agreement_id, w.agreement_version);
-                println!("may send    {}", list_or_none(&w.may_send_under));
-                println!("may receive {}", list_or_none(&w.may_receive_under));
-                println!("audit right {}", w.audit_right);
+                outln!("principal   {}", w.principal);
+                outln!("agreement   {} v{}", w.agreement_id, w.agreement_version);
+                outln!("may send    {}", list_or_none(&w.may_send_under));
+                outln!("may receive {}", list_or_none(&w.may_receive_under));
+                outln!("audit right {}", w.audit_right);
             }
             node.close().await;
         }
         Command::Inbox { follow: false } => {
-            let node = Node::connect(&node_config(&cli)?).await?;
+            let node = connect(&cli).await?;
             let alerts = node.inbox().await?;
             if alerts.is_empty() && !cli.json {
-                println!("no alert waiting");
+                outln!("no alert waiting");
             }
             for d in &alerts {
                 if cli.json {
                     print_json(&d.to_json());
                 } else {
-                    println!("{}", alert_text(d));
+                    outln!("{}", alert_text(d));
                 }
             }
             node.close().await;
         }
         Command::Inbox { follow: true } => follow(&cli).await?,
         Command::Ack { ids } => {
-            let node = Node::connect(&node_config(&cli)?).await?;
+            let node = connect(&cli).await?;
             for id in ids {
                 let idx = node.ack(*id).await.map_err(refusal_context)?;
                 if cli.json {
@@ -616,7 +674,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         &serde_json::json!({"alert": id.to_string(), "acknowledged": true, "audit_index": idx}),
                     );
                 } else {
-                    println!("acknowledged {id} (audit entry #{idx})");
+                    outln!("acknowledged {id} (audit entry #{idx})");
                 }
             }
             node.close().await;
@@ -643,7 +701,7 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
                     "entries": r.entries, "scope": if r.scope == Scope::Full { "full" } else { "party" },
                 }));
             } else {
-                println!(
+                outln!(
                     "verified offline: {} checkpoint(s) signed by {}, consistent; {} entries {}; newest tree {} entries",
                     r.checkpoints,
                     r.checkpoint.origin,
@@ -659,15 +717,15 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
             dir: None,
         } => {
             let verifier = key(verifier_key)?;
-            let node = Node::connect(&node_config(cli)?).await?;
+            let node = connect(cli).await?;
             let log = fetch_and_verify(&node, &verifier).await?;
             let is_log = matches!(cmd, AuditCommand::Log { .. });
             if is_log {
                 for (i, bytes) in &log.entries {
                     if cli.json {
-                        println!("{}", String::from_utf8_lossy(bytes));
+                        outln!("{}", String::from_utf8_lossy(bytes));
                     } else {
-                        println!("{}", entry_line(*i, bytes));
+                        outln!("{}", entry_line(*i, bytes));
                     }
                 }
             }
@@ -683,7 +741,7 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
                     "complete": log.complete,
                 }));
             } else if !cli.json {
-                println!(
+                outln!(
                     "verified: checkpoint of {} entries signed by {}; {} entries read, {how}",
                     log.checkpoint.size,
                     verifier.name(),
@@ -702,7 +760,7 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
             .into());
         }
         AuditCommand::Pull { dir, verifier_key } => {
-            let node = Node::connect(&node_config(cli)?).await?;
+            let node = connect(cli).await?;
             let r = audit_dir::pull(&node, dir, verifier_key.as_deref()).await?;
             if cli.json {
                 print_json(&serde_json::json!({
@@ -710,7 +768,7 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
                     "new_entries": r.new_entries, "root": filet_proto::audit::hex(&r.checkpoint.root),
                 }));
             } else {
-                println!(
+                outln!(
                     "pulled {} new entries; checkpoint of {} entries kept{}",
                     r.new_entries,
                     r.checkpoint.size,
@@ -728,7 +786,7 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
             verifier_key,
         } => {
             let verifier = key(verifier_key)?;
-            let node = Node::connect(&node_config(cli)?).await?;
+            let node = connect(cli).await?;
             let p = filet_client::audit::prove(&node, &verifier, *index).await?;
             if cli.json {
                 print_json(&serde_json::json!({
@@ -737,8 +795,8 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
                     "entry": serde_json::from_slice::<serde_json::Value>(&p.entry).unwrap_or_default(),
                 }));
             } else {
-                println!("{}", entry_line(*index, &p.entry));
-                println!(
+                outln!("{}", entry_line(*index, &p.entry));
+                outln!(
                     "included: inclusion proof of {} hashes verifies against the checkpoint of {} entries signed by {}",
                     p.proof.len(),
                     p.checkpoint.size,
@@ -767,12 +825,28 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
             let r = report::build(&entries, &o);
             match (format, cli.json) {
                 (ReportFormat::Json, _) | (_, true) => print_json(&report::to_json(&r)),
-                (ReportFormat::Csv, _) => print!("{}", report::to_csv(&r)),
-                (ReportFormat::Table, _) => print!("{}", report::to_table(&r, &o)),
+                (ReportFormat::Csv, _) => outp!("{}", report::to_csv(&r)),
+                (ReportFormat::Table, _) => outp!("{}", report::to_table(&r, &o)),
             }
         }
     }
     Ok(())
+}
+
+/// An error and its causes, each cause once (a message that already holds its cause's
+/// text is not followed by it again).
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn list_or_none(v: &[String]) -> String {
@@ -845,7 +919,7 @@ async fn follow(cli: &Cli) -> Result<(), Failure> {
                         if cli.json {
                             print_json(&d.to_json());
                         } else {
-                            println!("{}", alert_text(&d));
+                            outln!("{}", alert_text(&d));
                         }
                     }
                     None => break,
@@ -885,10 +959,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(async {
+        let r = run(cli).await;
+        close_opened().await;
+        r
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("filet: {:#}", f.error);
+            eprintln!("filet: {}", chain_text(&f.error));
             ExitCode::from(f.code)
         }
     }

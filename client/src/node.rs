@@ -37,9 +37,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting (QUIC + TLS handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval, so that NATs and the relay's idle timeout do not drop a quiet node.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
-/// Idle timeout of the connection.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// Idle timeout of the connection: a relay that vanished (crash, network) is noticed
+/// within this time (QUIC uses the smaller of the two sides' timeouts).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Time a started frame may take to arrive.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries buffered for the application before the node stops reading the stream.
@@ -188,6 +189,8 @@ pub struct Node {
     pending: Pending,
     next_id: AtomicU64,
     closed_reason: Arc<Mutex<Option<String>>>,
+    /// Turns true once the reader has recorded why the connection ended.
+    reader_done: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
     rng: SystemRandom,
 }
@@ -238,7 +241,7 @@ impl Node {
             .map_err(|e| ClientError::Connection(format!("cannot connect to {addr}: {e}")))?;
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
-            .map_err(|_| ClientError::Timeout(CONNECT_TIMEOUT))?
+            .map_err(|_| ClientError::Connection(format!("{addr}: no answer within {CONNECT_TIMEOUT:?}; is the relay running and reachable?")))?
             .map_err(|e| {
                 ClientError::Connection(format!("{addr}: {}", describe_connection_error(&e)))
             })?;
@@ -258,11 +261,13 @@ impl Node {
             }
             let _ = send.finish();
         });
+        let reader_done = tokio::sync::watch::Sender::new(false);
         tasks.spawn(reader(
             recv,
             conn.clone(),
             pending.clone(),
             closed_reason.clone(),
+            reader_done.clone(),
         ));
         Ok(Node {
             endpoint,
@@ -271,6 +276,7 @@ impl Node {
             pending,
             next_id: AtomicU64::new(1),
             closed_reason,
+            reader_done,
             tasks: Mutex::new(tasks),
             rng: SystemRandom::new(),
         })
@@ -316,6 +322,11 @@ impl Node {
             return Err(self.closed());
         }
         if self.out.send(frame).await.is_err() {
+            // The stream is gone; the reader is about to record why: give it a moment.
+            let mut done = self.reader_done.subscribe();
+            if !*done.borrow_and_update() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), done.changed()).await;
+            }
             return Err(self.closed());
         }
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
@@ -575,6 +586,16 @@ impl Node {
         }
     }
 
+    /// A handle that can close this node's connection cleanly later, even after the node
+    /// itself is gone (a command that fails must still tell the relay it is leaving, or
+    /// the relay keeps the connection until its idle timeout).
+    pub fn closer(&self) -> Closer {
+        Closer {
+            conn: self.conn.clone(),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+
     /// Why the connection ended, once it has (the relay's close reason, a TLS alert...).
     pub fn close_reason(&self) -> Option<String> {
         self.conn
@@ -597,6 +618,20 @@ impl Node {
     }
 }
 
+/// Closes a node's connection cleanly; see [`Node::closer`].
+pub struct Closer {
+    conn: quinn::Connection,
+    endpoint: quinn::Endpoint,
+}
+
+impl Closer {
+    /// Sends the close and waits (at most 2 s) until the relay has it.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
 fn unexpected(r: &Response) -> ClientError {
     ClientError::Protocol(format!("unexpected answer {r:?}"))
 }
@@ -606,6 +641,7 @@ async fn reader(
     conn: quinn::Connection,
     pending: Pending,
     closed_reason: Arc<Mutex<Option<String>>>,
+    reader_done: tokio::sync::watch::Sender<bool>,
 ) {
     let reason = loop {
         match read_frame::<ServerFrame>(&mut recv, FRAME_TIMEOUT).await {
@@ -642,4 +678,5 @@ async fn reader(
     if let Ok(mut p) = pending.lock() {
         *p = None;
     }
+    reader_done.send_replace(true);
 }

@@ -117,10 +117,15 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
             // Raised here, by this node: its own TLS refused the relay.
             let code = u64::from(t.code);
             match code.checked_sub(0x100).filter(|a| *a < 256) {
-                Some(alert) => format!(
-                    "this node refused the relay's certificate (TLS alert {alert}): {}; check the profile's server_name and ca",
-                    t.reason
-                ),
+                Some(alert) => {
+                    let advice = if t.reason.contains("Expired") || t.reason.contains("NotValidYet")
+                    {
+                        "the relay's certificate is out of its dates (or this machine's clock is wrong): tell the relay's operator"
+                    } else {
+                        "check the profile's server_name and ca"
+                    };
+                    format!("this node refused the relay's certificate (TLS alert {alert}): {}; {advice}", t.reason)
+                }
                 None => format!("transport error: {t}"),
             }
         }
@@ -140,6 +145,11 @@ fn tls_alert_hint(alert: u8) -> String {
         46 => ("certificate_unknown", "the certificate was refused"),
         48 => ("unknown_ca", "the certificate is not issued by this agreement's CA"),
         40 => ("handshake_failure", "no common TLS parameters"),
+        49 => ("access_denied", "the relay refused this node"),
+        50 => ("decode_error", "a TLS message could not be read: is this a Filet relay?"),
+        51 => ("decrypt_error", "a signature did not verify: does the node's key match its certificate?"),
+        70 => ("protocol_version", "the relay speaks TLS 1.3 only"),
+        80 => ("internal_error", "the relay had an internal TLS error; see its log"),
         116 => ("certificate_required", "the relay requires a client certificate; give the node's certificate and key"),
         120 => ("no_application_protocol", "the relay does not speak filet/1"),
         _ => ("alert", "see the relay's log"),

@@ -65,6 +65,9 @@ pub enum RefusalReason {
     RateLimited,
     /// A unit without audit rights asked for the audit log.
     AuditDenied,
+    /// An update, `located` or `cancel` of an alert that is already closed (located,
+    /// cancelled or expired).
+    Closed,
 }
 
 impl RefusalReason {
@@ -79,6 +82,7 @@ impl RefusalReason {
             RefusalReason::MailboxFull => "mailbox_full",
             RefusalReason::RateLimited => "rate_limited",
             RefusalReason::AuditDenied => "audit_denied",
+            RefusalReason::Closed => "closed",
         }
     }
 }

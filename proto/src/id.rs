@@ -17,7 +17,9 @@ pub struct AlertId(pub [u8; 16]);
 
 /// An alert id string is not 26 Crockford base32 characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an alert id (26 characters of 0-9 and A-Z without I, L, O, U)")]
+#[error(
+    "{0:?} is not an alert id (26 characters of 0-9 and A-Z without I, L, O, U, the first one 0-7)"
+)]
 pub struct AlertIdError(pub String);
 
 impl AlertId {

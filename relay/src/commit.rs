@@ -110,6 +110,26 @@ pub enum Route {
     FollowUp(Arc<Agreement>),
 }
 
+/// What a follow-up does, as a verb: "update", "mark as located", "cancel".
+fn verb(k: Kind) -> &'static str {
+    match k {
+        Kind::Alert => "post",
+        Kind::Update => "update",
+        Kind::Located => "mark as located",
+        Kind::Cancel => "cancel",
+    }
+}
+
+/// The same as a past participle: "updated", "marked as located", "cancelled".
+fn participle(k: Kind) -> &'static str {
+    match k {
+        Kind::Alert => "posted",
+        Kind::Update => "updated",
+        Kind::Located => "marked as located",
+        Kind::Cancel => "cancelled",
+    }
+}
+
 /// Errors that stop the commit thread (and the relay): nothing after them is acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -942,7 +962,8 @@ impl Committer {
                         ErrorCode::NotOwner,
                         format!(
                             "{principal}: only party {} may {} alert {root}; nothing was posted",
-                            t.sender_party, draft.kind
+                            t.sender_party,
+                            verb(draft.kind)
                         ),
                     );
                     return self.refuse_post(
@@ -956,14 +977,15 @@ impl Committer {
                     let e = RelayError::new(
                         ErrorCode::Closed,
                         format!(
-                            "{principal}: alert {root} is {} and takes no {}; nothing was posted",
-                            t.state, draft.kind
+                            "{principal}: alert {root} is already {}: it cannot be {} any more; nothing was posted",
+                            t.state,
+                            participle(draft.kind)
                         ),
                     );
                     return self.refuse_post(
                         reply,
                         after,
-                        refused(RefusalReason::UnknownAlert, e.message.clone(), None, &draft),
+                        refused(RefusalReason::Closed, e.message.clone(), None, &draft),
                         e,
                     );
                 }

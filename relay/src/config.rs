@@ -321,6 +321,34 @@ impl RelayConfig {
                 .parse()
                 .map_err(|_| ConfigError::Missing("listen"))?,
         };
+        let l = &fc.limits;
+        for (key, v) in [
+            ("limits.max_connections", l.max_connections as u64),
+            (
+                "limits.max_connections_per_principal",
+                l.max_connections_per_principal as u64,
+            ),
+            (
+                "limits.max_streams_per_connection",
+                u64::from(l.max_streams_per_connection),
+            ),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.frame_timeout_secs", l.frame_timeout_secs),
+            (
+                "limits.max_in_flight_per_stream",
+                l.max_in_flight_per_stream as u64,
+            ),
+            ("limits.mailbox_max", l.mailbox_max as u64),
+            ("commit.max_batch", fc.commit.max_batch as u64),
+            ("commit.queue", fc.commit.queue as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    path: file.map(Path::to_owned).unwrap_or_default(),
+                    message: format!("{key} is 0: it must be at least 1 (only limits.posts_per_minute = 0 means no limit)"),
+                });
+            }
+        }
         Ok(RelayConfig {
             listen,
             data_dir: o

@@ -124,9 +124,25 @@ async fn reload_inner(
             .map_err(|e| keep(format!("{}: {e}", cfg.pki.crl.display())))?;
         revoked.extend(info.revoked.into_iter().map(|r| r.serial));
     }
-    *shared.revoked.write().unwrap_or_else(|p| p.into_inner()) = revoked.clone();
     let old = shared.agreement();
     let changed = old.sha256 != agreement.sha256;
+    if agreement.id != old.id {
+        return Err(keep(format!(
+            "{}: agreement {} is not {}: this relay and its log serve {} (another agreement needs another relay)",
+            cfg.agreement.display(),
+            agreement.id,
+            old.id,
+            old.id
+        )));
+    }
+    if changed && agreement.version <= old.version {
+        return Err(keep(format!(
+            "{}: the agreement changed but its version is {} (in force: v{}); an amendment takes a higher version",
+            cfg.agreement.display(),
+            agreement.version,
+            old.version
+        )));
+    }
     let name = format!(
         "{} v{} (sha256 {})",
         agreement.id,
@@ -145,6 +161,7 @@ async fn reload_inner(
             .map_err(|e| keep(e.to_string()))?;
         *shared.agreement.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(agreement);
     }
+    *shared.revoked.write().unwrap_or_else(|p| p.into_inner()) = revoked.clone();
     endpoint.set_server_config(Some(server_config));
     let agreement = shared.agreement();
     let mut cut = Vec::new();

@@ -286,6 +286,29 @@ impl Relay {
     pub async fn start(cfg: RelayConfig, clock: Arc<dyn Clock>) -> Result<Relay, RelayError> {
         let agreement = load_agreement(&cfg.agreement)?;
         let pki = Pki::load(&cfg.pki)?;
+        // A relay certificate out of its dates serves nobody: say so at start, not in
+        // every node's handshake.
+        if let Some(leaf) = pki.cert_chain.first() {
+            if let Ok(info) = filet_certs::describe(leaf.as_ref()) {
+                let now = time::OffsetDateTime::now_utc();
+                if now > info.not_after || now < info.not_before {
+                    return Err(RelayError::Identity(IdentityError::Load(format!(
+                        "{}: the relay certificate is valid from {} to {}, not now: issue a new one (filet-certs relay --force) and restart",
+                        cfg.pki.cert.display(),
+                        info.not_before,
+                        info.not_after
+                    ))));
+                }
+                let days_left = (info.not_after - now).whole_days();
+                if days_left < 30 {
+                    warn!(
+                        "{}: the relay certificate expires in {days_left} days ({}); renew it",
+                        cfg.pki.cert.display(),
+                        info.not_after
+                    );
+                }
+            }
+        }
         let server_config = identity::server_config(&pki, &cfg.limits)?;
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| data_err(&cfg.data_dir, e))?;
         let keys = Keys::load_or_create(&cfg.data_dir, cfg.audit.origin.as_deref(), &agreement.id)?;

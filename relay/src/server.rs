@@ -160,6 +160,12 @@ async fn connection(
     };
     let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
         Ok(Ok(c)) => c,
+        Ok(Err(quinn::ConnectionError::ConnectionClosed(c))) => {
+            // The node ended the handshake: it refused this relay (its certificate, name
+            // or CA). Not a refusal by the relay, so not audited as one.
+            warn!(%remote, "a node ended the TLS handshake: {c} (it refused the relay's certificate?)");
+            return;
+        }
         Ok(Err(e)) => {
             let mut detail = format!("TLS handshake from {remote} failed: {e}");
             // An unauthenticated peer must not grow the audit log at the rate it can make

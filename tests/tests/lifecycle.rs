@@ -286,7 +286,8 @@ async fn another_party_posting_an_update_located_or_cancel_is_refused_as_not_own
     for (kind, draft) in attempts {
         let e = refusal(rts.post(draft).await);
         let message = format!(
-            "DPJ/RTS/dpj-rts-01: only party SPVQ may {kind} alert {id}; nothing was posted"
+            "DPJ/RTS/dpj-rts-01: only party SPVQ may {} alert {id}; nothing was posted",
+            verb(kind)
         );
         assert_refusal(&e, ErrorCode::NotOwner, &message);
         messages.push(message);
@@ -391,7 +392,8 @@ async fn a_located_alert_is_closed_and_refuses_every_further_follow_up() {
             &e,
             ErrorCode::Closed,
             &format!(
-                "SPVQ/ESM/spvq-esm-01: alert {id} is located and takes no {kind}; nothing was posted"
+                "SPVQ/ESM/spvq-esm-01: alert {id} is already located: it cannot be {} any more; nothing was posted",
+                participle(kind)
             ),
         );
     }
@@ -408,8 +410,7 @@ async fn a_located_alert_is_closed_and_refuses_every_further_follow_up() {
             _ => unreachable!(),
         })
         .collect();
-    // `unknown_alert` covers "does not exist or is closed" (proto::audit::RefusalReason).
-    assert_eq!(reasons, [RefusalReason::UnknownAlert; 3]);
+    assert_eq!(reasons, [RefusalReason::Closed; 3]);
     close_all([esm, table]).await;
     relay.stop().await;
 }
@@ -475,7 +476,7 @@ async fn a_cancel_needs_a_reason_and_filet_cancel_with_a_reason_closes_the_alert
         &e,
         ErrorCode::Closed,
         &format!(
-            "SPVQ/ESM/spvq-esm-01: alert {id} is cancelled and takes no update; nothing was posted"
+            "SPVQ/ESM/spvq-esm-01: alert {id} is already cancelled: it cannot be updated any more; nothing was posted"
         ),
     );
     esm.close().await;
@@ -514,7 +515,7 @@ async fn an_alert_past_its_expiry_is_logged_expired_leaves_every_mailbox_and_tak
         &e,
         ErrorCode::Closed,
         &format!(
-            "SPVQ/ESM/spvq-esm-01: alert {id} is expired and takes no update; nothing was posted"
+            "SPVQ/ESM/spvq-esm-01: alert {id} is already expired: it cannot be updated any more; nothing was posted"
         ),
     );
     let (d, _) = esm.get_alert(id).await.unwrap();
@@ -1163,5 +1164,25 @@ proptest! {
                 .await
                 .unwrap_or_else(|_| panic!("the case did not finish within {CASE_LIMIT:?}"))
         });
+    }
+}
+
+/// A follow-up's verb in the relay's messages.
+fn verb(k: Kind) -> &'static str {
+    match k {
+        Kind::Alert => "post",
+        Kind::Update => "update",
+        Kind::Located => "mark as located",
+        Kind::Cancel => "cancel",
+    }
+}
+
+/// The same as a past participle.
+fn participle(k: Kind) -> &'static str {
+    match k {
+        Kind::Alert => "posted",
+        Kind::Update => "updated",
+        Kind::Located => "marked as located",
+        Kind::Cancel => "cancelled",
     }
 }
