@@ -183,6 +183,14 @@ enum AuditCommand {
         /// table, csv or json.
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// Only the alerts about this file number (subject.reference): who was told about
+        /// it, when, under which rule. Needs --subject-ref-key.
+        #[arg(long, requires = "subject_ref_key")]
+        subject_ref: Option<String>,
+        /// The relay's subject-reference key (its DATA/keys/subject-ref.key), given to the
+        /// auditors who may ask about a file.
+        #[arg(long)]
+        subject_ref_key: Option<PathBuf>,
     },
 }
 
@@ -812,6 +820,8 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
             party,
             unacked_after,
             format,
+            subject_ref,
+            subject_ref_key,
         } => {
             audit_dir::verify(dir, None)?;
             let entries = audit_dir::AuditDir::open(dir)?.entries()?;
@@ -821,6 +831,15 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
                 party: party.clone(),
                 unacked_after_ms: unacked_after.saturating_mul(60_000),
                 now: Timestamp::now(),
+                subject_ref: match (subject_ref, subject_ref_key) {
+                    (Some(r), Some(k)) => {
+                        let key = std::fs::read(k).map_err(|e| {
+                            InputError(format!("--subject-ref-key {}: {e}", k.display()))
+                        })?;
+                        Some(report::subject_ref(&key, r.trim()))
+                    }
+                    _ => None,
+                },
             };
             let r = report::build(&entries, &o);
             match (format, cli.json) {

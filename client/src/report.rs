@@ -26,6 +26,16 @@ pub struct ReportOptions {
     pub unacked_after_ms: i64,
     /// The time "now" for disclosures never acknowledged.
     pub now: Timestamp,
+    /// Only the alerts about this subject: `HMAC-SHA256(relay key, subject.reference)`, hex,
+    /// as the `posted` entries hold it (see [`subject_ref`]); their follow-ups included.
+    pub subject_ref: Option<String>,
+}
+
+/// The keyed hash the log holds for a subject reference, from the relay's key
+/// (`DATA/keys/subject-ref.key`, given to the auditor who may ask "who was told about file
+/// X"): the same `HMAC-SHA256` as the relay's.
+pub fn subject_ref(key: &[u8], reference: &str) -> String {
+    filet_proto::audit::subject_ref_mac(key, reference)
 }
 
 /// One row of the disclosure counts.
@@ -127,6 +137,26 @@ pub fn build(entries: &[Entry], o: &ReportOptions) -> Report {
             _ => {}
         }
     }
+    // The alerts of one subject, and their follow-ups.
+    let about: Option<HashSet<AlertId>> = o.subject_ref.as_ref().map(|mac| {
+        let mut ids = HashSet::new();
+        for e in entries {
+            if let Event::Posted {
+                alert,
+                references,
+                subject_ref,
+                ..
+            } = &e.event
+            {
+                if subject_ref.as_deref() == Some(mac.as_str())
+                    || references.is_some_and(|r| ids.contains(&r))
+                {
+                    ids.insert(*alert);
+                }
+            }
+        }
+        ids
+    });
     let mut r = Report {
         voided: voided.len() as u64,
         ..Report::default()
@@ -140,6 +170,11 @@ pub fn build(entries: &[Entry], o: &ReportOptions) -> Report {
         }
         if e.event.alert().is_some_and(|a| voided.contains(&a)) {
             continue;
+        }
+        if let Some(ids) = &about {
+            if !e.event.alert().is_some_and(|a| ids.contains(&a)) {
+                continue;
+            }
         }
         r.entries += 1;
         match &e.event {
@@ -522,6 +557,7 @@ mod tests {
             party: None,
             unacked_after_ms: 60 * 60_000,
             now: t(300),
+            subject_ref: None,
         }
     }
 
@@ -553,6 +589,31 @@ mod tests {
             ),
             "{csv}"
         );
+    }
+
+    #[test]
+    fn answers_who_was_told_about_one_file_with_the_key() {
+        let key = [7u8; 32];
+        let mut es = entries();
+        if let Event::Posted { subject_ref, .. } = &mut es[0].event {
+            *subject_ref = Some(subject_ref_of(&key, "SPVQ-2026-04417"));
+        }
+        let mut o = opts();
+        o.subject_ref = Some(subject_ref(&key, "SPVQ-2026-04417"));
+        let r = build(&es, &o);
+        assert_eq!(r.posts.get("actual"), Some(&1));
+        assert_eq!(
+            r.posts.get("exercise"),
+            None,
+            "the other alert is about another file"
+        );
+        assert_eq!(r.disclosures.len(), 1);
+        o.subject_ref = Some(subject_ref(&key, "SPVQ-2026-00000"));
+        assert_eq!(build(&es, &o).entries, 0);
+    }
+
+    fn subject_ref_of(key: &[u8], r: &str) -> String {
+        filet_proto::audit::subject_ref_mac(key, r)
     }
 
     #[test]

@@ -460,6 +460,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
         party: None,
         unacked_after_ms: 60 * 60_000,
         now: filet_proto::Timestamp::now(),
+        subject_ref: None,
     };
     let report = filet_client::report::build(&entries, &opts);
     t.say(

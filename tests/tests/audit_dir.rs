@@ -854,3 +854,54 @@ async fn filet_audit_prove_shows_a_receipts_disclosure_included_and_an_index_pas
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_auditor_given_the_relays_key_answers_who_was_told_about_one_file_and_only_that_file() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let about = post_runaway(&net, &relay).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut other = runaway();
+    other.content.subject.reference = Some("SPVQ-2026-09999".into());
+    other.to = vec![Selector::Unit("DPJ/RTS".parse().unwrap())];
+    esm.post(other).await.unwrap();
+    esm.close().await;
+    let dir = net.path().join("audit-dir");
+    let out = pull(&net, &relay, "TABLE/CONFORMITE", &dir, &relay.verifier_key).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let key = net.data_dir().join("keys").join("subject-ref.key");
+
+    let out = offline(&[
+        "report",
+        "--dir",
+        path_str(&dir),
+        "--format",
+        "json",
+        "--subject-ref",
+        "SPVQ-2026-04417",
+        "--subject-ref-key",
+        path_str(&key),
+    ]);
+
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    // The runaway alert went to its four units; the other file's alert is not counted.
+    let told: u64 = v["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(told, about.recipients.len() as u64);
+    assert_eq!(v["posts"], json!({"actual": 1}));
+    // Without the key, the question cannot be asked.
+    let out = offline(&[
+        "report",
+        "--dir",
+        path_str(&dir),
+        "--subject-ref",
+        "SPVQ-2026-04417",
+    ]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    relay.stop().await;
+}
