@@ -6,16 +6,19 @@
 //!
 //! 1. decides each op against its private index (idempotency, mailbox limits, acks) and
 //!    appends the audit entries;
-//! 2. writes the entries and `fdatasync`s the audit log, then signs a checkpoint of the new
-//!    tree size;
-//! 3. writes the alert records and the audit watermark to sled, `flush`es it and
-//!    `fdatasync`s its file;
-//! 4. only then publishes new mailbox entries to the [`Hub`] (log before disclose) and
-//!    answers every op of the batch.
+//! 2. writes the entries and `fdatasync`s the audit log, and records in `store.mark` that
+//!    the previous batch is in the store;
+//! 3. writes the alert records (one atomic sled batch), acknowledgements and the audit
+//!    watermark to sled, `flush`es it and `fdatasync`s its file;
+//! 4. signs a checkpoint of the new tree size, then publishes new mailbox entries to the
+//!    [`Hub`] (log before disclose) and answers every op of the batch.
 //!
-//! Step 2 before step 3 means a store record never exists without its durable audit
-//! entries. A crash between them leaves audit entries of posts the store does not hold:
-//! at start-up those posts are marked `voided` (see [`recover`]). No lock is held across
+//! Steps 2 and 3 run in parallel when the batch only adds (new posts, acknowledgements,
+//! deliveries): a crash may then leave store records or acknowledgements without durable
+//! audit entries, which start-up removes (no receipt depended on them), or audit entries
+//! of posts the store does not hold, which start-up marks `voided`. A batch that rewrites
+//! alerts committed earlier (follow-ups, expiry, purge) runs step 3 after step 2, so the
+//! store never holds a change the log does not (see [`recover`]). No lock is held across
 //! I/O: the thread owns the log and the store writer outright.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -35,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit_log::{AuditLog, AuditLogError};
 use crate::clock::Clock;
 use crate::hub::{Hub, ThreadView};
-use crate::store::{AckRecord, AlertRecord, RecipientRecord, Store, StoreError};
+use crate::store::{AckRecord, AlertRecord, RecipientRecord, Store, StoreError, StoreMark};
 
 /// A request to the commit thread.
 pub enum Op {
@@ -391,6 +394,11 @@ pub struct Committer {
     /// The size and checkpoint of the last durable batch, recorded in the store with the
     /// next one.
     last_durable: Option<(u64, String)>,
+    /// `store.mark`: the audit size below which every post is durable in the store.
+    mark: StoreMark,
+    /// This batch rewrites alerts committed earlier (a follow-up, an expiry, a purge): its
+    /// store writes must wait for its audit entries (see [`Committer::durable`]).
+    rewrites: bool,
 }
 
 /// Counters the benchmark and metrics read.
@@ -451,6 +459,7 @@ impl Committer {
         clock: Arc<dyn Clock>,
         cfg: CommitConfig,
         metrics: Arc<crate::metrics::Metrics>,
+        mark: StoreMark,
     ) -> Self {
         Committer {
             log,
@@ -470,6 +479,8 @@ impl Committer {
             changed_threads: Vec::new(),
             entropy: Vec::new(),
             last_durable: None,
+            mark,
+            rewrites: false,
         }
     }
 
@@ -497,10 +508,13 @@ impl Committer {
             software: format!("filet-relay {}", env!("CARGO_PKG_VERSION")),
         })?;
         self.durable(&HashMap::new())?;
-        if let Some((size, note)) = &self.last_durable {
-            self.store.set_audit_state(*size, note)?;
+        if let Some((size, note)) = self.last_durable.clone() {
+            self.store.set_audit_state(size, &note)?;
+            self.store.flush()?;
+            self.mark.set(size)?;
+        } else {
+            self.store.flush()?;
         }
-        self.store.flush()?;
         Ok(())
     }
 
@@ -530,33 +544,57 @@ impl Committer {
     /// store records or acknowledgements whose audit entries were not synced: start-up
     /// recovery removes them (no receipt depended on them). The store records the
     /// checkpoint of the previous batch (whose audit entries were synced then): the one
-    /// it holds never covers more than the log.
+    /// it holds never covers more than the log. The helper thread also records in
+    /// `store.mark` that the previous batch is in the store.
+    ///
+    /// A batch that rewrites alerts committed earlier (a follow-up changes its original's
+    /// state, an expiry, a purge) writes the store only after its audit entries are
+    /// durable: removing a rewritten record would lose the alert, so the store must never
+    /// hold a change the log does not. Its records go to sled in one atomic batch; after
+    /// a crash between the two steps, [`recover`] finds the log ahead of the store and
+    /// voids or re-applies what the log holds. sled's own background flush (every
+    /// 500 ms) cannot reorder this: nothing reaches sled before the audit sync.
     fn durable(&mut self, records: &HashMap<AlertId, AlertRecord>) -> Result<String, CommitError> {
         let started = std::time::Instant::now();
         let previous = self.last_durable.clone();
+        let stored_below = previous.as_ref().map(|(size, _)| *size);
         let acks = std::mem::take(&mut self.acks);
-        let (log, store) = (&mut self.log, &mut self.store);
-        let (audit, stored) = std::thread::scope(|sc| {
-            let audit = sc.spawn(|| log.commit());
-            let stored = (|| -> Result<(), StoreError> {
-                for rec in records.values() {
-                    store.put(rec)?;
-                }
-                for (alert, unit, ack) in &acks {
-                    store.put_ack(alert, unit, ack)?;
-                }
-                if let Some((size, note)) = &previous {
-                    store.set_audit_state(*size, note)?;
-                }
-                store.flush()
-            })();
-            (audit.join(), stored)
-        });
-        let size = match audit {
-            Ok(r) => r?,
-            Err(_) => return Err(CommitError::Sign("the audit log writer panicked".into())),
+        let serial = std::mem::take(&mut self.rewrites);
+        let (log, store, mark) = (&mut self.log, &mut self.store, &mut self.mark);
+        let mut sync_log = move || -> Result<u64, CommitError> {
+            let size = log.commit()?;
+            if let Some(s) = stored_below {
+                mark.set(s)?;
+            }
+            Ok(size)
         };
-        stored?;
+        let mut write_store = move || -> Result<(), StoreError> {
+            store.put_all(records.values())?;
+            for (alert, unit, ack) in &acks {
+                store.put_ack(alert, unit, ack)?;
+            }
+            if let Some((size, note)) = &previous {
+                store.set_audit_state(*size, note)?;
+            }
+            store.flush()
+        };
+        let size = if serial {
+            let size = sync_log()?;
+            write_store()?;
+            size
+        } else {
+            let (audit, stored) = std::thread::scope(|sc| {
+                let audit = sc.spawn(sync_log);
+                let stored = write_store();
+                (audit.join(), stored)
+            });
+            let size = match audit {
+                Ok(r) => r?,
+                Err(_) => return Err(CommitError::Sign("the audit log writer panicked".into())),
+            };
+            stored?;
+            size
+        };
         let root = self.log.root(size)?;
         let cp = Checkpoint {
             origin: self.origin.clone(),
@@ -1175,6 +1213,7 @@ impl Committer {
                 self.index.reschedule(root);
                 records.insert(root, orig);
                 self.changed_threads.push(root);
+                self.rewrites = true;
             }
         }
         Ok(())
@@ -1222,6 +1261,7 @@ impl Committer {
             self.index.reschedule(root);
             records.insert(root, orig);
             self.changed_threads.push(root);
+            self.rewrites = true;
             // Expired alerts are no longer delivered: out of every mailbox.
             for m in members {
                 for (unit, seq) in self.index.unpend(&m) {
@@ -1264,6 +1304,7 @@ impl Committer {
                     after.push(After::Unpublish { unit, seq });
                 }
                 records.insert(m, rec);
+                self.rewrites = true;
             }
             if let Some(t) = self.index.threads.get_mut(&root) {
                 t.purged = true;
@@ -1351,16 +1392,34 @@ pub struct Recovered {
 /// synced: the caller syncs) for posts the log holds but the store does not.
 ///
 /// Invariant restored: every store record has durable audit entries; every `posted`
-/// entry has a store record or a later `voided` entry.
+/// entry has a store record or a later `voided` entry; every durable `expired` and
+/// `purged` entry is applied to its record (a crash after the audit sync of a batch that
+/// rewrote alerts, before its store write, leaves them in the log only: they are applied
+/// again here, not logged twice).
+///
+/// `stored_below` is what `store.mark` says: every post below that audit index reached
+/// the store, so one missing from it means the store lost data.
 ///
 /// # Errors
-/// Storage errors, or a damaged record.
+/// Storage errors, a damaged record, or a store that lacks posts whose receipt was given
+/// ([`CommitError::StoreDamaged`]).
 pub fn recover(
     c: &mut Committer,
     facts: &crate::audit_log::LogFacts,
+    stored_below: Option<u64>,
 ) -> Result<Recovered, CommitError> {
     let mut out = Recovered::default();
     let size = c.log.size();
+    if let Some(m) = stored_below.filter(|m| *m > size) {
+        return Err(CommitError::StoreDamaged(format!(
+            "store.mark says the alert store holds every post of the first {m} audit entries, but the audit log holds only {size}: the audit log lost entries; restore the data directory from a backup"
+        )));
+    }
+    // Posts at or below this index are known to have reached the store.
+    let proven = facts
+        .proven
+        .max(stored_below.and_then(|m| m.checked_sub(1)));
+    let tail = log_tail(c, stored_below)?;
     let mut to_drop = Vec::new();
     let mut publish = Vec::new();
     let size_now = c.log.size();
@@ -1376,11 +1435,17 @@ pub fn recover(
         c.store.remove_ack(alert, unit)?;
     }
     let mut follow_ups = Vec::new();
+    let mut reapplied = Vec::new();
     for rec in c.store.iter() {
         let mut rec = rec?;
         for r in rec.recipients.iter_mut() {
             if let Some(a) = acks.get(&(rec.envelope.id, r.unit.clone())) {
                 r.acked = Some(a.clone());
+            }
+        }
+        if let Some(changes) = tail.get(&rec.envelope.id) {
+            if reapply(&mut rec, changes) {
+                reapplied.push(rec.clone());
             }
         }
         let max_index = rec
@@ -1427,6 +1492,12 @@ pub fn recover(
     for id in &to_drop {
         c.store.remove(id)?;
     }
+    // Made durable by the caller's sync, with the start-up entries.
+    c.store.put_all(
+        reapplied
+            .iter()
+            .filter(|r| !to_drop.contains(&r.envelope.id)),
+    )?;
     out.dropped_records = to_drop.len();
     // Posts the log holds but the store does not. After a crash only the last batch can
     // be missing (each batch reaches the store before the next one starts), and nothing
@@ -1438,12 +1509,12 @@ pub fn recover(
         if c.index.alerts.contains_key(alert) || facts.voided.contains(alert) {
             continue;
         }
-        if facts.proven.is_some_and(|p| *i <= p) {
+        if proven.is_some_and(|p| *i <= p) {
             let missing = facts
                 .posted
                 .iter()
                 .filter(|(j, a)| {
-                    facts.proven.is_some_and(|p| *j <= p)
+                    proven.is_some_and(|p| *j <= p)
                         && !c.index.alerts.contains_key(a)
                         && !facts.voided.contains(a)
                 })
@@ -1473,6 +1544,79 @@ pub fn recover(
         c.hub.add(&unit, seq, rec);
     }
     Ok(out)
+}
+
+/// A change to an alert that a durable audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Logged {
+    Expired,
+    Purged,
+}
+
+/// The `expired` and `purged` entries of the log's tail: from the audit size the store
+/// last recorded (or `store.mark`, if lower), the batches whose store write a crash may
+/// have cut. After a clean stop the tail is empty.
+fn log_tail(
+    c: &Committer,
+    stored_below: Option<u64>,
+) -> Result<HashMap<AlertId, Vec<(Timestamp, Logged)>>, CommitError> {
+    let (recorded, _) = c.store.audit_state()?;
+    let from = stored_below.map_or(recorded, |m| m.min(recorded));
+    let reader = c.log.reader();
+    let mut tail: HashMap<AlertId, Vec<(Timestamp, Logged)>> = HashMap::new();
+    for i in from..c.log.size() {
+        let bytes = reader.entry(i)?;
+        let Ok(e) = Entry::from_bytes(&bytes) else {
+            continue;
+        };
+        match e.event {
+            Event::Expired { alert, .. } => {
+                tail.entry(alert)
+                    .or_default()
+                    .push((e.time, Logged::Expired));
+            }
+            Event::Purged { alert, .. } => {
+                tail.entry(alert)
+                    .or_default()
+                    .push((e.time, Logged::Purged));
+            }
+            _ => {}
+        }
+    }
+    Ok(tail)
+}
+
+/// Applies to `rec` the logged changes it does not show yet, as the timers do; returns
+/// whether it changed.
+fn reapply(rec: &mut AlertRecord, changes: &[(Timestamp, Logged)]) -> bool {
+    let mut changed = false;
+    for (at, what) in changes {
+        match what {
+            Logged::Expired if !rec.state.is_closed() => {
+                rec.state = AlertState::Expired;
+                rec.closed_at = Some(*at);
+                rec.history.push(HistoryItem {
+                    kind: None,
+                    id: rec.envelope.id,
+                    at: *at,
+                    note: None,
+                });
+                changed = true;
+            }
+            Logged::Purged if !rec.purged => {
+                rec.content = None;
+                rec.note = None;
+                rec.salt = [0; 32];
+                rec.purged = true;
+                for h in rec.history.iter_mut() {
+                    h.note = None;
+                }
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    changed
 }
 
 impl Committer {

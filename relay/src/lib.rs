@@ -55,7 +55,7 @@ use crate::hub::Hub;
 use crate::identity::{IdentityError, Pki};
 use crate::ratelimit::RateLimiter;
 use crate::server::Shared;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreMark};
 
 /// Why the relay cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -322,6 +322,7 @@ impl Relay {
             );
         }
         let store = Store::open(&cfg.data_dir.join("store"))?;
+        let (mark, stored_below) = StoreMark::open(&cfg.data_dir.join("store.mark"))?;
         let (_watermark, checkpoint) = store.audit_state()?;
         if let Some(note) = &checkpoint {
             let verifier = NoteVerifier::parse(&verifier_key)
@@ -366,8 +367,9 @@ impl Relay {
                 mailbox_max: cfg.limits.mailbox_max,
             },
             metrics.clone(),
+            mark,
         );
-        let recovered = commit::recover(&mut committer, &rec.facts)?;
+        let recovered = commit::recover(&mut committer, &rec.facts, stored_below)?;
         if recovered.dropped_records > 0 || !recovered.voided.is_empty() {
             warn!(
                 "recovered after an unclean stop: {} store records without durable audit entries removed, {} posts voided",

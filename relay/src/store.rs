@@ -39,6 +39,14 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `store.mark` cannot be read or written, or is damaged.
+    #[error("{path}: {problem}")]
+    Mark {
+        /// The mark file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// A record cannot be decoded.
     #[error("alert store record {key} is damaged: {problem}")]
     Corrupt {
@@ -214,6 +222,28 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the alerts of one group commit in one sled batch (not durable until
+    /// [`Store::flush`]). sled applies a batch atomically, also across a crash: after a
+    /// restart the store holds all of these records or none of them, never half of a
+    /// batch that rewrote an alert and its follow-up.
+    ///
+    /// # Errors
+    /// sled errors; encoding errors as [`StoreError::Corrupt`].
+    pub fn put_all<'a>(&self, records: impl IntoIterator<Item = &'a AlertRecord>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for rec in records {
+            let bytes = codec::encode_value(rec).map_err(|e| StoreError::Corrupt {
+                key: rec.envelope.id.to_string(),
+                problem: e.to_string(),
+            })?;
+            batch.insert(&rec.envelope.id.0, bytes);
+        }
+        self.alerts
+            .apply_batch(batch)
+            .map_err(sled_err(&self.path))?;
+        Ok(())
+    }
+
     /// Records a unit's acknowledgement of an alert, under its own key (alert id ‖ unit),
     /// so that the alert's record is not rewritten (not durable until [`Store::flush`]).
     ///
@@ -351,5 +381,165 @@ impl Store {
             })?;
         }
         Ok(())
+    }
+}
+
+/// `store.mark`, beside the store: the audit log size below which every post is known to
+/// be in the alert store (the size after the last group commit whose store `flush`
+/// completed). It lives outside sled on purpose: a store that lost data (a truncated or
+/// damaged `db`, an older copy put back) also loses whatever it says about itself, but
+/// not this file, so start-up can tell "the last batch was cut by a crash" (its posts are
+/// voided: no receipt was given) from "the store lost posts whose receipt was given"
+/// (the relay refuses to start).
+///
+/// Format: 24 bytes, `FILETMK1` ‖ size (u64 big-endian) ‖ the first 8 bytes of
+/// SHA-256(`FILETMK1` ‖ size), overwritten in place and `fdatasync`ed.
+pub struct StoreMark {
+    path: PathBuf,
+    file: File,
+    written: Option<u64>,
+}
+
+const MARK_MAGIC: &[u8; 8] = b"FILETMK1";
+
+fn mark_bytes(size: u64) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(MARK_MAGIC);
+    b[8..16].copy_from_slice(&size.to_be_bytes());
+    let d = ring::digest::digest(&ring::digest::SHA256, &b[..16]);
+    b[16..].copy_from_slice(&d.as_ref()[..8]);
+    b
+}
+
+impl StoreMark {
+    /// Opens (or creates) the mark at `path` and returns what it says: `None` for a new
+    /// file (a new data directory, or one written by a version without the mark).
+    ///
+    /// # Errors
+    /// [`StoreError::Mark`] for I/O errors and for a file that is not a valid mark
+    /// (naming the file and what to do).
+    pub fn open(path: &Path) -> Result<(StoreMark, Option<u64>)> {
+        let io = |e: std::io::Error| StoreError::Mark {
+            path: path.to_owned(),
+            problem: e.to_string(),
+        };
+        let existed = path.exists();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        if !existed {
+            // Make the new name durable, so the mark cannot vanish with a power loss.
+            if let Some(dir) = path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        let said = if bytes.is_empty() {
+            None
+        } else {
+            let damaged = |what: &str| {
+                StoreError::Mark {
+                path: path.to_owned(),
+                problem: format!(
+                    "damaged ({what}); it says up to which audit entry the alert store holds every post: restore the data directory from a backup, or remove the file to check the store against deliveries and acknowledgements only"
+                ),
+            }
+            };
+            let b: [u8; 24] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| damaged(&format!("{} bytes, expected 24", bytes.len())))?;
+            let size = u64::from_be_bytes(b[8..16].try_into().unwrap_or([0; 8]));
+            if &b[..8] != MARK_MAGIC || mark_bytes(size) != b {
+                return Err(damaged("its magic or checksum is wrong"));
+            }
+            Some(size)
+        };
+        Ok((
+            StoreMark {
+                path: path.to_owned(),
+                file,
+                written: said,
+            },
+            said,
+        ))
+    }
+
+    /// Records that every post of the first `size` audit entries is durable in the
+    /// store, and `fdatasync`s it. Nothing is written when `size` is what the file says.
+    ///
+    /// # Errors
+    /// [`StoreError::Mark`] for I/O errors.
+    pub fn set(&mut self, size: u64) -> Result<()> {
+        if self.written == Some(size) {
+            return Ok(());
+        }
+        use std::os::unix::fs::FileExt;
+        let io = |e: std::io::Error| StoreError::Mark {
+            path: self.path.clone(),
+            problem: e.to_string(),
+        };
+        self.file.write_all_at(&mark_bytes(size), 0).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.written = Some(size);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_new_mark_says_nothing_and_a_set_one_is_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.mark");
+        let (mut mark, said) = StoreMark::open(&path).unwrap();
+        assert_eq!(said, None);
+        mark.set(41).unwrap();
+        mark.set(1_000_003).unwrap();
+        drop(mark);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"FILETMK1");
+        assert_eq!(bytes[8..16], 1_000_003u64.to_be_bytes());
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(StoreMark::open(&path).unwrap().1, Some(1_000_003));
+    }
+
+    #[test]
+    fn a_damaged_mark_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.mark");
+        StoreMark::open(&path).unwrap().0.set(7).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for (what, bytes) in [
+            ("a flipped size bit", {
+                let mut b = good.clone();
+                b[15] ^= 1;
+                b
+            }),
+            ("a cut file", good[..20].to_vec()),
+            ("another magic", {
+                let mut b = good.clone();
+                b[0] = b'X';
+                b
+            }),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let Err(e) = StoreMark::open(&path) else {
+                panic!("{what}: accepted");
+            };
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&path.display().to_string()),
+                "{what}: {msg}"
+            );
+            assert!(msg.contains("damaged"), "{what}: {msg}");
+        }
     }
 }

@@ -1194,3 +1194,22 @@ impl ChildRelay {
         }
     }
 }
+
+/// Copies a directory tree (files and subdirectories) from `from` to a new `to`: a
+/// snapshot of a stopped relay's store, to put back later.
+///
+/// # Panics
+/// On I/O errors (tests only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("a directory entry");
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}

@@ -745,3 +745,54 @@ async fn an_alert_store_with_flipped_bytes_is_refused_or_fully_recovered() {
 
     assert_recovers_or_refuses(&net, &receipts, "bytes flipped in store/db").await;
 }
+
+/// After a SIGKILL, posts nobody has received yet prove nothing about the store: no
+/// `delivered`, `acknowledged` or `relay_stopped` entry follows them. If the store then
+/// lacks them (an older copy put back, or sled losing its tail), the relay cannot tell that
+/// from a crash that cut the last batch, unless something outside sled says how far the
+/// store had got: `store.mark`. The relay refuses to start instead of voiding posts whose
+/// receipt was given.
+#[tokio::test]
+async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after_a_sigkill() {
+    let net = Arc::new(TestNet::new());
+    let relay = start_child(&net).await;
+    blocking(move || relay.kill()).await;
+    let store = net.data_dir().join("store");
+    let before = net.path().join("store-before-posts");
+    copy_dir(&store, &before);
+
+    let relay = start_child(&net).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut receipts = Vec::new();
+    // One post per group commit; the mark written with each batch covers the one before,
+    // so the last post is the one a crash could have cut.
+    for i in 0..4 {
+        receipts.push(
+            esm.post(alert(Category::Runaway, &format!("LOST-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    esm.close().await;
+    blocking(move || relay.kill()).await;
+    std::fs::remove_dir_all(&store).unwrap();
+    copy_dir(&before, &store);
+
+    match try_start(&net).await {
+        ChildStart::Exited(code, stderr) => {
+            assert_eq!(code, Some(1), "{stderr}");
+            let first = receipts[0].alert;
+            assert!(
+                stderr.contains("the alert store lacks 3 post(s) whose receipt was given")
+                    && stderr.contains(&format!("the first: alert {first}"))
+                    && stderr.contains("restore the data directory from a backup"),
+                "{stderr}"
+            );
+        }
+        ChildStart::Serving(relay) => {
+            let stderr = relay.stderr();
+            drop(relay);
+            panic!("the relay started on a store that lost 4 receipted posts:\n{stderr}");
+        }
+    }
+}

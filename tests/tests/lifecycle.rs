@@ -1186,3 +1186,65 @@ fn participle(k: Kind) -> &'static str {
         Kind::Cancel => "cancelled",
     }
 }
+
+/// A batch that expires or purges an alert writes the store only after its audit entries
+/// are durable (relay/src/commit.rs, `Committer::durable`): a crash between the two
+/// leaves the change in the log and not in the store. Simulated here by putting back a
+/// copy of the store taken before the timers ran. At start-up the relay applies the
+/// logged expiry and purge to the record (the alert leaves the mailbox at once, its
+/// content is erased) instead of logging either a second time.
+#[tokio::test]
+async fn an_expiry_and_a_purge_the_store_missed_are_applied_at_start_up_not_logged_twice() {
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let start = || TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone()));
+    let relay = start().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
+    esm.close().await;
+    relay.stop().await;
+    let store = net.data_dir().join("store");
+    let before = net.path().join("store-before-timers");
+    copy_dir(&store, &before);
+
+    let relay = start().await;
+    clock.advance(72 * HOUR_MS + 1000);
+    relay.run_timers().await;
+    clock.advance(90 * DAY_MS + 1000);
+    relay.run_timers().await;
+    relay.stop().await;
+    std::fs::remove_dir_all(&store).unwrap();
+    copy_dir(&before, &store);
+
+    let relay = start().await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let waiting: Vec<AlertId> = rts
+        .inbox()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.envelope.id)
+        .collect();
+    assert!(
+        !waiting.contains(&id),
+        "the logged expiry was not applied at start-up: DPJ/RTS still has {id}"
+    );
+    relay.run_timers().await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let of = |name: &str| {
+        events(&log, name)
+            .iter()
+            .filter(|e| e.event.alert() == Some(id))
+            .count()
+    };
+    assert_eq!((of("expired"), of("purged")), (1, 1));
+    close_all([rts, table]).await;
+    relay.stop().await;
+    let store = filet_relay::store::Store::open(&store).unwrap();
+    let rec = store.get(&id).unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.content, rec.salt, rec.purged),
+        (AlertState::Expired, None, [0; 32], true)
+    );
+}
