@@ -510,6 +510,39 @@ fn apply_flags(d: &mut AlertDraft, a: &PostArgs) {
     }
 }
 
+/// The newest content of alert `id`'s thread, for an update given as flags: its latest
+/// update, or the alert itself. Only the unit that posted that message sees all of its
+/// content; any other unit would build an update from a partial view (and silently drop
+/// the fields it cannot see), so it is told to give the whole alert as a file.
+async fn latest_content(node: &Node, id: AlertId) -> Result<filet_proto::Disclosed, Failure> {
+    let (orig, _) = node.get_alert(id).await.map_err(refusal_context)?;
+    let latest_id = orig
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.kind == Some(Kind::Update))
+        .map_or(id, |h| h.id);
+    let latest = if latest_id == id {
+        orig
+    } else {
+        node.get_alert(latest_id).await.map_err(refusal_context)?.0
+    };
+    let me = node.whoami().await?.principal.unit;
+    if latest.envelope.sender.unit != me {
+        let what = if latest_id == id {
+            format!("alert {id}")
+        } else {
+            format!("its latest update {latest_id}")
+        };
+        return Err(InputError(format!(
+            "{me} cannot see all of the content of {what} (posted by {}): write the whole updated alert in a file (the format of `filet post`) and run `filet update {id} FILE`",
+            latest.envelope.sender.unit
+        ))
+        .into());
+    }
+    Ok(latest)
+}
+
 async fn post_and_print(cli: &Cli, node: &Node, draft: AlertDraft) -> Result<(), Failure> {
     if let Err(invalid) = draft.validate(Timestamp::now()) {
         return Err(InputError(format!("invalid alert: {invalid}")).into());
@@ -562,15 +595,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             node.close().await;
         }
         Command::Update { id, args } => {
+            if let Some(f) = args.clear.iter().find(|f| {
+                matches!(
+                    f,
+                    filet_proto::FieldPath::SubjectReference | filet_proto::FieldPath::Contact
+                )
+            }) {
+                return Err(InputError(format!(
+                    "--clear {f}: an update keeps subject.reference and contact (give a new value instead)"
+                ))
+                .into());
+            }
             let node = connect(&cli).await?;
-            let (orig, _) = node.get_alert(*id).await.map_err(refusal_context)?;
             let mut draft = match &args.file {
-                Some(_) => draft_of(args)?,
+                Some(_) => {
+                    node.get_alert(*id).await.map_err(refusal_context)?;
+                    draft_of(args)?
+                }
                 None => {
-                    let mut d = AlertDraft::new(orig.envelope.category, orig.envelope.risk, "", "");
-                    d.content = orig.content.clone();
-                    d.status = orig.envelope.status;
-                    d.language = orig.envelope.language;
+                    let latest = latest_content(&node, *id).await;
+                    let latest = match latest {
+                        Ok(l) => l,
+                        Err(e) => {
+                            node.close().await;
+                            return Err(e);
+                        }
+                    };
+                    let mut d =
+                        AlertDraft::new(latest.envelope.category, latest.envelope.risk, "", "");
+                    d.content = latest.content;
+                    d.status = latest.envelope.status;
+                    d.language = latest.envelope.language;
                     apply_flags(&mut d, args);
                     d
                 }

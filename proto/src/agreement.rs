@@ -572,6 +572,13 @@ impl Agreement {
         d
     }
 
+    /// Whether some rule lets `sender` send alerts of `category` (to anyone).
+    pub fn may_send(&self, sender: &UnitRef, category: Category) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.categories.contains(&category) && r.from.iter().any(|s| s.matches(sender)))
+    }
+
     /// The recipients of a post by `sender` of `category` (SPEC §4). With no explicit
     /// recipients (`to` empty), every unit some rule permits; otherwise exactly the named
     /// units (a party names every unit of the party that some rule permits), each of which

@@ -606,22 +606,28 @@ impl AlertDraft {
     /// normalized draft: text trimmed, `expires_at` filled in (72 h after `now` by default).
     ///
     /// A new alert (`kind = alert`) needs `subject.reference` and `contact` and no
-    /// `references`; `update`, `located` and `cancel` need `references`, and `cancel` needs
-    /// a `note` (the reason).
+    /// `references`; `update`, `located` and `cancel` need `references`; an `update` (which
+    /// replaces the alert's content for its recipients) needs `subject.reference` and
+    /// `contact` too, and `cancel` needs a `note` (the reason).
     ///
     /// # Errors
     /// [`InvalidAlert`] listing each field path and what is wrong with it, e.g.
     /// `subject.description: 291 characters, the limit is 280`.
     pub fn validate(&self, now: Timestamp) -> Result<AlertDraft, InvalidAlert> {
         let mut c = Checker { errors: Vec::new() };
-        let new_alert = self.kind == Kind::Alert;
+        let whole_content = matches!(self.kind, Kind::Alert | Kind::Update);
         match (self.kind, self.references) {
             (Kind::Alert, Some(_)) => c.fail("references", "a new alert refers to no other alert"),
             (k, None) if k != Kind::Alert => c.fail("references", format!("required for kind {k}")),
             _ => {}
         }
         let s = &self.content.subject;
-        let reference = c.text("subject.reference", &s.reference, MAX_REFERENCE, new_alert);
+        let reference = c.text(
+            "subject.reference",
+            &s.reference,
+            MAX_REFERENCE,
+            whole_content,
+        );
         if let Some(r) = &reference {
             if let Some(bad) = r
                 .chars()
@@ -680,7 +686,7 @@ impl AlertDraft {
             MAX_INSTRUCTIONS,
             false,
         );
-        let contact = c.text("contact", &self.content.contact, MAX_CONTACT, new_alert);
+        let contact = c.text("contact", &self.content.contact, MAX_CONTACT, whole_content);
         let note = c.text("note", &self.note, MAX_NOTE, self.kind == Kind::Cancel);
         let expires_at = match self.expires_at {
             None => now.plus_ms(DEFAULT_EXPIRY_MS),

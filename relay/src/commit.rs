@@ -1011,6 +1011,33 @@ impl Committer {
                         e,
                     );
                 }
+                // The party's units act for it only if the agreement lets them send this
+                // category themselves: a unit that may only receive it (a patrol told a
+                // subset of the fields) may not speak for the alert to its recipients.
+                if principal.unit != t.sender_unit
+                    && !agreement.may_send(&principal.unit, t.category)
+                {
+                    let e = RelayError::new(
+                        ErrorCode::NotPermitted,
+                        format!(
+                            "{principal}: no rule of agreement {} v{} lets {} send {} alerts, so it may not {} alert {root} of {}; its sender, or another unit of {} that may send {} alerts, can; nothing was posted",
+                            agreement.id,
+                            agreement.version,
+                            principal.unit,
+                            t.category,
+                            verb(draft.kind),
+                            t.sender_unit,
+                            t.sender_party,
+                            t.category
+                        ),
+                    );
+                    return self.refuse_post(
+                        reply,
+                        after,
+                        refused(RefusalReason::NotPermitted, e.message.clone(), None, &draft),
+                        e,
+                    );
+                }
                 if t.state.is_closed() {
                     let e = RelayError::new(
                         ErrorCode::Closed,
@@ -1050,7 +1077,9 @@ impl Committer {
                     ));
                 }
                 let mut d = Vec::new();
-                for unit in &t.recipients {
+                // A unit never receives its own messages, even one that also received the
+                // original.
+                for unit in t.recipients.iter().filter(|u| **u != principal.unit) {
                     match agreement.permits(&t.sender_unit, unit, t.category) {
                         Some(x) => d.push(x),
                         None => withheld.push((

@@ -498,3 +498,92 @@ fn filet_relay_serve_states_an_agreement_error_once() {
         )
     );
 }
+
+/// Each update given as flags builds on the latest one: a second update keeps what the
+/// first changed (place, risk, a cleared field) instead of starting again from the
+/// original alert.
+#[tokio::test]
+async fn filet_update_with_flags_builds_on_the_latest_update_not_on_the_original() {
+    let cli = Cli::start().await;
+    let id = cli.post_runaway().await.to_string();
+    let first = cli
+        .filet(
+            "SPVQ/ESM",
+            &[
+                "update",
+                &id,
+                "--place",
+                "Gare du Palais",
+                "--clear",
+                "last_seen.geo",
+                "--risk",
+                "extreme",
+            ],
+        )
+        .await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let second = cli
+        .filet(
+            "SPVQ/ESM",
+            &[
+                "--json",
+                "update",
+                &id,
+                "--instructions",
+                "Ne pas approcher",
+            ],
+        )
+        .await;
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let second_id = serde_json::from_str::<Value>(second.stdout.trim()).unwrap()["alert"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = cli.filet("DPJ/RTS", &["--json", "inbox"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let alerts = json_lines(&out.stdout);
+    let latest = alerts
+        .iter()
+        .find(|a| a["id"] == second_id.as_str())
+        .unwrap_or_else(|| panic!("the second update is not in the inbox: {}", out.stdout));
+    assert_eq!(latest["risk"], "extreme");
+    assert_eq!(latest["last_seen"]["place"], "Gare du Palais");
+    assert_eq!(keys(&latest["last_seen"]), set(&["at", "place"]));
+    assert_eq!(latest["instructions"], "Ne pas approcher");
+    assert_eq!(latest["subject"]["reference"], "SPVQ-2026-04417");
+}
+
+/// An update keeps its subject reference and contact; and a unit that cannot see the
+/// whole alert (another unit of the sender's party) is told to give the whole update as
+/// a file rather than send one built from a partial view.
+#[tokio::test]
+async fn filet_update_refuses_to_clear_a_required_field_or_to_build_on_content_it_cannot_see() {
+    let cli = Cli::start().await;
+    let id = cli.post_runaway().await.to_string();
+
+    let out = cli
+        .filet("SPVQ/ESM", &["update", &id, "--clear", "subject.reference"])
+        .await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--clear subject.reference: an update keeps subject.reference and contact"),
+        "{}",
+        out.stderr
+    );
+
+    let out = cli
+        .filet("SPVQ/IJP", &["update", &id, "--risk", "minor"])
+        .await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "SPVQ/IJP cannot see all of the content of alert {id} (posted by SPVQ/ESM): write the whole updated alert in a file"
+        )),
+        "{}",
+        out.stderr
+    );
+    let inbox = cli.filet("DPJ/RTS", &["--json", "inbox"]).await;
+    assert_eq!(json_lines(&inbox.stdout).len(), 1, "nothing but the alert");
+}
