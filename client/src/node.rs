@@ -159,7 +159,12 @@ impl NodeConfig {
             .map_err(|e| ClientError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_client_auth_cert(self.cert_chain.clone(), self.key.clone_key())
-            .map_err(|e| ClientError::Tls(format!("node certificate or key: {e}")))?;
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => ClientError::Tls(
+                    "the node's private key does not belong to its certificate: check `cert` and `key` in the profile (a key of another node?)".into(),
+                ),
+                e => ClientError::Tls(format!("node certificate or key: {e}")),
+            })?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         // No session resumption: every connection presents and checks certificates.
         tls.resumption = rustls::client::Resumption::disabled();

@@ -147,7 +147,7 @@ fn tls_alert_hint(alert: u8) -> String {
         40 => ("handshake_failure", "no common TLS parameters"),
         49 => ("access_denied", "the relay refused this node"),
         50 => ("decode_error", "a TLS message could not be read: is this a Filet relay?"),
-        51 => ("decrypt_error", "a signature did not verify: does the node's key match its certificate?"),
+        51 => ("decrypt_error", "a signature did not verify: the node's certificate may be issued by another CA of the same name (a PKI made again), or the node's key may not match its certificate"),
         70 => ("protocol_version", "the relay speaks TLS 1.3 only"),
         80 => ("internal_error", "the relay had an internal TLS error; see its log"),
         116 => ("certificate_required", "the relay requires a client certificate; give the node's certificate and key"),

@@ -236,14 +236,21 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
     };
     let s2 = s.trim();
     let (num, unit) = s2.split_at(s2.len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| err())?;
+    if !matches!(unit, "d" | "h" | "m")
+        || num.is_empty()
+        || !num.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(err());
+    }
+    let too_long = || format!("retention {s:?} must be more than 0 and at most 10 years");
+    // All digits: a failed parse can only be an overflow, far over 10 years.
+    let n: i64 = num.parse().map_err(|_| too_long())?;
     let ms = match unit {
         "d" => n.checked_mul(DAY_MS),
         "h" => n.checked_mul(HOUR_MS),
-        "m" => n.checked_mul(60_000),
-        _ => None,
+        _ => n.checked_mul(60_000),
     }
-    .ok_or_else(err)?;
+    .ok_or_else(too_long)?;
     if n <= 0 || ms > 3660 * DAY_MS {
         return Err(format!(
             "retention {s:?} must be more than 0 and at most 10 years"
@@ -657,6 +664,26 @@ impl Agreement {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retentions_are_read_and_each_mistake_is_named() {
+        use super::parse_retention;
+        assert_eq!(parse_retention("90d"), Ok(90 * DAY_MS));
+        assert_eq!(parse_retention(" 36h "), Ok(36 * HOUR_MS));
+        assert_eq!(parse_retention("30m"), Ok(30 * 60_000));
+        let not_a_number = "is not a number of days, hours or minutes";
+        for bad in ["1 year", "d", "-5d", "5", "5w", "1.5d", ""] {
+            let e = parse_retention(bad).unwrap_err();
+            assert!(e.contains(not_a_number), "{bad:?}: {e}");
+        }
+        for too_long in ["0d", "3661d", "99999999999999d", "99999999999999999999999m"] {
+            let e = parse_retention(too_long).unwrap_err();
+            assert!(
+                e.ends_with("must be more than 0 and at most 10 years"),
+                "{too_long:?}: {e}"
+            );
+        }
+    }
+
     use super::*;
     use crate::alert::FieldPath;
 

@@ -912,6 +912,20 @@ pub enum CapErrors {
     Invalid(Vec<CapProblem>),
 }
 
+/// Text quoted from the document in an error, cut to 64 characters: a hostile file must
+/// not make its error message as large as itself.
+fn clip(s: &str) -> String {
+    clip_to(s, 64)
+}
+
+/// [`clip`] to `max` characters (the parser's own messages, which quote the document).
+fn clip_to(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}… ({} characters)", &s[..at], s.chars().count()),
+    }
+}
+
 fn join_problems(p: &[CapProblem]) -> String {
     p.iter()
         .map(|p| p.to_string())
@@ -975,7 +989,7 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
                 let ns = match ns {
                     ResolveResult::Bound(n) => Ok(Some(String::from_utf8_lossy(n.0).into_owned())),
                     ResolveResult::Unbound => Ok(None),
-                    ResolveResult::Unknown(p) => Err(String::from_utf8_lossy(&p).into_owned()),
+                    ResolveResult::Unknown(p) => Err(clip(&String::from_utf8_lossy(&p))),
                 };
                 (ns, event)
             }
@@ -984,7 +998,7 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
                 return Err(CapError::Malformed {
                     line,
                     column,
-                    message: e.to_string(),
+                    message: clip_to(&e.to_string(), 200),
                 });
             }
         };
@@ -994,12 +1008,14 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
                 if let Some(Ok(enc)) = d.encoding() {
                     let enc = String::from_utf8_lossy(&enc).into_owned();
                     if !enc.eq_ignore_ascii_case("utf-8") {
-                        return Err(CapError::NotUtf8Declared { declared: enc });
+                        return Err(CapError::NotUtf8Declared {
+                            declared: clip(&enc),
+                        });
                     }
                 }
             }
             Event::Start(ref e) | Event::Empty(ref e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let name = clip(&String::from_utf8_lossy(e.local_name().as_ref()));
                 let (line, column) = at();
                 if root.is_some() && stack.is_empty() {
                     return Err(CapError::SecondRoot { line, column, name });
@@ -1018,7 +1034,7 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
                     attribute.map_err(|err| CapError::Malformed {
                         line,
                         column,
-                        message: err.to_string(),
+                        message: clip_to(&err.to_string(), 200),
                     })?;
                 }
                 let node = Node {
@@ -1044,7 +1060,7 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
                     CapError::Malformed {
                         line,
                         column,
-                        message: e.to_string(),
+                        message: clip_to(&e.to_string(), 200),
                     }
                 })?;
                 push_text(&mut stack, &s, at)?;
@@ -1055,14 +1071,14 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
                     CapError::Malformed {
                         line,
                         column,
-                        message: e.to_string(),
+                        message: clip_to(&e.to_string(), 200),
                     }
                 })?;
                 push_text(&mut stack, &s, at)?;
             }
             Event::GeneralRef(r) => {
                 let (line, column) = at();
-                let raw = String::from_utf8_lossy(&r).into_owned();
+                let raw = clip(&String::from_utf8_lossy(&r));
                 let c = if r.is_char_ref() {
                     match r.resolve_char_ref() {
                         Ok(Some(c)) if is_xml_char(c) => c,
@@ -1492,7 +1508,7 @@ impl Rules<'_> {
             {
                 self.out.push(CapProblem::BadIdChar {
                     path: path.to_owned(),
-                    value: s.to_owned(),
+                    value: clip(s),
                 });
             }
         }
@@ -1503,7 +1519,7 @@ impl Rules<'_> {
             if s.parse::<T>().is_err() {
                 self.out.push(CapProblem::NotInList {
                     path: path.to_owned(),
-                    value: s.to_owned(),
+                    value: clip(s),
                     allowed: T::allowed(),
                 });
             }
@@ -1515,7 +1531,7 @@ impl Rules<'_> {
             if parse_cap_datetime(s).is_none() {
                 self.out.push(CapProblem::BadDateTime {
                     path: path.to_owned(),
-                    value: s.to_owned(),
+                    value: clip(s),
                 });
             }
         }
@@ -1556,8 +1572,7 @@ impl Rules<'_> {
         }
         if let Some(ad) = &a.addresses {
             if split_addresses(ad).is_none() {
-                self.out
-                    .push(CapProblem::UnclosedQuote { value: ad.clone() });
+                self.out.push(CapProblem::UnclosedQuote { value: clip(ad) });
             }
         }
         if let Some(r) = &a.references {
@@ -1588,7 +1603,7 @@ impl Rules<'_> {
             if !is_language_tag(l) {
                 self.out.push(CapProblem::BadLanguage {
                     path: format!("{path}/language"),
-                    value: l.to_owned(),
+                    value: clip(l),
                 });
             }
         }
@@ -1629,7 +1644,7 @@ impl Rules<'_> {
                 if !is_integer(s) {
                     self.out.push(CapProblem::BadInteger {
                         path: format!("{p}/size"),
-                        value: s.to_owned(),
+                        value: clip(s),
                     });
                 }
             }
@@ -1653,7 +1668,7 @@ impl Rules<'_> {
                         ok = false;
                         self.out.push(CapProblem::BadPoint {
                             path: p.clone(),
-                            value: pair.to_owned(),
+                            value: clip(pair),
                         });
                     }
                 }
@@ -1675,7 +1690,7 @@ impl Rules<'_> {
             if parse_circle(circle).is_none() {
                 self.out.push(CapProblem::BadCircle {
                     path: p,
-                    value: circle.trim().to_owned(),
+                    value: clip(circle.trim()),
                 });
             }
         }
@@ -1685,7 +1700,7 @@ impl Rules<'_> {
                 if !is_decimal(s) {
                     self.out.push(CapProblem::BadDecimal {
                         path: format!("{path}/{name}"),
-                        value: s.to_owned(),
+                        value: clip(s),
                     });
                 }
             }
@@ -2217,17 +2232,13 @@ fn filet_parameters(info: &CapInfo) -> Result<BTreeMap<&'static str, &str>, CapR
             continue;
         }
         let Some(&known) = FILET_PARAMETERS.iter().find(|k| **k == name) else {
-            return Err(CapRefusal::UnknownParameter {
-                name: name.to_owned(),
-            });
+            return Err(CapRefusal::UnknownParameter { name: clip(name) });
         };
         if out
             .insert(known, p.value.as_deref().unwrap_or(""))
             .is_some()
         {
-            return Err(CapRefusal::RepeatedParameter {
-                name: name.to_owned(),
-            });
+            return Err(CapRefusal::RepeatedParameter { name: clip(name) });
         }
     }
     Ok(out)
@@ -2340,7 +2351,7 @@ pub fn import(xml: &str) -> Result<Imported, CapRefusal> {
         Some(v) => {
             let kind: Kind = v.trim().parse().map_err(|_| CapRefusal::BadParameter {
                 name: P_KIND,
-                value: (*v).to_owned(),
+                value: clip(v),
                 expected: "one of alert, update, located, cancel",
             })?;
             let fits = matches!(
@@ -2371,7 +2382,7 @@ pub fn import(xml: &str) -> Result<Imported, CapRefusal> {
         Some(v) => {
             let c: Category = v.trim().parse().map_err(|_| CapRefusal::BadParameter {
                 name: P_CATEGORY,
-                value: (*v).to_owned(),
+                value: clip(v),
                 expected: "one of runaway, sighting, exploitation-risk",
             })?;
             if let Some(e) = from_event.filter(|e| *e != c) {
@@ -2422,7 +2433,7 @@ pub fn import(xml: &str) -> Result<Imported, CapRefusal> {
                 .parse::<u8>()
                 .map_err(|_| CapRefusal::BadParameter {
                     name: P_AGE,
-                    value: (*v).to_owned(),
+                    value: clip(v),
                     expected: "an age in whole years",
                 })?,
         ),
@@ -2434,7 +2445,7 @@ pub fn import(xml: &str) -> Result<Imported, CapRefusal> {
                 .parse::<Timestamp>()
                 .map_err(|_| CapRefusal::BadParameter {
                     name: P_AT,
-                    value: (*v).to_owned(),
+                    value: clip(v),
                     expected: "an RFC 3339 time (e.g. 2026-11-28T22:40:00.000Z)",
                 })?,
         ),
@@ -2444,7 +2455,7 @@ pub fn import(xml: &str) -> Result<Imported, CapRefusal> {
         Some(v) => {
             let bad = || CapRefusal::BadParameter {
                 name: P_GEO,
-                value: (*v).to_owned(),
+                value: clip(v),
                 expected: "latitude,longitude in decimal degrees",
             };
             let (lat, lon) = v.trim().split_once(',').ok_or_else(bad)?;
@@ -2669,5 +2680,19 @@ mod tests {
         // An offset inside a character is moved back to its start.
         assert_eq!(line_col("é", 1), (1, 1));
         assert_eq!(line_col("é", 99), (1, 2));
+    }
+
+    #[test]
+    fn text_quoted_from_a_hostile_document_is_cut_in_the_error() {
+        let long = "x".repeat(80_000);
+        let doc = format!(
+            "<alert xmlns=\"{CAP_1_2_NS}\"><{long}>v</{long}><status>{long}</status></alert>"
+        );
+        let e = check(&doc).err().unwrap().to_string();
+        assert!(e.len() < 4_000, "{} bytes", e.len());
+        assert!(e.contains("… (80000 characters)"), "{e}");
+        let entity = format!("<alert xmlns=\"{CAP_1_2_NS}\">&{long};</alert>");
+        let e = check(&entity).err().unwrap().to_string();
+        assert!(e.len() < 400, "{} bytes: {}", e.len(), &e[..200]);
     }
 }

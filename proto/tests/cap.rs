@@ -1181,12 +1181,14 @@ prop_compose! {
         d.status = status;
         d.language = language;
         d.expires_at = expires.map(|e| received.plus_ms(e));
-        if kind == Kind::Alert {
+        // A new alert and an update carry the whole content: a reference and a contact.
+        if matches!(kind, Kind::Alert | Kind::Update) {
             content.subject.reference.get_or_insert_with(|| "R-1".into());
             if content.contact.as_deref().is_none_or(|c| c.trim().is_empty()) {
                 content.contact = Some("418 555-0100".into());
             }
-        } else {
+        }
+        if kind != Kind::Alert {
             d.references = Some(AlertId::from_parts(1_795_000_000_000, reference_id));
         }
         d.content = content;

@@ -984,9 +984,18 @@ impl Committer {
                     );
                 };
                 let Some(t) = self.index.threads.get(&root) else {
+                    let original = self
+                        .index
+                        .threads
+                        .iter()
+                        .find(|(_, t)| t.members.contains(&root))
+                        .map(|(id, _)| *id);
                     let e = RelayError::new(
                         ErrorCode::UnknownAlert,
-                        format!("{principal}: {root} is not an alert of this relay (updates, located and cancel refer to the original alert's id)"),
+                        match original {
+                            Some(o) => format!("{principal}: {root} is a follow-up of alert {o}: updates, located and cancel refer to the original alert's id, {o}"),
+                            None => format!("{principal}: {root} is not an alert of this relay (updates, located and cancel refer to the original alert's id)"),
+                        },
                     );
                     return self.refuse_post(
                         reply,

@@ -587,3 +587,35 @@ async fn filet_update_refuses_to_clear_a_required_field_or_to_build_on_content_i
     let inbox = cli.filet("DPJ/RTS", &["--json", "inbox"]).await;
     assert_eq!(json_lines(&inbox.stdout).len(), 1, "nothing but the alert");
 }
+
+/// A profile whose key belongs to another node's certificate is named as such before any
+/// connection is tried.
+#[tokio::test]
+async fn a_profile_whose_key_is_not_its_certificates_is_told_so() {
+    let cli = Cli::start().await;
+    let esm_path = cli.net.write_profile("SPVQ/ESM", cli.relay.addr);
+    let esm = std::fs::read_to_string(&esm_path).unwrap();
+    let rts = std::fs::read_to_string(cli.net.write_profile("DPJ/RTS", cli.relay.addr)).unwrap();
+    let key_line = |p: &str| {
+        p.lines()
+            .find(|l| l.trim_start().starts_with("key"))
+            .unwrap()
+            .to_owned()
+    };
+    let mixed = esm.replace(&key_line(&esm), &key_line(&rts));
+    assert_ne!(mixed, esm);
+    // Beside the others: a profile's paths are relative to its directory.
+    let profile = esm_path.with_file_name("mixed.toml");
+    std::fs::write(&profile, mixed).unwrap();
+    let profile = path_str(&profile).to_owned();
+    let out = tokio::task::spawn_blocking(move || run("filet", &["--profile", &profile, "whoami"]))
+        .await
+        .unwrap();
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr
+            .contains("the node's private key does not belong to its certificate"),
+        "{}",
+        out.stderr
+    );
+}

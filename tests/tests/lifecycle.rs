@@ -1299,3 +1299,26 @@ async fn an_expiry_and_a_purge_the_store_missed_are_applied_at_start_up_not_logg
         (AlertState::Expired, None, [0; 32], true)
     );
 }
+
+/// `filet located <an update's id>`: the relay says which alert the update belongs to,
+/// and that follow-ups name the original.
+#[tokio::test]
+async fn a_follow_up_that_names_an_update_instead_of_its_alert_is_told_the_alerts_id() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
+    let update = esm.post(update_of(id)).await.unwrap().alert;
+
+    let e = refusal(
+        esm.post(follow_up(Kind::Located, update, Some(FOUND)))
+            .await,
+    );
+    assert_refusal(
+        &e,
+        ErrorCode::UnknownAlert,
+        &format!("SPVQ/ESM/spvq-esm-01: {update} is a follow-up of alert {id}: updates, located and cancel refer to the original alert's id, {id}"),
+    );
+    esm.close().await;
+    relay.stop().await;
+}
