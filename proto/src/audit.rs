@@ -153,7 +153,8 @@ pub enum Event {
         rules: Vec<String>,
         /// Their legal bases.
         legal_bases: Vec<String>,
-        /// The fields disclosed.
+        /// The content fields the rules allow this recipient (those with a value in the
+        /// alert are what it is told; an absent field is absent for it too).
         fields: FieldSet,
     },
     /// The alert was sent to a node of a recipient unit.
