@@ -803,8 +803,8 @@ pub mod raw;
 
 // ---- the lifecycle and the `filet` command as a unit ----------------------------------
 
-/// A follow-up of alert `id` (`update`, `located` or `cancel`) with no content and this
-/// note; set `content` for an update.
+/// A follow-up of alert `id` (`update`, `located` or `cancel`) with this note; an update
+/// carries the content of [`alert`] (change what it updates), located and cancel none.
 pub fn follow_up(
     kind: filet_proto::Kind,
     id: filet_proto::AlertId,
@@ -813,7 +813,11 @@ pub fn follow_up(
     let mut d = alert(filet_proto::Category::Runaway, "unused");
     d.kind = kind;
     d.references = Some(id);
-    d.content = filet_proto::Content::default();
+    // An update carries a whole content (reference and contact included); located and
+    // cancel carry none.
+    if kind != filet_proto::Kind::Update {
+        d.content = filet_proto::Content::default();
+    }
     d.note = note.map(str::to_owned);
     d
 }
