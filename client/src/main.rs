@@ -325,7 +325,7 @@ fn code_of(e: &anyhow::Error) -> u8 {
         if let Some(a) = cause.downcast_ref::<AuditDirError>() {
             return match a {
                 AuditDirError::Client(c) => client_code(c),
-                AuditDirError::Key(_) => 4,
+                AuditDirError::Key(_) | AuditDirError::NoDirectory { .. } => 4,
                 _ => 6,
             };
         }
