@@ -1017,6 +1017,89 @@ async fn a_refused_pull_leaves_no_directory_and_an_auditor_can_pull_there_after(
     );
 }
 
+#[test]
+fn a_subject_ref_key_of_the_wrong_size_exits_4_naming_the_file_and_the_expected_format() {
+    let (tmp, dir) = copy_of_good();
+    // The key written as hex: 64 bytes.
+    let key = tmp.path().join("subject-ref.hex");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+
+    let out = offline(&[
+        "report",
+        "--dir",
+        path_str(&dir),
+        "--subject-ref",
+        "SPVQ-2026-04417",
+        "--subject-ref-key",
+        path_str(&key),
+    ]);
+
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "filet: --subject-ref-key {}: 64 bytes, expected the relay's key of 32 raw bytes (its DATA/keys/subject-ref.key, copied as is, not hex or base64)\n",
+            key.display()
+        )
+    );
+}
+
+#[test]
+fn report_party_is_matched_in_any_case_and_a_party_named_in_no_entry_exits_4_listing_those_seen() {
+    let (_tmp, dir) = copy_of_good();
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "--dir", path_str(&dir), "--format", "json"];
+        args.extend_from_slice(extra);
+        offline(&args)
+    };
+
+    let upper = report(&["--party", "DPJ"]);
+    let lower = report(&["--party", "dpj"]);
+    let nope = report(&["--party", "NOPE"]);
+
+    assert_eq!(upper.code, Some(0), "{}", upper.stderr);
+    let v: Value = serde_json::from_str(&upper.stdout).unwrap();
+    assert_eq!(v["posts"], json!({"actual": 2}));
+    assert_eq!(
+        (lower.code, &lower.stdout),
+        (Some(0), &upper.stdout),
+        "{}",
+        lower.stderr
+    );
+    assert_eq!(nope.code, Some(4), "{}", nope.stderr);
+    assert_eq!(nope.stdout, "");
+    assert_eq!(
+        nope.stderr,
+        format!(
+            "filet: --party NOPE: no entry of {} names this party (parties named: CJQ, DPJ, SPVQ)\n",
+            dir.display()
+        )
+    );
+}
+
+#[test]
+fn report_from_after_to_exits_4_naming_both() {
+    let (_tmp, dir) = copy_of_good();
+
+    let out = offline(&[
+        "report",
+        "--dir",
+        path_str(&dir),
+        "--from",
+        "2026-12-01",
+        "--to",
+        "2026-11-01",
+    ]);
+
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(
+        out.stderr,
+        "filet: --from 2026-12-01T00:00:00.000Z is not before --to 2026-11-01T00:00:00.000Z: the range is empty\n"
+    );
+}
+
 #[tokio::test]
 async fn a_deleted_leaves_file_is_named_missing_and_pulling_again_rebuilds_it() {
     let net = TestNet::new();
