@@ -2,8 +2,10 @@
 //!
 //! Exit codes: 0 success; 1 an error not listed here; 2 bad command line (clap); 3 refused
 //! by the relay (not permitted, no audit right, rate limited, mailbox full); 4 invalid
-//! alert or input (file, profile, index out of range); 5 cannot connect (address, TLS,
-//! certificate refused); 6 audit verification failed (signature, proof, entry).
+//! alert or input (file, profile, index out of range, missing audit directory, a report
+//! option that cannot be right: --from after --to, an unknown party, a malformed key); 5
+//! cannot connect (address, TLS, certificate refused); 6 audit verification failed
+//! (signature, proof, entry).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
