@@ -11,12 +11,21 @@
 //! | `entries.jsonl` | the entries, one per line, exactly the bytes that were hashed |
 //! | `leaves.bin` | full auditors: the 32-byte leaf hash of every entry, authenticated by the signed roots |
 //! | `proofs.jsonl` | party auditors: for each line of `entries.jsonl`, `{"index","tree_size","proof"}` |
+//! | `indices` | party auditors: the index of every entry received, one decimal number a line, appended by each pull |
 //! | `scope` | `full` or `party` |
 //!
 //! A pull verifies the new checkpoint's signature, its consistency with the last kept one
 //! (an append-only view over time: a smaller tree is a rollback, the same size with another
 //! root is a fork), then the new entries (a full auditor recomputes the root; a party
-//! auditor checks each inclusion proof), and only then keeps the checkpoint.
+//! auditor checks each inclusion proof), and only then keeps the checkpoint. Nothing is
+//! written to `D` before the relay has answered every request of the pull and everything
+//! fetched has verified: a refused or failed first pull leaves no directory behind.
+//!
+//! A party auditor's entries are sparse (only its party's), so their proofs cannot show
+//! that an entry was removed from the copy; `indices` lists what each pull received, so a
+//! lost or truncated entry is named. It does not stop an editor who also edits `indices`:
+//! only a full copy (the roots are recomputed) or pulling again from the relay proves that
+//! nothing is missing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,6 +47,12 @@ pub enum AuditDirError {
     /// Talking to the relay failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The audit directory does not exist (bad input, not a failed verification).
+    #[error("{}: no such audit directory (make one with `filet audit pull --dir`)", path.display())]
+    NoDirectory {
+        /// The directory given.
+        path: PathBuf,
+    },
     /// A file of the directory cannot be read or written.
     #[error("{path}: {message}")]
     File {
@@ -167,21 +182,76 @@ fn decode_hashes(lines: &[String], what: &str) -> Result<Vec<Hash>> {
 }
 
 impl AuditDir {
-    /// The directory at `path` (created if absent).
+    /// The existing directory at `path` (nothing is created: only a pull that succeeds
+    /// makes one).
     ///
     /// # Errors
-    /// [`AuditDirError::File`] if it cannot be created.
+    /// [`AuditDirError::NoDirectory`] if `path` is not a directory.
     pub fn open(path: &Path) -> Result<AuditDir> {
-        for d in [
-            path.to_owned(),
-            path.join("checkpoints"),
-            path.join("consistency"),
-        ] {
-            fs::create_dir_all(&d).map_err(|e| file_err(&d, e))?;
+        if !path.is_dir() {
+            return Err(AuditDirError::NoDirectory {
+                path: path.to_owned(),
+            });
         }
         Ok(AuditDir {
             path: path.to_owned(),
         })
+    }
+
+    /// Makes the directory and its subdirectories, once a pull has something to keep.
+    fn create(&self) -> Result<()> {
+        for d in [
+            self.path.clone(),
+            self.p("checkpoints"),
+            self.p("consistency"),
+        ] {
+            fs::create_dir_all(&d).map_err(|e| file_err(&d, e))?;
+        }
+        Ok(())
+    }
+
+    /// A full copy whose `leaves.bin` is missing gets it back from `entries.jsonl`: it is
+    /// only the entries' leaf hashes, and the verification that follows checks both
+    /// against the signed roots.
+    fn rebuild_missing_leaves(&self) -> Result<()> {
+        let path = self.p("leaves.bin");
+        if self.scope()? != Some(Scope::Full) || path.exists() {
+            return Ok(());
+        }
+        let mut hashes = Vec::new();
+        for line in self.lines("entries.jsonl")? {
+            hashes.extend_from_slice(&merkle::leaf_hash(&line));
+        }
+        self.write_atomic(&path, &hashes)
+    }
+
+    /// The `indices` file of a party copy: the index of every entry received, in order.
+    /// `None` if the file is absent.
+    fn indices(&self) -> Result<Option<Vec<u64>>> {
+        let path = self.p("indices");
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.lines("indices")?
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                std::str::from_utf8(l)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        file_err(
+                            &path,
+                            format!(
+                                "line {}: {:?} is not an entry index",
+                                i + 1,
+                                String::from_utf8_lossy(l)
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<u64>>>()
+            .map(Some)
     }
 
     fn p(&self, name: &str) -> PathBuf {
@@ -364,17 +434,27 @@ fn open_checked(note: &str, verifier: &NoteVerifier) -> std::result::Result<Chec
 }
 
 /// `filet audit pull --dir D`: fetches the newest checkpoint and the new entries, proves
-/// consistency with the last checkpoint kept in `D`, verifies, and keeps everything.
+/// consistency with the last checkpoint kept in `D`, verifies, and keeps everything. `D`
+/// is created (or written to) only once every request succeeded and everything verified.
 ///
 /// # Errors
 /// [`AuditDirError`]: the relay's checkpoint is not signed by the pinned key, is smaller
 /// than the kept one (rollback), has the same size and another root (fork), is not
 /// consistent, or an entry fails verification (nothing is kept then).
 pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result<PullReport> {
-    let existed = dir.join("checkpoints").is_dir();
-    let d = AuditDir::open(dir)?;
+    // Not `open`: the directory may not exist yet, and is made only at the end.
+    let d = AuditDir {
+        path: dir.to_owned(),
+    };
+    let existed = d.p("checkpoints").is_dir();
     let verifier = d.verifier(verifier_key, false)?;
-    if existed && d.checkpoints(&verifier)?.last().is_some() {
+    let kept = if existed {
+        d.checkpoints(&verifier)?
+    } else {
+        Vec::new()
+    };
+    if !kept.is_empty() {
+        d.rebuild_missing_leaves()?;
         // A damaged local copy must be named as such, not blamed on the relay.
         verify(dir, verifier_key).map_err(|e| AuditDirError::File {
             path: dir.to_owned(),
@@ -388,8 +468,8 @@ pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result
         file: "from the relay".into(),
         problem,
     })?;
-    let kept = d.checkpoints(&verifier)?;
     let previous_size = kept.last().map(|k| k.2.size).unwrap_or(0);
+    let mut consistency = None;
     if let Some((_, _, last)) = kept.last() {
         if cp.size < last.size {
             return Err(AuditDirError::Rollback {
@@ -421,7 +501,7 @@ pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result
                 .iter()
                 .map(|h| format!("{}\n", STANDARD.encode(h)))
                 .collect();
-            d.write_atomic(&d.proof_path(last.size, cp.size), text.as_bytes())?;
+            consistency = Some((d.proof_path(last.size, cp.size), text));
         }
     }
     let who = node.whoami().await?;
@@ -429,28 +509,34 @@ pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result
         "full" => Scope::Full,
         _ => Scope::Party,
     };
-    match d.scope()? {
-        Some(s) if s != scope => {
-            return Err(file_err(
-                &d.p("scope"),
-                "this directory was pulled by an auditor of another scope",
-            ))
-        }
-        Some(_) => {}
-        None => fs::write(
-            d.p("scope"),
-            if scope == Scope::Full {
-                "full\n"
-            } else {
-                "party\n"
-            },
-        )
-        .map_err(|e| file_err(&d.p("scope"), e))?,
+    let kept_scope = d.scope()?;
+    if kept_scope.is_some_and(|s| s != scope) {
+        return Err(file_err(
+            &d.p("scope"),
+            "this directory was pulled by an auditor of another scope",
+        ));
     }
-    let new_entries = match scope {
+    let fetched = match scope {
         Scope::Full => pull_full(node, &d, &cp).await?,
-        Scope::Party => pull_party(node, &d, &cp, previous_size).await?,
+        Scope::Party => pull_party(node, &cp, previous_size).await?,
     };
+    // Everything the relay sent has verified: only now is anything written.
+    d.create()?;
+    if kept_scope.is_none() {
+        let text = if scope == Scope::Full {
+            "full\n"
+        } else {
+            "party\n"
+        };
+        fs::write(d.p("scope"), text).map_err(|e| file_err(&d.p("scope"), e))?;
+    }
+    if let Some((path, text)) = consistency {
+        d.write_atomic(&path, text.as_bytes())?;
+    }
+    d.append("entries.jsonl", &fetched.entries)?;
+    for (name, bytes) in &fetched.beside {
+        d.append(name, bytes)?;
+    }
     d.write_atomic(
         &d.p(&format!("checkpoints/{:020}.note", cp.size)),
         note.as_bytes(),
@@ -460,12 +546,23 @@ pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result
     Ok(PullReport {
         checkpoint: cp,
         previous_size,
-        new_entries,
+        new_entries: fetched.count,
         scope,
     })
 }
 
-async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<u64> {
+/// What a pull fetched and verified, to be appended once the whole pull has succeeded.
+struct Fetched {
+    /// How many entries.
+    count: u64,
+    /// Lines for `entries.jsonl`.
+    entries: Vec<u8>,
+    /// Bytes for the files kept beside the entries (`leaves.bin`; `proofs.jsonl` and
+    /// `indices`), appended in this order.
+    beside: Vec<(&'static str, Vec<u8>)>,
+}
+
+async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<Fetched> {
     let mut leaves = d.leaves()?;
     let have = leaves.len() as u64;
     if d.lines("entries.jsonl")?.len() as u64 != have {
@@ -529,18 +626,21 @@ async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<u64> {
         text.push(b'\n');
         hashes.extend_from_slice(&leaves[have as usize + i]);
     }
-    d.append("entries.jsonl", &text)?;
-    d.append("leaves.bin", &hashes)?;
-    Ok(lines.len() as u64)
+    Ok(Fetched {
+        count: lines.len() as u64,
+        entries: text,
+        beside: vec![("leaves.bin", hashes)],
+    })
 }
 
 /// Party auditors scan from the size of the last kept checkpoint: everything before it
 /// was scanned by an earlier pull.
-async fn pull_party(node: &Node, d: &AuditDir, cp: &Checkpoint, scanned: u64) -> Result<u64> {
+async fn pull_party(node: &Node, cp: &Checkpoint, scanned: u64) -> Result<Fetched> {
     let mut start = scanned;
     let mut n = 0;
     let mut text = Vec::new();
     let mut ptext = Vec::new();
+    let mut itext = String::new();
     while start < cp.size {
         let (page, next) = node.audit_entries(start, cp.size, cp.size, true).await?;
         if next <= start {
@@ -570,13 +670,16 @@ async fn pull_party(node: &Node, d: &AuditDir, cp: &Checkpoint, scanned: u64) ->
             };
             ptext.extend_from_slice(serde_json::to_string(&line).unwrap_or_default().as_bytes());
             ptext.push(b'\n');
+            itext.push_str(&format!("{}\n", e.index));
             n += 1;
         }
         start = next;
     }
-    d.append("entries.jsonl", &text)?;
-    d.append("proofs.jsonl", &ptext)?;
-    Ok(n)
+    Ok(Fetched {
+        count: n,
+        entries: text,
+        beside: vec![("proofs.jsonl", ptext), ("indices", itext.into_bytes())],
+    })
 }
 
 /// `filet audit verify --dir D`: offline. Checks every kept checkpoint's signature (with the
@@ -588,12 +691,6 @@ async fn pull_party(node: &Node, d: &AuditDir, cp: &Checkpoint, scanned: u64) ->
 /// # Errors
 /// The first problem found, naming the file or the first bad index and what is wrong.
 pub fn verify(dir: &Path, verifier_key: Option<&str>) -> Result<VerifyReport> {
-    if !dir.is_dir() {
-        return Err(file_err(
-            dir,
-            "no such audit directory (make one with `filet audit pull --dir`)",
-        ));
-    }
     let d = AuditDir::open(dir)?;
     let verifier = d.verifier(verifier_key, false)?;
     let cps = d.checkpoints(&verifier)?;
@@ -640,6 +737,7 @@ fn verify_full(
     cps: &[(String, String, Checkpoint)],
     lines: &[Vec<u8>],
 ) -> Result<()> {
+    let leaves_missing = !d.p("leaves.bin").exists();
     let leaves = d.leaves()?;
     let latest = cps.last().map(|c| c.2.size).unwrap_or(0);
     // 1. The leaf hashes are authentic if they give every signed root.
@@ -747,6 +845,12 @@ fn verify_full(
             next_cp.next();
         }
     }
+    if leaves_damaged && leaves_missing {
+        return Err(file_err(
+            &d.p("leaves.bin"),
+            "missing, although every entry matches the signed roots: this copy's hash file was deleted (the entries are intact; pull again to rebuild it)",
+        ));
+    }
     if leaves_damaged {
         return Err(file_err(
             &d.p("leaves.bin"),
@@ -812,6 +916,55 @@ fn verify_party(
             index: p.index,
             problem: format!("inclusion proof fails ({err}): it was changed"),
         })?;
+    }
+    check_indices(d, &proofs, lines)
+}
+
+/// A party copy's entries against `indices`, the list of what its pulls received: names the
+/// first index received but no longer in `entries.jsonl`, or the first one there that no
+/// pull received. The proofs' indices are already known to match the entries'.
+fn check_indices(d: &AuditDir, proofs: &[Vec<u8>], lines: &[Vec<u8>]) -> Result<()> {
+    let Some(received) = d.indices()? else {
+        return Err(file_err(
+            &d.p("indices"),
+            "missing: it lists the entries each pull received, without it a removed entry cannot be seen (pull again into a new directory)",
+        ));
+    };
+    let mut held = Vec::with_capacity(proofs.len());
+    for p in proofs {
+        let p: ProofLine =
+            serde_json::from_slice(p).map_err(|e| file_err(&d.p("proofs.jsonl"), e))?;
+        held.push(p.index);
+    }
+    let mut h = held.iter().peekable();
+    for &want in &received {
+        match h.peek() {
+            Some(&&got) if got == want => {
+                h.next();
+            }
+            Some(&&got) if got < want => {
+                return Err(AuditDirError::Entry {
+                    index: got,
+                    problem: "in entries.jsonl and proofs.jsonl but no pull received it (it is not in indices): it was added".into(),
+                });
+            }
+            _ => {
+                return Err(AuditDirError::Entry {
+                    index: want,
+                    problem: format!(
+                        "missing from entries.jsonl and proofs.jsonl: a pull received it (indices lists it) but the copy holds {} of the {} entries received: it was removed or lost",
+                        lines.len(),
+                        received.len()
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(&extra) = h.next() {
+        return Err(AuditDirError::Entry {
+            index: extra,
+            problem: "in entries.jsonl and proofs.jsonl but no pull received it (it is not in indices): it was added".into(),
+        });
     }
     Ok(())
 }

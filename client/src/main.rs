@@ -2,8 +2,10 @@
 //!
 //! Exit codes: 0 success; 1 an error not listed here; 2 bad command line (clap); 3 refused
 //! by the relay (not permitted, no audit right, rate limited, mailbox full); 4 invalid
-//! alert or input (file, profile, index out of range); 5 cannot connect (address, TLS,
-//! certificate refused); 6 audit verification failed (signature, proof, entry).
+//! alert or input (file, profile, index out of range, missing audit directory, a report
+//! option that cannot be right: --from after --to, an unknown party, a malformed key); 5
+//! cannot connect (address, TLS, certificate refused); 6 audit verification failed
+//! (signature, proof, entry).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -168,13 +170,15 @@ enum AuditCommand {
         /// The audit directory.
         #[arg(long)]
         dir: PathBuf,
-        /// From this date or time (2026-11-01 or RFC 3339), inclusive.
+        /// From this date or time (2026-11-01 or RFC 3339), inclusive; must be before --to.
         #[arg(long, value_parser = parse_when)]
         from: Option<Timestamp>,
         /// Until this date or time, exclusive.
         #[arg(long, value_parser = parse_when)]
         to: Option<Timestamp>,
-        /// Only entries where this party is sender or recipient.
+        /// Only entries where this party is sender or recipient. A party code of the
+        /// agreement, in any case (`dpj` is DPJ); a party named in no entry of the
+        /// directory is refused, with the parties it names.
         #[arg(long)]
         party: Option<String>,
         /// List disclosures not acknowledged within this many minutes.
@@ -187,8 +191,8 @@ enum AuditCommand {
         /// it, when, under which rule. Needs --subject-ref-key.
         #[arg(long, requires = "subject_ref_key")]
         subject_ref: Option<String>,
-        /// The relay's subject-reference key (its DATA/keys/subject-ref.key), given to the
-        /// auditors who may ask about a file.
+        /// The relay's subject-reference key (its DATA/keys/subject-ref.key: 32 raw bytes,
+        /// copied as is), given to the auditors who may ask about a file.
         #[arg(long)]
         subject_ref_key: Option<PathBuf>,
     },
@@ -325,7 +329,7 @@ fn code_of(e: &anyhow::Error) -> u8 {
         if let Some(a) = cause.downcast_ref::<AuditDirError>() {
             return match a {
                 AuditDirError::Client(c) => client_code(c),
-                AuditDirError::Key(_) => 4,
+                AuditDirError::Key(_) | AuditDirError::NoDirectory { .. } => 4,
                 _ => 6,
             };
         }
@@ -878,17 +882,46 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
             subject_ref,
             subject_ref_key,
         } => {
+            if let (Some(f), Some(t)) = (from, to) {
+                if f >= t {
+                    return Err(InputError(format!(
+                        "--from {f} is not before --to {t}: the range is empty"
+                    ))
+                    .into());
+                }
+            }
             audit_dir::verify(dir, None)?;
             let entries = audit_dir::AuditDir::open(dir)?.entries()?;
+            // Party codes are upper case in the agreement and the log.
+            let party = party.as_deref().map(|p| p.trim().to_ascii_uppercase());
+            if let Some(p) = &party {
+                let seen = report::parties(&entries);
+                if !seen.contains(p) {
+                    let seen: Vec<&str> = seen.iter().map(String::as_str).collect();
+                    return Err(InputError(format!(
+                        "--party {p}: no entry of {} names this party (parties named: {})",
+                        dir.display(),
+                        if seen.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            seen.join(", ")
+                        }
+                    ))
+                    .into());
+                }
+            }
             let o = ReportOptions {
                 from: *from,
                 to: *to,
-                party: party.clone(),
+                party,
                 unacked_after_ms: unacked_after.saturating_mul(60_000),
                 now: Timestamp::now(),
                 subject_ref: match (subject_ref, subject_ref_key) {
                     (Some(r), Some(k)) => {
                         let key = std::fs::read(k).map_err(|e| {
+                            InputError(format!("--subject-ref-key {}: {e}", k.display()))
+                        })?;
+                        report::check_subject_ref_key(&key).map_err(|e| {
                             InputError(format!("--subject-ref-key {}: {e}", k.display()))
                         })?;
                         Some(report::subject_ref(&key, r.trim()))

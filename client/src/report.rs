@@ -7,7 +7,7 @@
 //! never mixed with actual ones: status is the first key of every count. Posts voided by a
 //! crash (never stored, never delivered) are left out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use filet_proto::audit::{Entry, Event};
 use filet_proto::{AlertId, Timestamp, UnitRef};
@@ -36,6 +36,78 @@ pub struct ReportOptions {
 /// X"): the same `HMAC-SHA256` as the relay's.
 pub fn subject_ref(key: &[u8], reference: &str) -> String {
     filet_proto::audit::subject_ref_mac(key, reference)
+}
+
+/// The length of the relay's subject-reference key (`DATA/keys/subject-ref.key`): 32 raw
+/// bytes, as the relay writes and requires it.
+pub const SUBJECT_REF_KEY_LEN: usize = 32;
+
+/// Checks a subject-reference key file's bytes: any other key would give hashes that match
+/// nothing, and the report would silently say nobody was told.
+///
+/// # Errors
+/// What is wrong, in words (the caller names the file).
+pub fn check_subject_ref_key(key: &[u8]) -> Result<(), String> {
+    if key.len() == SUBJECT_REF_KEY_LEN {
+        return Ok(());
+    }
+    Err(format!(
+        "{} bytes, expected the relay's key of {SUBJECT_REF_KEY_LEN} raw bytes (its DATA/keys/subject-ref.key, copied as is, not hex or base64)",
+        key.len()
+    ))
+}
+
+/// The parties named in the entries (as sender, recipient or refused principal): the
+/// values `--party` can select, each an agreement party code (`[A-Z0-9_-]`, upper case).
+pub fn parties(entries: &[Entry]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let first = |s: &str| s.split('/').next().unwrap_or_default().to_owned();
+    for e in entries {
+        match &e.event {
+            Event::RelayStarted { .. }
+            | Event::RelayStopped { .. }
+            | Event::AgreementLoaded { .. } => {}
+            Event::Posted {
+                sender, recipients, ..
+            } => {
+                out.insert(sender.party().to_owned());
+                out.extend(recipients.iter().map(|r| r.party.clone()));
+            }
+            Event::Disclosed {
+                sender, recipient, ..
+            }
+            | Event::Withheld {
+                sender, recipient, ..
+            } => {
+                out.insert(sender.party().to_owned());
+                out.insert(recipient.party.clone());
+            }
+            Event::Delivered {
+                sender, recipient, ..
+            }
+            | Event::Acknowledged {
+                sender, recipient, ..
+            } => {
+                out.insert(sender.party().to_owned());
+                out.insert(recipient.party().to_owned());
+            }
+            Event::Expired { sender, .. }
+            | Event::Purged { sender, .. }
+            | Event::Voided { sender, .. } => {
+                out.insert(sender.party().to_owned());
+            }
+            Event::Refused {
+                principal,
+                recipient,
+                ..
+            } => {
+                out.extend(principal.as_deref().map(first));
+                out.extend(recipient.as_deref().map(first));
+            }
+        }
+    }
+    out.retain(|p| !p.is_empty());
+    out
 }
 
 /// One row of the disclosure counts.
@@ -610,6 +682,28 @@ mod tests {
         assert_eq!(r.disclosures.len(), 1);
         o.subject_ref = Some(subject_ref(&key, "SPVQ-2026-00000"));
         assert_eq!(build(&es, &o).entries, 0);
+    }
+
+    #[test]
+    fn parties_are_those_the_party_filter_selects() {
+        let es = entries();
+        let seen = parties(&es);
+        assert_eq!(
+            seen.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["DPJ", "SPVQ", "ULAVAL"]
+        );
+        for p in &seen {
+            assert!(es.iter().any(|e| e.event.concerns_party(p)), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_subject_ref_key_of_another_size_is_refused_with_the_expected_format() {
+        assert_eq!(check_subject_ref_key(&[7; 32]), Ok(()));
+        assert_eq!(
+            check_subject_ref_key(&[b'a'; 64]),
+            Err("64 bytes, expected the relay's key of 32 raw bytes (its DATA/keys/subject-ref.key, copied as is, not hex or base64)".into())
+        );
     }
 
     fn subject_ref_of(key: &[u8], r: &str) -> String {

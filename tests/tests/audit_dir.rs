@@ -905,3 +905,252 @@ async fn an_auditor_given_the_relays_key_answers_who_was_told_about_one_file_and
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     relay.stop().await;
 }
+
+// ---- regressions from the auditor's-tools review ------------------------------------------
+
+/// Lines of a file of the directory.
+fn lines_of(dir: &Path, name: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Rewrites a file of the directory, keeping the lines `keep` accepts by position.
+fn keep_lines(dir: &Path, name: &str, keep: impl Fn(usize) -> bool) {
+    let text: String = lines_of(dir, name)
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[tokio::test]
+async fn a_party_copy_names_an_entry_removed_from_both_entries_and_proofs_by_the_indices_its_pulls_received(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let dir = net.path().join("dpj-audit");
+    post_runaway(&net, &relay).await;
+    let first = pull(&net, &relay, "DPJ/CONFORMITE", &dir, &relay.verifier_key).await;
+    post_runaway(&net, &relay).await;
+    let second = pull(&net, &relay, "DPJ/CONFORMITE", &dir, &relay.verifier_key).await;
+    relay.stop().await;
+    assert_eq!(
+        (first.code, second.code),
+        (Some(0), Some(0)),
+        "{}{}",
+        first.stderr,
+        second.stderr
+    );
+    // Each pull appended the indices it received, in the order of the entries.
+    let held: Vec<String> = lines_of(&dir, "proofs.jsonl")
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["index"].to_string())
+        .collect();
+    assert_eq!(held.len(), 4, "two posts and two disclosures to DPJ/RTS");
+    assert_eq!(lines_of(&dir, "indices"), held);
+    let good = read_tree(&dir);
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || verify(&d))
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // The same line removed from both files: every remaining proof still verifies.
+    // A middle entry, then the last one.
+    for removed in [1, 3] {
+        write_tree(&dir, &good);
+        keep_lines(&dir, "entries.jsonl", |i| i != removed);
+        keep_lines(&dir, "proofs.jsonl", |i| i != removed);
+
+        assert_verify_fails(
+            &dir,
+            &format!(
+                "entry {}: missing from entries.jsonl and proofs.jsonl: a pull received it (indices lists it) but the copy holds 3 of the 4 entries received: it was removed or lost",
+                held[removed]
+            ),
+        );
+    }
+    // Without the list, nothing tells a removal: it is required.
+    write_tree(&dir, &good);
+    std::fs::remove_file(dir.join("indices")).unwrap();
+    assert_verify_fails(
+        &dir,
+        &format!(
+            "{}: missing: it lists the entries each pull received, without it a removed entry cannot be seen (pull again into a new directory)",
+            dir.join("indices").display()
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_refused_pull_leaves_no_directory_and_an_auditor_can_pull_there_after() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    post_runaway(&net, &relay).await;
+    let dir = net.path().join("audit-dir");
+
+    let refused = pull(&net, &relay, "DPJ/RTS", &dir, &relay.verifier_key).await;
+    let made = dir.exists();
+    let after = pull(&net, &relay, "TABLE/CONFORMITE", &dir, &relay.verifier_key).await;
+    relay.stop().await;
+
+    assert_eq!(refused.code, Some(3), "{}", refused.stderr);
+    assert_eq!(
+        refused.stderr,
+        "filet: DPJ/RTS/dpj-rts-01 asked for audit entries but DPJ/RTS has no audit right in the agreement\n"
+    );
+    assert!(!made, "the refused pull made {}", dir.display());
+    assert_eq!(after.code, Some(0), "{}", after.stderr);
+    // 7 entries of the post, then the refusal of DPJ/RTS's pull (audit_denied).
+    assert_eq!(
+        after.stdout,
+        "pulled 8 new entries; checkpoint of 8 entries kept\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("scope")).unwrap(),
+        "full\n"
+    );
+}
+
+#[test]
+fn a_subject_ref_key_of_the_wrong_size_exits_4_naming_the_file_and_the_expected_format() {
+    let (tmp, dir) = copy_of_good();
+    // The key written as hex: 64 bytes.
+    let key = tmp.path().join("subject-ref.hex");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+
+    let out = offline(&[
+        "report",
+        "--dir",
+        path_str(&dir),
+        "--subject-ref",
+        "SPVQ-2026-04417",
+        "--subject-ref-key",
+        path_str(&key),
+    ]);
+
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "filet: --subject-ref-key {}: 64 bytes, expected the relay's key of 32 raw bytes (its DATA/keys/subject-ref.key, copied as is, not hex or base64)\n",
+            key.display()
+        )
+    );
+}
+
+#[test]
+fn report_party_is_matched_in_any_case_and_a_party_named_in_no_entry_exits_4_listing_those_seen() {
+    let (_tmp, dir) = copy_of_good();
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "--dir", path_str(&dir), "--format", "json"];
+        args.extend_from_slice(extra);
+        offline(&args)
+    };
+
+    let upper = report(&["--party", "DPJ"]);
+    let lower = report(&["--party", "dpj"]);
+    let nope = report(&["--party", "NOPE"]);
+
+    assert_eq!(upper.code, Some(0), "{}", upper.stderr);
+    let v: Value = serde_json::from_str(&upper.stdout).unwrap();
+    assert_eq!(v["posts"], json!({"actual": 2}));
+    assert_eq!(
+        (lower.code, &lower.stdout),
+        (Some(0), &upper.stdout),
+        "{}",
+        lower.stderr
+    );
+    assert_eq!(nope.code, Some(4), "{}", nope.stderr);
+    assert_eq!(nope.stdout, "");
+    assert_eq!(
+        nope.stderr,
+        format!(
+            "filet: --party NOPE: no entry of {} names this party (parties named: CJQ, DPJ, SPVQ)\n",
+            dir.display()
+        )
+    );
+}
+
+#[test]
+fn report_from_after_to_exits_4_naming_both() {
+    let (_tmp, dir) = copy_of_good();
+
+    let out = offline(&[
+        "report",
+        "--dir",
+        path_str(&dir),
+        "--from",
+        "2026-12-01",
+        "--to",
+        "2026-11-01",
+    ]);
+
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(
+        out.stderr,
+        "filet: --from 2026-12-01T00:00:00.000Z is not before --to 2026-11-01T00:00:00.000Z: the range is empty\n"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_leaves_file_is_named_missing_and_pulling_again_rebuilds_it() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    post_runaway(&net, &relay).await;
+    let dir = net.path().join("audit-dir");
+    let first = pull(&net, &relay, "TABLE/CONFORMITE", &dir, &relay.verifier_key).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let leaves = std::fs::read(dir.join("leaves.bin")).unwrap();
+    std::fs::remove_file(dir.join("leaves.bin")).unwrap();
+
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || verify(&d))
+        .await
+        .unwrap();
+    let again = pull(&net, &relay, "TABLE/CONFORMITE", &dir, &relay.verifier_key).await;
+    relay.stop().await;
+
+    assert_eq!(out.code, Some(6), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "filet: {}: missing, although every entry matches the signed roots: this copy's hash file was deleted (the entries are intact; pull again to rebuild it)\n",
+            dir.join("leaves.bin").display()
+        )
+    );
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(std::fs::read(dir.join("leaves.bin")).unwrap(), leaves);
+    let out = verify(&dir);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn verify_and_report_of_a_directory_that_does_not_exist_exit_4_as_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nonexistent");
+
+    let verified = verify(&missing);
+    let reported = offline(&["report", "--dir", path_str(&missing)]);
+
+    let message = format!(
+        "filet: {}: no such audit directory (make one with `filet audit pull --dir`)\n",
+        missing.display()
+    );
+    assert_eq!(
+        (verified.code, verified.stderr.as_str()),
+        (Some(4), message.as_str())
+    );
+    assert_eq!(
+        (reported.code, reported.stderr.as_str()),
+        (Some(4), message.as_str())
+    );
+    assert!(!missing.exists(), "nothing was made");
+}
