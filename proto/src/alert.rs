@@ -786,9 +786,15 @@ impl AlertFile {
     /// Reads an alert file in TOML.
     ///
     /// # Errors
-    /// The TOML parser's message, which names the line, column and key.
+    /// The TOML parser's message, which names the line, column and key; an empty `to`
+    /// list (leaving `to` out means every unit the agreement permits; an empty list would
+    /// read as "nobody" to a person and as "everyone" to the relay).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let file: AlertFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        if file.to.as_ref().is_some_and(Vec::is_empty) {
+            return Err("to: an empty list; name the recipients (PARTY or PARTY/UNIT), or leave `to` out to send to every unit the agreement permits".into());
+        }
+        Ok(file)
     }
 
     /// The draft this file describes (not yet validated).
@@ -927,6 +933,15 @@ impl Disclosed {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_alert_file_with_an_empty_to_list_is_refused_naming_to() {
+        let e = AlertFile::from_toml("category = \"runaway\"\nrisk = \"severe\"\nto = []\n")
+            .unwrap_err();
+        assert!(e.starts_with("to: an empty list;"), "{e}");
+        let ok = AlertFile::from_toml("category = \"runaway\"\nrisk = \"severe\"\n").unwrap();
+        assert_eq!(ok.to, None);
+    }
+
     use super::*;
 
     const RUNAWAY: &str = include_str!("../../../shared/cases/alerts/runaway.toml");
