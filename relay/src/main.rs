@@ -88,11 +88,16 @@ enum Command {
     },
 }
 
+/// Logs to stderr; colour codes only on a terminal, and never with `NO_COLOR` set
+/// (no-color.org): a log file or a pipe gets plain text.
 fn init_tracing(json: bool, default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .with_writer(std::io::stderr);
     if json {
         b.json().init();

@@ -498,3 +498,33 @@ fn filet_relay_serve_states_an_agreement_error_once() {
         )
     );
 }
+
+/// Regression: the relay's log held ANSI colour codes when stderr was a file or a pipe.
+#[tokio::test]
+async fn the_relay_log_off_a_terminal_has_no_colour_codes() {
+    let net = TestNet::new();
+    let data = net.data_dir();
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path_str(&data),
+        "--pki",
+        path_str(&net.pki),
+        "--agreement",
+        path_str(&net.agreement),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // An empty NO_COLOR asks for nothing (no-color.org): only the pipe decides.
+        ChildRelay::start_with(&args, &[("NO_COLOR", "")]).terminate_drained()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}
