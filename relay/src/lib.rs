@@ -136,6 +136,20 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
     Ok(())
 }
 
+/// Reads a file that the relay's first start creates; a missing one is an error saying so.
+fn read_existing(path: &Path, what: &str) -> Result<Vec<u8>, RelayError> {
+    std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            data_err(
+                path,
+                format!("no {what}: the relay creates it at its first start on this data directory (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?"),
+            )
+        } else {
+            data_err(path, e)
+        }
+    })
+}
+
 /// The relay's data-directory keys and the log's origin, created at the first start.
 pub struct Keys {
     /// The checkpoint signer (key name = origin).
@@ -147,6 +161,41 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// Loads the keys and the origin of a data directory the relay has already started on
+    /// (or `filet-relay init --agreement` made), creating nothing.
+    ///
+    /// # Errors
+    /// [`RelayError::Data`] naming the directory or file that is missing or unreadable.
+    pub fn load(data_dir: &Path) -> Result<Keys, RelayError> {
+        if !data_dir.is_dir() {
+            return Err(data_err(
+                data_dir,
+                "no such data directory: the relay creates it, with its keys, at its first start (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?",
+            ));
+        }
+        let audit_key = data_dir.join("keys/audit-ed25519.pk8");
+        let pk8 = read_existing(&audit_key, "audit signing key")?;
+        let origin_path = data_dir.join("origin");
+        let origin = String::from_utf8(read_existing(&origin_path, "log origin")?)
+            .map_err(|e| data_err(&origin_path, e))?
+            .trim()
+            .to_owned();
+        let signer = NoteSigner::from_pkcs8(&origin, &pk8).map_err(|e| data_err(&audit_key, e))?;
+        let sr = data_dir.join("keys/subject-ref.key");
+        let subject_ref = read_existing(&sr, "subject-reference key")?;
+        if subject_ref.len() != 32 {
+            return Err(data_err(
+                &sr,
+                format!("{} bytes, expected 32", subject_ref.len()),
+            ));
+        }
+        Ok(Keys {
+            signer,
+            subject_ref,
+            origin,
+        })
+    }
+
     /// Loads the keys of `data_dir`, creating them (and the origin) if absent.
     ///
     /// # Errors

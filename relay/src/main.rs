@@ -76,15 +76,16 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Print the audit log's verifier key (C2SP signed-note format), creating the key on
-    /// first use.
+    /// Print the audit log's verifier key (C2SP signed-note format) of a data directory.
+    /// It only reads: the relay creates the key at its first start (or `init --agreement`).
     AuditKey {
         /// Data directory.
         #[arg(long)]
         data_dir: PathBuf,
-        /// The agreement (its id names the log's origin on first use).
-        #[arg(long)]
-        agreement: PathBuf,
+        /// Not used (the key and its name are read from the data directory); accepted so
+        /// that older scripts keep working.
+        #[arg(long, hide = true)]
+        agreement: Option<PathBuf>,
     },
 }
 
@@ -234,11 +235,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::AuditKey {
             data_dir,
-            agreement,
+            agreement: _,
         } => {
-            let a = filet_relay::load_agreement(&agreement)?;
-            std::fs::create_dir_all(&data_dir)?;
-            let keys = Keys::load_or_create(&data_dir, None, &a.id)?;
+            let keys = Keys::load(&data_dir)?;
             println!("{}", keys.signer.verifier_key());
             Ok(ExitCode::SUCCESS)
         }

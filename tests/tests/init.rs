@@ -276,3 +276,63 @@ async fn a_typo_in_relay_toml_stops_serve_naming_the_file_line_and_key() {
         "unknown field `mailbox_maxx`, expected one of `max_connections`, `max_connections_per_principal`, `max_streams_per_connection`, `idle_timeout_secs`, `frame_timeout_secs`, `max_in_flight_per_stream`, `posts_per_minute`, `mailbox_max`"
     );
 }
+
+/// Regression: `audit-key` on a mistyped data directory created it, with a new key, and
+/// printed that key: an operator handed the auditors a key no relay signs with.
+#[tokio::test]
+async fn filet_relay_audit_key_only_reads_and_names_a_missing_directory_or_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agreement =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
+    let audit_key = |data: PathBuf| {
+        let agreement = s(&agreement);
+        blocking(move || {
+            run(
+                "filet-relay",
+                &[
+                    "audit-key",
+                    "--data-dir",
+                    &s(&data),
+                    "--agreement",
+                    &agreement,
+                ],
+            )
+        })
+    };
+
+    let missing = tmp.path().join("dta");
+    let out = audit_key(missing.clone()).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr),
+        (
+            Some(1),
+            "",
+            format!(
+                "filet-relay: data directory: {}: no such data directory: the relay creates it, with its keys, at its first start (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?\n",
+                missing.display()
+            )
+        )
+    );
+    assert!(!missing.exists(), "audit-key created {}", missing.display());
+
+    // A home made without an agreement: the data directory is there, the key is not yet.
+    let home = tmp.path().join("filet");
+    ok("filet-relay", vec!["init".into(), "--dir".into(), s(&home)]).await;
+    let out = audit_key(home.join("data")).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr),
+        (
+            Some(1),
+            "",
+            format!(
+                "filet-relay: data directory: {}: no audit signing key: the relay creates it at its first start on this data directory (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?\n",
+                home.join("data/keys/audit-ed25519.pk8").display()
+            )
+        )
+    );
+    assert_eq!(
+        std::fs::read_dir(home.join("data")).unwrap().count(),
+        0,
+        "audit-key wrote into the data directory"
+    );
+}
