@@ -4,10 +4,13 @@
 //! Exit codes: 0 success; 1 error (configuration, agreement, PKI, storage); 2 bad command
 //! line; 3 the demo ran but a step did not happen as described.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use filet_relay::clock::SystemClock;
 use filet_relay::config::{Overrides, RelayConfig};
@@ -180,7 +183,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("wrote {}", dir.join("relay.toml").display());
             if let Some(a) = &agreement {
                 let parsed = filet_relay::load_agreement(a)?;
-                std::fs::copy(a, dir.join("agreement.toml"))?;
+                // The operator edits this copy (docs/operations.md, "Change the agreement"):
+                // created 0644 (less the umask) whatever the source's mode, which `fs::copy` keeps.
+                let text = std::fs::read(a).with_context(|| a.display().to_string())?;
+                let to = dir.join("agreement.toml");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o644)
+                    .open(&to)
+                    .and_then(|mut f| f.write_all(&text))
+                    .with_context(|| to.display().to_string())?;
                 println!(
                     "wrote {} (agreement {} v{})",
                     dir.join("agreement.toml").display(),

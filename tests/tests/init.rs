@@ -35,7 +35,15 @@ fn s(p: &Path) -> String {
 async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("filet");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
+    // A read-only agreement, as one received or checked out often is: the copy must still
+    // be one the operator can edit.
+    let example = tmp.path().join("agreement.example.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml"),
+        &example,
+    )
+    .unwrap();
+    std::fs::set_permissions(&example, std::fs::Permissions::from_mode(0o444)).unwrap();
 
     let stdout = ok(
         "filet-relay",
@@ -82,6 +90,13 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
         std::fs::read(home.join("agreement.toml")).unwrap(),
         std::fs::read(&example).unwrap()
     );
+    // Regression: the copy kept the source's 0444, so "edit the agreement, then reload"
+    // needed a chmod first.
+    let mode = std::fs::metadata(home.join("agreement.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o600, 0o600, "agreement.toml mode {mode:o}");
     let cfg = RelayConfig::load(Some(&config), Overrides::default()).unwrap();
     assert_eq!(
         (&cfg.data_dir, &cfg.agreement, &cfg.pki.crl, &cfg.limits),
