@@ -60,6 +60,9 @@ use crate::store::{Store, StoreError, StoreMark};
 /// Why the relay cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// A setting is out of its bounds (see [`config::BOUNDS`]); the message names the key.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The agreement file cannot be read.
     #[error("agreement {path}: {source}")]
     AgreementRead {
@@ -333,6 +336,9 @@ impl Relay {
     /// # Errors
     /// [`RelayError`] naming the file or setting at fault.
     pub async fn start(cfg: RelayConfig, clock: Arc<dyn Clock>) -> Result<Relay, RelayError> {
+        // `RelayConfig::load` checked a file already; a configuration built in code is
+        // checked here, so that no setting can reach a runtime limit and panic.
+        config::check_settings(&cfg.limits, &cfg.commit, &cfg.audit).map_err(RelayError::Config)?;
         let agreement = load_agreement(&cfg.agreement)?;
         let pki = Pki::load(&cfg.pki)?;
         // A relay certificate out of its dates serves nobody: say so at start, not in

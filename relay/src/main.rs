@@ -175,11 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for d in [dir.clone(), dir.join("data"), dir.join("pki")] {
                 std::fs::create_dir_all(&d)?;
             }
-            let template = filet_relay::config::TEMPLATE.replace(
-                "# listen = \"127.0.0.1:9464\"",
-                "listen = \"127.0.0.1:9464\"",
-            );
-            std::fs::write(dir.join("relay.toml"), template)?;
+            std::fs::write(dir.join("relay.toml"), filet_relay::config::TEMPLATE)?;
             println!("wrote {}", dir.join("relay.toml").display());
             if let Some(a) = &agreement {
                 let parsed = filet_relay::load_agreement(a)?;

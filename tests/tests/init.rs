@@ -107,7 +107,10 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
             &Limits::default()
         )
     );
-    assert_eq!(cfg.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    // Regression: init turned metrics on at a fixed port while the template said every
+    // commented setting was at its default (off): a second home on the host failed with
+    // "Address already in use".
+    assert_eq!(cfg.metrics.listen, None);
 
     // A second init changes nothing.
     let (before, key_before) = (
@@ -187,17 +190,14 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
         .unwrap_or_else(|| panic!("no profile named in {node_out}"))
         .into();
 
-    // Metrics on a fixed port would collide with anything else on this machine.
+    // Metrics are offered, commented out, with their off default said in words.
     let text = String::from_utf8(before).unwrap();
-    assert!(text.contains("\nlisten = \"127.0.0.1:9464\"\n"), "{text}");
-    std::fs::write(
-        &config,
-        text.replace(
-            "\nlisten = \"127.0.0.1:9464\"\n",
-            "\nlisten = \"127.0.0.1:0\"\n",
-        ),
-    )
-    .unwrap();
+    assert!(
+        text.contains("Off by default: uncomment to serve it")
+            && text.contains("\n# listen = \"127.0.0.1:9464\"\n")
+            && !text.contains("\nlisten = \"127.0.0.1:9464\""),
+        "{text}"
+    );
     let relay = {
         let config = s(&config);
         blocking(move || {
