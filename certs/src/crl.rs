@@ -233,7 +233,8 @@ pub(crate) fn write(
 /// # Errors
 /// [`CertError::NoCa`]; [`CertError::Read`]/[`CertError::Pem`]/[`CertError::Empty`]/
 /// [`CertError::Invalid`] for the certificate or `revoked.toml`;
-/// [`CertError::NotIssuedByCa`]; [`CertError::AlreadyRevoked`]; [`CertError::Write`].
+/// [`CertError::RevokeCa`] for a CA certificate; [`CertError::NotIssuedByCa`];
+/// [`CertError::AlreadyRevoked`]; [`CertError::Write`].
 pub fn revoke(
     dir: &Path,
     cert_file: &Path,
@@ -257,6 +258,12 @@ pub fn revoke(
         .map_err(|e| invalid(format!("not a valid certificate: {e}")))?;
     let (_, ca_cert) = X509Certificate::from_der(ca.cert_der())
         .map_err(|e| invalid(format!("the CA certificate is not valid: {e}")))?;
+    // The CA's own certificate is self-signed, so it passes the issuer check below.
+    if der.as_ref() == ca.cert_der().as_ref() || cert.is_ca() {
+        return Err(CertError::RevokeCa {
+            path: cert_file.to_path_buf(),
+        });
+    }
     if cert.issuer().as_raw() != ca_cert.subject().as_raw()
         || cert.verify_signature(Some(ca_cert.public_key())).is_err()
     {

@@ -143,6 +143,13 @@ pub enum CertError {
         /// The CA certificate file.
         ca: PathBuf,
     },
+    /// A certificate to revoke is a CA certificate (this directory's own, or another CA's
+    /// it signed): a CRL revokes the certificates a CA issued to nodes and relays.
+    #[error("{path} is a CA certificate, not a node's or the relay's: only certificates this CA issued to nodes and relays can be revoked (a compromised CA needs a new PKI: filet-certs init in a new directory, then new certificates for every node)")]
+    RevokeCa {
+        /// The certificate file.
+        path: PathBuf,
+    },
     /// A certificate is already on the revocation list.
     #[error("{path}: serial {serial} is already revoked")]
     AlreadyRevoked {

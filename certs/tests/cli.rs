@@ -371,3 +371,40 @@ fn usage_errors_exit_2() {
         );
     }
 }
+
+#[test]
+fn revoke_refuses_the_ca_certificate_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agreement = example_agreement();
+    let o = filet_certs(
+        &[
+            "dev",
+            "--agreement",
+            agreement.to_str().unwrap(),
+            "--dir",
+            "PKI",
+            "--relay",
+            "127.0.0.1:4433",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let layout = Layout::new(tmp.path().join("PKI"));
+    let (crl, revoked) = (
+        std::fs::read(layout.crl()).unwrap(),
+        std::fs::read(layout.revoked()).unwrap(),
+    );
+
+    let o = filet_certs(&["revoke", "--dir", "PKI", "PKI/ca.crt.pem"], tmp.path());
+
+    assert_eq!(
+        (o.status.code(), stdout(&o), stderr(&o)),
+        (
+            Some(1),
+            String::new(),
+            "filet-certs: error: PKI/ca.crt.pem is a CA certificate, not a node's or the relay's: only certificates this CA issued to nodes and relays can be revoked (a compromised CA needs a new PKI: filet-certs init in a new directory, then new certificates for every node)\n".to_owned()
+        )
+    );
+    assert_eq!(std::fs::read(layout.crl()).unwrap(), crl);
+    assert_eq!(std::fs::read(layout.revoked()).unwrap(), revoked);
+}

@@ -17,7 +17,7 @@ use filet_proto::wire::close;
 use filet_proto::Principal;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::RelayConfig;
 use crate::identity::{self, Pki};
@@ -94,7 +94,9 @@ fn summary(
     )
 }
 
-/// Reloads the agreement and the CRL (see the module doc).
+/// Reloads the agreement and the CRL (see the module doc). What was done is logged at
+/// `info` (`reload: …`), a refusal at `error` (`reload refused: …`), whoever asked (SIGHUP,
+/// `filet-relay reload`, [`crate::RelayHandle::reload`]).
 ///
 /// # Errors
 /// A message naming the file, line and rule; nothing was changed.
@@ -105,6 +107,9 @@ pub async fn reload(
 ) -> Result<String, String> {
     let r = reload_inner(shared, endpoint, cfg).await;
     shared.metrics.reload(r.is_ok());
+    if let Err(e) = &r {
+        error!("reload refused: {e}");
+    }
     r
 }
 

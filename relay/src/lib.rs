@@ -60,6 +60,9 @@ use crate::store::{Store, StoreError, StoreMark};
 /// Why the relay cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// A setting is out of its bounds (see [`config::BOUNDS`]); the message names the key.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The agreement file cannot be read.
     #[error("agreement {path}: {source}")]
     AgreementRead {
@@ -136,6 +139,20 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
     Ok(())
 }
 
+/// Reads a file that the relay's first start creates; a missing one is an error saying so.
+fn read_existing(path: &Path, what: &str) -> Result<Vec<u8>, RelayError> {
+    std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            data_err(
+                path,
+                format!("no {what}: the relay creates it at its first start on this data directory (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?"),
+            )
+        } else {
+            data_err(path, e)
+        }
+    })
+}
+
 /// The relay's data-directory keys and the log's origin, created at the first start.
 pub struct Keys {
     /// The checkpoint signer (key name = origin).
@@ -147,6 +164,41 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// Loads the keys and the origin of a data directory the relay has already started on
+    /// (or `filet-relay init --agreement` made), creating nothing.
+    ///
+    /// # Errors
+    /// [`RelayError::Data`] naming the directory or file that is missing or unreadable.
+    pub fn load(data_dir: &Path) -> Result<Keys, RelayError> {
+        if !data_dir.is_dir() {
+            return Err(data_err(
+                data_dir,
+                "no such data directory: the relay creates it, with its keys, at its first start (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?",
+            ));
+        }
+        let audit_key = data_dir.join("keys/audit-ed25519.pk8");
+        let pk8 = read_existing(&audit_key, "audit signing key")?;
+        let origin_path = data_dir.join("origin");
+        let origin = String::from_utf8(read_existing(&origin_path, "log origin")?)
+            .map_err(|e| data_err(&origin_path, e))?
+            .trim()
+            .to_owned();
+        let signer = NoteSigner::from_pkcs8(&origin, &pk8).map_err(|e| data_err(&audit_key, e))?;
+        let sr = data_dir.join("keys/subject-ref.key");
+        let subject_ref = read_existing(&sr, "subject-reference key")?;
+        if subject_ref.len() != 32 {
+            return Err(data_err(
+                &sr,
+                format!("{} bytes, expected 32", subject_ref.len()),
+            ));
+        }
+        Ok(Keys {
+            signer,
+            subject_ref,
+            origin,
+        })
+    }
+
     /// Loads the keys of `data_dir`, creating them (and the origin) if absent.
     ///
     /// # Errors
@@ -284,6 +336,9 @@ impl Relay {
     /// # Errors
     /// [`RelayError`] naming the file or setting at fault.
     pub async fn start(cfg: RelayConfig, clock: Arc<dyn Clock>) -> Result<Relay, RelayError> {
+        // `RelayConfig::load` checked a file already; a configuration built in code is
+        // checked here, so that no setting can reach a runtime limit and panic.
+        config::check_settings(&cfg.limits, &cfg.commit, &cfg.audit).map_err(RelayError::Config)?;
         let agreement = load_agreement(&cfg.agreement)?;
         let pki = Pki::load(&cfg.pki)?;
         // A relay certificate out of its dates serves nobody: say so at start, not in
@@ -533,6 +588,7 @@ impl Relay {
                 tokio::select! {
                     req = rx.recv() => match req {
                         Some(control::Control::Reload(reply)) => {
+                            // Refusals are logged in `control::reload`, as for SIGHUP.
                             let r = control::reload(&shared, &endpoint, &cfg).await;
                             let _ = reply.send(r);
                         }
@@ -540,9 +596,9 @@ impl Relay {
                     },
                     _ = hup_recv => {
                         info!("SIGHUP: reloading the agreement and the CRL");
-                        if let Err(e) = control::reload(&shared, &endpoint, &cfg).await {
-                            tracing::error!("reload refused: {e}");
-                        }
+                        // No one to answer: the log (written by `control::reload`) says
+                        // what happened.
+                        let _ = control::reload(&shared, &endpoint, &cfg).await;
                     }
                 }
             }

@@ -4,10 +4,13 @@
 //! Exit codes: 0 success; 1 error (configuration, agreement, PKI, storage); 2 bad command
 //! line; 3 the demo ran but a step did not happen as described.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use filet_relay::clock::SystemClock;
 use filet_relay::config::{Overrides, RelayConfig};
@@ -76,23 +79,29 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Print the audit log's verifier key (C2SP signed-note format), creating the key on
-    /// first use.
+    /// Print the audit log's verifier key (C2SP signed-note format) of a data directory.
+    /// It only reads: the relay creates the key at its first start (or `init --agreement`).
     AuditKey {
         /// Data directory.
         #[arg(long)]
         data_dir: PathBuf,
-        /// The agreement (its id names the log's origin on first use).
-        #[arg(long)]
-        agreement: PathBuf,
+        /// Not used (the key and its name are read from the data directory); accepted so
+        /// that older scripts keep working.
+        #[arg(long, hide = true)]
+        agreement: Option<PathBuf>,
     },
 }
 
+/// Logs to stderr; colour codes only on a terminal, and never with `NO_COLOR` set
+/// (no-color.org): a log file or a pipe gets plain text.
 fn init_tracing(json: bool, default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .with_writer(std::io::stderr);
     if json {
         b.json().init();
@@ -166,15 +175,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for d in [dir.clone(), dir.join("data"), dir.join("pki")] {
                 std::fs::create_dir_all(&d)?;
             }
-            let template = filet_relay::config::TEMPLATE.replace(
-                "# listen = \"127.0.0.1:9464\"",
-                "listen = \"127.0.0.1:9464\"",
-            );
-            std::fs::write(dir.join("relay.toml"), template)?;
+            std::fs::write(dir.join("relay.toml"), filet_relay::config::TEMPLATE)?;
             println!("wrote {}", dir.join("relay.toml").display());
             if let Some(a) = &agreement {
                 let parsed = filet_relay::load_agreement(a)?;
-                std::fs::copy(a, dir.join("agreement.toml"))?;
+                // The operator edits this copy (docs/operations.md, "Change the agreement"):
+                // created 0644 (less the umask) whatever the source's mode, which `fs::copy` keeps.
+                let text = std::fs::read(a).with_context(|| a.display().to_string())?;
+                let to = dir.join("agreement.toml");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o644)
+                    .open(&to)
+                    .and_then(|mut f| f.write_all(&text))
+                    .with_context(|| to.display().to_string())?;
                 println!(
                     "wrote {} (agreement {} v{})",
                     dir.join("agreement.toml").display(),
@@ -229,11 +245,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::AuditKey {
             data_dir,
-            agreement,
+            agreement: _,
         } => {
-            let a = filet_relay::load_agreement(&agreement)?;
-            std::fs::create_dir_all(&data_dir)?;
-            let keys = Keys::load_or_create(&data_dir, None, &a.id)?;
+            let keys = Keys::load(&data_dir)?;
             println!("{}", keys.signer.verifier_key());
             Ok(ExitCode::SUCCESS)
         }

@@ -619,3 +619,110 @@ async fn a_profile_whose_key_is_not_its_certificates_is_told_so() {
         out.stderr
     );
 }
+
+/// A relay.toml with the paths of `net` and `key = value` in its section.
+fn config_with(net: &TestNet, key: &str, value: &str) -> PathBuf {
+    let (section, name) = key.split_once('.').unwrap();
+    let path = net.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nagreement = {:?}\npki_dir = {:?}\n[{section}]\n{name} = {value}\n",
+            path_str(&net.agreement),
+            path_str(&net.pki)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Regression: `[commit] queue` or `[limits] max_connections` at u64::MAX panicked at start
+/// (exit 101), `max_in_flight_per_stream` panicked on every request, `commit.max_batch`
+/// killed the commit thread while the relay kept listening, and `idle_timeout_secs` was
+/// refused without naming the key.
+#[test]
+fn filet_relay_serve_refuses_every_numeric_setting_out_of_bounds_naming_the_key() {
+    let net = TestNet::new();
+    for b in filet_relay::config::BOUNDS {
+        let config = config_with(&net, b.key, &(b.max + 1).to_string());
+        let out = run("filet-relay", &["serve", "--config", path_str(&config)]);
+        assert_eq!(
+            (out.code, out.stderr),
+            (
+                Some(1),
+                format!(
+                    "filet-relay: {}: {} is {}: it must be at most {} (see docs/operations.md, Limits)\n",
+                    config.display(),
+                    b.key,
+                    b.max + 1,
+                    b.max
+                )
+            )
+        );
+
+        let config = config_with(&net, b.key, &u64::MAX.to_string());
+        let out = run("filet-relay", &["serve", "--config", path_str(&config)]);
+        let name = b.key.split_once('.').unwrap().1;
+        assert_eq!(out.code, Some(1), "{}: {}", b.key, out.stderr);
+        assert!(
+            out.stderr
+                .starts_with(&format!("filet-relay: {}: ", config.display()))
+                && out.stderr.contains(name)
+                && !out.stderr.contains("panicked"),
+            "{}: {}",
+            b.key,
+            out.stderr
+        );
+    }
+    assert!(!net.path().join("data").exists(), "nothing was started");
+}
+
+/// A configuration built in code is checked as a file is: no setting reaches a runtime
+/// limit.
+#[tokio::test]
+async fn relay_start_refuses_a_limit_out_of_bounds_instead_of_panicking() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.commit.queue = usize::MAX;
+    let e = filet_relay::Relay::start(cfg, std::sync::Arc::new(filet_relay::clock::SystemClock))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "configuration: commit.queue is {}: it must be at most 1048576 (see docs/operations.md, Limits)",
+            usize::MAX
+        )
+    );
+}
+
+/// Regression: the relay's log held ANSI colour codes when stderr was a file or a pipe.
+#[tokio::test]
+async fn the_relay_log_off_a_terminal_has_no_colour_codes() {
+    let net = TestNet::new();
+    let data = net.data_dir();
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path_str(&data),
+        "--pki",
+        path_str(&net.pki),
+        "--agreement",
+        path_str(&net.agreement),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // An empty NO_COLOR asks for nothing (no-color.org): only the pipe decides.
+        ChildRelay::start_with(&args, &[("NO_COLOR", "")]).terminate_drained()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}

@@ -35,7 +35,15 @@ fn s(p: &Path) -> String {
 async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("filet");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
+    // A read-only agreement, as one received or checked out often is: the copy must still
+    // be one the operator can edit.
+    let example = tmp.path().join("agreement.example.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml"),
+        &example,
+    )
+    .unwrap();
+    std::fs::set_permissions(&example, std::fs::Permissions::from_mode(0o444)).unwrap();
 
     let stdout = ok(
         "filet-relay",
@@ -82,6 +90,13 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
         std::fs::read(home.join("agreement.toml")).unwrap(),
         std::fs::read(&example).unwrap()
     );
+    // Regression: the copy kept the source's 0444, so "edit the agreement, then reload"
+    // needed a chmod first.
+    let mode = std::fs::metadata(home.join("agreement.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o600, 0o600, "agreement.toml mode {mode:o}");
     let cfg = RelayConfig::load(Some(&config), Overrides::default()).unwrap();
     assert_eq!(
         (&cfg.data_dir, &cfg.agreement, &cfg.pki.crl, &cfg.limits),
@@ -92,7 +107,10 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
             &Limits::default()
         )
     );
-    assert_eq!(cfg.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    // Regression: init turned metrics on at a fixed port while the template said every
+    // commented setting was at its default (off): a second home on the host failed with
+    // "Address already in use".
+    assert_eq!(cfg.metrics.listen, None);
 
     // A second init changes nothing.
     let (before, key_before) = (
@@ -172,17 +190,14 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
         .unwrap_or_else(|| panic!("no profile named in {node_out}"))
         .into();
 
-    // Metrics on a fixed port would collide with anything else on this machine.
+    // Metrics are offered, commented out, with their off default said in words.
     let text = String::from_utf8(before).unwrap();
-    assert!(text.contains("\nlisten = \"127.0.0.1:9464\"\n"), "{text}");
-    std::fs::write(
-        &config,
-        text.replace(
-            "\nlisten = \"127.0.0.1:9464\"\n",
-            "\nlisten = \"127.0.0.1:0\"\n",
-        ),
-    )
-    .unwrap();
+    assert!(
+        text.contains("Off by default: uncomment to serve it")
+            && text.contains("\n# listen = \"127.0.0.1:9464\"\n")
+            && !text.contains("\nlisten = \"127.0.0.1:9464\""),
+        "{text}"
+    );
     let relay = {
         let config = s(&config);
         blocking(move || {
@@ -274,5 +289,65 @@ async fn a_typo_in_relay_toml_stops_serve_naming_the_file_line_and_key() {
     assert_eq!(
         out.stderr.lines().last().unwrap(),
         "unknown field `mailbox_maxx`, expected one of `max_connections`, `max_connections_per_principal`, `max_streams_per_connection`, `idle_timeout_secs`, `frame_timeout_secs`, `max_in_flight_per_stream`, `posts_per_minute`, `mailbox_max`"
+    );
+}
+
+/// Regression: `audit-key` on a mistyped data directory created it, with a new key, and
+/// printed that key: an operator handed the auditors a key no relay signs with.
+#[tokio::test]
+async fn filet_relay_audit_key_only_reads_and_names_a_missing_directory_or_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agreement =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
+    let audit_key = |data: PathBuf| {
+        let agreement = s(&agreement);
+        blocking(move || {
+            run(
+                "filet-relay",
+                &[
+                    "audit-key",
+                    "--data-dir",
+                    &s(&data),
+                    "--agreement",
+                    &agreement,
+                ],
+            )
+        })
+    };
+
+    let missing = tmp.path().join("dta");
+    let out = audit_key(missing.clone()).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr),
+        (
+            Some(1),
+            "",
+            format!(
+                "filet-relay: data directory: {}: no such data directory: the relay creates it, with its keys, at its first start (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?\n",
+                missing.display()
+            )
+        )
+    );
+    assert!(!missing.exists(), "audit-key created {}", missing.display());
+
+    // A home made without an agreement: the data directory is there, the key is not yet.
+    let home = tmp.path().join("filet");
+    ok("filet-relay", vec!["init".into(), "--dir".into(), s(&home)]).await;
+    let out = audit_key(home.join("data")).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr),
+        (
+            Some(1),
+            "",
+            format!(
+                "filet-relay: data directory: {}: no audit signing key: the relay creates it at its first start on this data directory (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?\n",
+                home.join("data/keys/audit-ed25519.pk8").display()
+            )
+        )
+    );
+    assert_eq!(
+        std::fs::read_dir(home.join("data")).unwrap().count(),
+        0,
+        "audit-key wrote into the data directory"
     );
 }

@@ -422,6 +422,17 @@ async fn filet_relay_reload_and_sighup_reload_a_serving_relay_and_refuse_a_broke
             format!("filet-relay: reload refused: {refused}\n").as_str()
         )
     );
+    // Regression: a refusal asked through the control socket was not logged by the relay
+    // (a SIGHUP refusal was).
+    let relay = {
+        let refused = refused.clone();
+        blocking(move || {
+            let line = relay.wait_for_log(&format!("reload refused: {refused}"), WAIT);
+            assert!(line.contains("ERROR"), "{line}");
+            relay
+        })
+        .await
+    };
 
     // --data-dir
     std::fs::write(&net.agreement, agreement_without_ikat(3)).unwrap();
@@ -444,7 +455,7 @@ async fn filet_relay_reload_and_sighup_reload_a_serving_relay_and_refuse_a_broke
     std::fs::write(&net.agreement, &broken).unwrap();
     relay.signal("HUP");
     let relay = blocking(move || {
-        relay.wait_for_log(&format!("reload refused: {refused}"), WAIT);
+        wait_for_log_count(&relay, &format!("reload refused: {refused}"), 2);
         relay
     })
     .await;
@@ -469,6 +480,26 @@ async fn filet_relay_reload_and_sighup_reload_a_serving_relay_and_refuse_a_broke
     auditor.close().await;
     let (status, stderr) = blocking(move || relay.terminate_drained()).await;
     assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// Polls the relay's log (at most [`WAIT`]) until `needle` is on `n` lines: the second
+/// refusal of the same file logs the same line as the first.
+fn wait_for_log_count(relay: &ChildRelay, needle: &str, n: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay
+        .stderr()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+        < n
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} not logged {n} times within {WAIT:?}:\n{}",
+            relay.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The SHA-256 of `text` as a file, by `sha256sum`.
