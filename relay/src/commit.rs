@@ -511,7 +511,7 @@ impl Committer {
         if let Some((size, note)) = self.last_durable.clone() {
             self.store.set_audit_state(size, &note)?;
             self.store.flush()?;
-            self.mark.set(size)?;
+            self.mark.set_and_sync(size)?;
         } else {
             self.store.flush()?;
         }
