@@ -196,7 +196,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     force,
                 },
             )
-            .with_context(|| format!("cannot issue a certificate for {party}/{unit}"))?;
+            .with_context(|| {
+                // Escaped: a name given on the command line may hold control characters.
+                format!(
+                    "cannot issue a certificate for {}/{}",
+                    party.escape_debug(),
+                    unit.escape_debug()
+                )
+            })?;
             print_group(&format!("node {}", files.principal), &files.paths());
             if let Some(profile) = &files.profile {
                 println!("next: filet --profile {} whoami", profile.display());

@@ -71,8 +71,12 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Refine an alert of your party: the original's content with the file's or the flags'
-    /// values over it.
+    /// Refine an alert of your party. With flags only: the alert's latest content (its
+    /// latest update, or itself) with the flags' values over it, which needs a unit that
+    /// sees that whole content (the one that posted it). With a file: the file is the whole
+    /// updated alert (as for `post`; flags given as well override its values). An update
+    /// goes to the recipients of the original, in its category: `--to` and a different
+    /// category are refused.
     Update {
         /// The alert's id.
         id: AlertId,
@@ -539,8 +543,10 @@ async fn latest_content(node: &Node, id: AlertId) -> Result<filet_proto::Disclos
             format!("its latest update {latest_id}")
         };
         return Err(InputError(format!(
-            "{me} cannot see all of the content of {what} (posted by {}): write the whole updated alert in a file (the format of `filet post`) and run `filet update {id} FILE`",
-            latest.envelope.sender.unit
+            "{me} cannot update alert {id} from flags: it does not see all of the content of {what} (posted by {}). Only units of party {} that the agreement lets send {} alerts may update it; such a unit gives the whole updated alert in a file (the format of `filet post`): `filet update {id} FILE`",
+            latest.envelope.sender.unit,
+            latest.envelope.sender.party(),
+            latest.envelope.category
         ))
         .into());
     }
@@ -610,11 +616,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ))
                 .into());
             }
+            if !args.to.is_empty() {
+                return Err(InputError(
+                    "--to: an update goes to the recipients of the original alert (those the agreement still permits); it names none".into(),
+                )
+                .into());
+            }
             let node = connect(&cli).await?;
             let mut draft = match &args.file {
                 Some(_) => {
-                    node.get_alert(*id).await.map_err(refusal_context)?;
-                    draft_of(args)?
+                    let (orig, _) = node.get_alert(*id).await.map_err(refusal_context)?;
+                    let d = draft_of(args)?;
+                    let problem = if !d.to.is_empty() {
+                        Some("to: an update goes to the recipients of the original alert; leave `to` out".to_owned())
+                    } else if d.category != orig.envelope.category {
+                        Some(format!(
+                            "category: alert {id} is a {} alert and its updates keep that category (not {})",
+                            orig.envelope.category, d.category
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(p) = problem {
+                        node.close().await;
+                        return Err(InputError(p).into());
+                    }
+                    d
                 }
                 None => {
                     let latest = latest_content(&node, *id).await;
@@ -625,6 +652,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                             return Err(e);
                         }
                     };
+                    if args.category.is_some_and(|c| c != latest.envelope.category) {
+                        node.close().await;
+                        return Err(InputError(format!(
+                            "--category: alert {id} is a {} alert and its updates keep that category",
+                            latest.envelope.category
+                        ))
+                        .into());
+                    }
                     let mut d =
                         AlertDraft::new(latest.envelope.category, latest.envelope.risk, "", "");
                     d.content = latest.content;

@@ -97,9 +97,11 @@ pub enum RelayError {
     /// The audit log does not match what the relay has published.
     #[error("the audit log does not match the last signed checkpoint: {0}; the relay will not serve a broken log (restore the data directory from a backup)")]
     Checkpoint(String),
-    /// The UDP socket cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A socket cannot be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
+        /// Which listener: the QUIC endpoint (`listen`) or the metrics (`metrics.listen`).
+        what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The cause.
@@ -456,6 +458,7 @@ impl Relay {
 
         let endpoint = quinn::Endpoint::server(server_config, cfg.listen).map_err(|source| {
             RelayError::Bind {
+                what: "listen, the QUIC endpoint for nodes",
                 addr: cfg.listen,
                 source,
             }
@@ -493,10 +496,15 @@ impl Relay {
         });
         let (control_tx, control_rx) = mpsc::channel(16);
         let metrics_listener = match cfg.metrics.listen {
-            Some(addr) => Some(
-                std::net::TcpListener::bind(addr)
-                    .map_err(|source| RelayError::Bind { addr, source })?,
-            ),
+            Some(addr) => {
+                Some(
+                    std::net::TcpListener::bind(addr).map_err(|source| RelayError::Bind {
+                        what: "metrics.listen, the Prometheus endpoint",
+                        addr,
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
         Ok(Relay {

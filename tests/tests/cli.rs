@@ -579,11 +579,43 @@ async fn filet_update_refuses_to_clear_a_required_field_or_to_build_on_content_i
     assert_eq!(out.code, Some(4), "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(
-            "SPVQ/IJP cannot see all of the content of alert {id} (posted by SPVQ/ESM): write the whole updated alert in a file"
+            "SPVQ/IJP cannot update alert {id} from flags: it does not see all of the content of alert {id} (posted by SPVQ/ESM). Only units of party SPVQ that the agreement lets send runaway alerts may update it; such a unit gives the whole updated alert in a file"
         )),
         "{}",
         out.stderr
     );
+    // An update goes to the original's recipients, in its category.
+    for (args, said) in [
+        (
+            vec![
+                "update",
+                id.as_str(),
+                "--to",
+                "CSSC/PIVOT",
+                "--risk",
+                "minor",
+            ],
+            "--to: an update goes to the recipients of the original alert",
+        ),
+        (
+            vec!["update", id.as_str(), "--category", "sighting"],
+            "--category: alert",
+        ),
+        (
+            vec![
+                "update",
+                id.as_str(),
+                cli.runaway(),
+                "--category",
+                "sighting",
+            ],
+            "category: alert",
+        ),
+    ] {
+        let out = cli.filet("SPVQ/ESM", &args).await;
+        assert_eq!(out.code, Some(4), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(said), "{args:?}: {}", out.stderr);
+    }
     let inbox = cli.filet("DPJ/RTS", &["--json", "inbox"]).await;
     assert_eq!(json_lines(&inbox.stdout).len(), 1, "nothing but the alert");
 }
