@@ -268,14 +268,21 @@ async fn located_reaches_every_recipient_of_the_original_including_one_offline_w
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn another_party_posting_an_update_located_or_cancel_is_refused_as_not_owner_and_audited() {
+/// SPVQ/ESM posts the runaway alert; `unit` (its node `node`) tries an update, a located
+/// and a cancel of it. Each must be refused with `code` and the message `message(kind, id)`
+/// gives, audited as a `refused` entry with `reason`, and leave the alert untouched.
+async fn assert_every_follow_up_refused(
+    unit: &str,
+    node: &str,
+    code: ErrorCode,
+    reason: RefusalReason,
+    message: impl Fn(Kind, AlertId) -> String,
+) {
     let net = TestNet::new();
     let relay = net.start_relay().await;
     let esm = net.node("SPVQ/ESM", relay.addr).await;
-    let rts = net.node("DPJ/RTS", relay.addr).await;
-    let original = esm.post(runaway()).await.unwrap();
-    let id = original.alert;
+    let other = net.node(unit, relay.addr).await;
+    let id = esm.post(runaway()).await.unwrap().alert;
 
     let attempts = [
         (Kind::Update, update_of(id)),
@@ -284,13 +291,10 @@ async fn another_party_posting_an_update_located_or_cancel_is_refused_as_not_own
     ];
     let mut messages = Vec::new();
     for (kind, draft) in attempts {
-        let e = refusal(rts.post(draft).await);
-        let message = format!(
-            "DPJ/RTS/dpj-rts-01: only party SPVQ may {} alert {id}; nothing was posted",
-            verb(kind)
-        );
-        assert_refusal(&e, ErrorCode::NotOwner, &message);
-        messages.push(message);
+        let e = refusal(other.post(draft).await);
+        let m = message(kind, id);
+        assert_refusal(&e, code, &m);
+        messages.push(m);
     }
 
     let table = net.node("TABLE/CONFORMITE", relay.addr).await;
@@ -299,8 +303,8 @@ async fn another_party_posting_an_update_located_or_cancel_is_refused_as_not_own
     let expected: Vec<Event> = messages
         .iter()
         .map(|m| Event::Refused {
-            principal: Some("DPJ/RTS/dpj-rts-01".into()),
-            reason: RefusalReason::NotOwner,
+            principal: Some(format!("{unit}/{node}")),
+            reason,
             detail: m.clone(),
             category: Some(Category::Runaway),
             recipient: None,
@@ -311,60 +315,47 @@ async fn another_party_posting_an_update_located_or_cancel_is_refused_as_not_own
     assert_eq!(events(&log, "posted").len(), 1, "nothing was posted");
     // The alert is untouched.
     let (d, _) = esm.get_alert(id).await.unwrap();
-    assert_eq!(d.state, AlertState::Active);
-    close_all([esm, rts, table]).await;
+    assert_eq!((d.state, d.history.len()), (AlertState::Active, 1));
+    close_all([esm, other, table]).await;
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn another_party_posting_an_update_located_or_cancel_is_refused_as_not_owner_and_audited() {
+    assert_every_follow_up_refused(
+        "DPJ/RTS",
+        "dpj-rts-01",
+        ErrorCode::NotOwner,
+        RefusalReason::NotOwner,
+        |kind, id| {
+            format!(
+                "DPJ/RTS/dpj-rts-01: only party SPVQ may {} alert {id}; nothing was posted",
+                verb(kind)
+            )
+        },
+    )
+    .await;
 }
 
 /// SPVQ/IKAT (a patrol) receives SPVQ/ESM's runaway alerts with a subset of the fields,
 /// and no rule lets it send runaway alerts. Being of the sender's party does not let it
 /// speak for the alert: its update, located and cancel are refused as not permitted,
-/// audited, and nothing reaches DPJ/RTS.
+/// audited, and nothing is posted.
 #[tokio::test]
 async fn a_unit_of_the_senders_party_that_may_only_receive_the_category_may_not_follow_it_up() {
-    let net = TestNet::new();
-    let relay = net.start_relay().await;
-    let esm = net.node("SPVQ/ESM", relay.addr).await;
-    let ikat = net.node("SPVQ/IKAT", relay.addr).await;
-    let original = esm.post(runaway()).await.unwrap();
-    let id = original.alert;
-
-    let attempts = [
-        (Kind::Update, update_of(id)),
-        (Kind::Located, follow_up(Kind::Located, id, Some(FOUND))),
-        (Kind::Cancel, follow_up(Kind::Cancel, id, Some("erreur"))),
-    ];
-    let mut messages = Vec::new();
-    for (kind, draft) in attempts {
-        let e = refusal(ikat.post(draft).await);
-        let message = format!(
-            "SPVQ/IKAT/spvq-ikat-01: no rule of agreement table-regionale-quebec-esj v1 lets SPVQ/IKAT send runaway alerts, so it may not {} alert {id} of SPVQ/ESM; its sender, or another unit of SPVQ that may send runaway alerts, can; nothing was posted",
-            verb(kind)
-        );
-        assert_refusal(&e, ErrorCode::NotPermitted, &message);
-        messages.push(message);
-    }
-
-    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
-    let log = full_log(&table, &relay.verifier()).await;
-    let refused: Vec<&Event> = events(&log, "refused").iter().map(|e| &e.event).collect();
-    let expected: Vec<Event> = messages
-        .iter()
-        .map(|m| Event::Refused {
-            principal: Some("SPVQ/IKAT/spvq-ikat-01".into()),
-            reason: RefusalReason::NotPermitted,
-            detail: m.clone(),
-            category: Some(Category::Runaway),
-            recipient: None,
-            alert: Some(id),
-        })
-        .collect();
-    assert_eq!(refused, expected.iter().collect::<Vec<_>>());
-    assert_eq!(events(&log, "posted").len(), 1, "nothing was posted");
-    let (d, _) = esm.get_alert(id).await.unwrap();
-    assert_eq!((d.state, d.history.len()), (AlertState::Active, 1));
-    close_all([esm, ikat, table]).await;
-    relay.stop().await;
+    assert_every_follow_up_refused(
+        "SPVQ/IKAT",
+        "spvq-ikat-01",
+        ErrorCode::NotPermitted,
+        RefusalReason::NotPermitted,
+        |kind, id| {
+            format!(
+                "SPVQ/IKAT/spvq-ikat-01: no rule of agreement table-regionale-quebec-esj v1 lets SPVQ/IKAT send runaway alerts, so it may not {} alert {id} of SPVQ/ESM; its sender, or another unit of SPVQ that may send runaway alerts, can; nothing was posted",
+                verb(kind)
+            )
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
