@@ -213,18 +213,15 @@ impl Keys {
         let keys = data_dir.join("keys");
         std::fs::create_dir_all(&keys).map_err(|e| data_err(&keys, e))?;
         let origin_path = data_dir.join("origin");
-        let origin = match std::fs::read_to_string(&origin_path) {
+        match std::fs::read_to_string(&origin_path) {
             Ok(o) => {
-                let o = o.trim().to_owned();
-                if let Some(want) = origin {
-                    if want != o {
-                        return Err(data_err(
-                            &origin_path,
-                            format!("the log's origin is {o:?}; the configuration asks for {want:?}, which would start another log"),
-                        ));
-                    }
+                let o = o.trim();
+                if let Some(want) = origin.filter(|want| *want != o) {
+                    return Err(data_err(
+                        &origin_path,
+                        format!("the log's origin is {o:?}; the configuration asks for {want:?}, which would start another log"),
+                    ));
                 }
-                o
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let o = origin
@@ -232,37 +229,24 @@ impl Keys {
                     .unwrap_or_else(|| format!("filet.relay/{agreement_id}"));
                 std::fs::write(&origin_path, format!("{o}\n"))
                     .map_err(|e| data_err(&origin_path, e))?;
-                o
             }
             Err(e) => return Err(data_err(&origin_path, e)),
-        };
-        let rng = SystemRandom::new();
+        }
         let audit_key = keys.join("audit-ed25519.pk8");
         if !audit_key.exists() {
             let pk8 = NoteSigner::generate_pkcs8().map_err(|e| data_err(&audit_key, e))?;
             write_secret(&audit_key, &pk8)?;
         }
-        let pk8 = std::fs::read(&audit_key).map_err(|e| data_err(&audit_key, e))?;
-        let signer = NoteSigner::from_pkcs8(&origin, &pk8).map_err(|e| data_err(&audit_key, e))?;
         let sr = keys.join("subject-ref.key");
         if !sr.exists() {
             let mut k = [0u8; 32];
-            rng.fill(&mut k)
+            SystemRandom::new()
+                .fill(&mut k)
                 .map_err(|_| data_err(&sr, "system random source failed"))?;
             write_secret(&sr, &k)?;
         }
-        let subject_ref = std::fs::read(&sr).map_err(|e| data_err(&sr, e))?;
-        if subject_ref.len() != 32 {
-            return Err(data_err(
-                &sr,
-                format!("{} bytes, expected 32", subject_ref.len()),
-            ));
-        }
-        Ok(Keys {
-            signer,
-            subject_ref,
-            origin,
-        })
+        // Everything exists now: read it as `filet-relay audit-key` does.
+        Self::load(data_dir)
     }
 }
 

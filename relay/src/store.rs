@@ -207,21 +207,6 @@ impl Store {
         }
     }
 
-    /// Writes one alert (not durable until [`Store::flush`]).
-    ///
-    /// # Errors
-    /// sled errors; encoding errors as [`StoreError::Corrupt`].
-    pub fn put(&self, rec: &AlertRecord) -> Result<()> {
-        let bytes = codec::encode_value(rec).map_err(|e| StoreError::Corrupt {
-            key: rec.envelope.id.to_string(),
-            problem: e.to_string(),
-        })?;
-        self.alerts
-            .insert(rec.envelope.id.0, bytes)
-            .map_err(sled_err(&self.path))?;
-        Ok(())
-    }
-
     /// Writes the alerts of one group commit in one sled batch (not durable until
     /// [`Store::flush`]). sled applies a batch atomically, also across a crash: after a
     /// restart the store holds all of these records or none of them, never half of a

@@ -1217,3 +1217,16 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The ids of what waits in `node`'s mailbox (`Node::inbox`), oldest first.
+///
+/// # Panics
+/// If the inbox request fails (tests only).
+pub async fn inbox_ids(node: &Node) -> Vec<filet_proto::AlertId> {
+    node.inbox()
+        .await
+        .expect("the inbox")
+        .iter()
+        .map(|d| d.envelope.id)
+        .collect()
+}

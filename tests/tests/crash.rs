@@ -260,13 +260,7 @@ async fn check_after_restart(net: &TestNet, relay: &ChildRelay, h: &mut History)
     }
     for (unit, alerts) in &promised {
         let node = net.node(unit, relay.addr).await;
-        let waiting: HashSet<AlertId> = node
-            .inbox()
-            .await
-            .unwrap()
-            .iter()
-            .map(|d| d.envelope.id)
-            .collect();
+        let waiting: HashSet<AlertId> = inbox_ids(&node).await.into_iter().collect();
         for a in alerts {
             assert!(
                 waiting.contains(a),
@@ -555,13 +549,7 @@ async fn a_torn_record_at_the_tail_of_the_audit_log_is_removed_and_said() {
     assert_eq!(log.len(), before + 2);
     assert_eq!(events(&log[before..], "relay_started").len(), 1);
     let rts = net.node("DPJ/RTS", relay.addr).await;
-    let waiting: Vec<AlertId> = rts
-        .inbox()
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.envelope.id)
-        .collect();
+    let waiting: Vec<AlertId> = inbox_ids(&rts).await;
     let promised: Vec<AlertId> = receipts[1..].iter().map(|r| r.alert).collect();
     assert_eq!(waiting, promised);
     rts.close().await;
@@ -679,13 +667,7 @@ async fn assert_recovers_or_refuses(net: &Arc<TestNet>, receipts: &[Receipt], da
         }
         ChildStart::Serving(relay) => {
             let rts = net.node("DPJ/RTS", relay.addr).await;
-            let waiting: Vec<AlertId> = rts
-                .inbox()
-                .await
-                .unwrap()
-                .iter()
-                .map(|d| d.envelope.id)
-                .collect();
+            let waiting: Vec<AlertId> = inbox_ids(&rts).await;
             rts.close().await;
             let promised: Vec<AlertId> = receipts[1..].iter().map(|r| r.alert).collect();
             let stderr = relay.stderr();

@@ -281,13 +281,7 @@ async fn a_node_posting_as_fast_as_it_can_is_held_to_the_default_rate_and_loses_
     }
     // Nothing acknowledged is lost: every receipt's alert waits for DPJ/RTS.
     let rts = net.node("DPJ/RTS", relay.addr).await;
-    let mut waiting: Vec<_> = rts
-        .inbox()
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.envelope.id)
-        .collect();
+    let mut waiting: Vec<_> = inbox_ids(&rts).await;
     let mut promised: Vec<_> = receipts.iter().map(|r| r.alert).collect();
     waiting.sort();
     promised.sort();

@@ -1260,13 +1260,7 @@ async fn an_expiry_and_a_purge_the_store_missed_are_applied_at_start_up_not_logg
 
     let relay = start().await;
     let rts = net.node("DPJ/RTS", relay.addr).await;
-    let waiting: Vec<AlertId> = rts
-        .inbox()
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.envelope.id)
-        .collect();
+    let waiting: Vec<AlertId> = inbox_ids(&rts).await;
     assert!(
         !waiting.contains(&id),
         "the logged expiry was not applied at start-up: DPJ/RTS still has {id}"

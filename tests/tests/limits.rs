@@ -35,13 +35,7 @@ async fn a_full_mailbox_refuses_new_posts_naming_the_unit_and_keeps_what_it_acce
     let message =
         "the mailbox of DPJ/RTS is full (2 alerts waiting, the limit is 2); nothing was posted";
     assert_refusal(&e, ErrorCode::MailboxFull, message);
-    let waiting: Vec<_> = rts
-        .inbox()
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.envelope.id)
-        .collect();
+    let waiting: Vec<_> = inbox_ids(&rts).await;
     assert_eq!(waiting, [a.alert, b.alert], "nothing accepted was dropped");
     let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
     let log = full_log(&auditor, &relay.verifier()).await;

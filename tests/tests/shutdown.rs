@@ -173,13 +173,7 @@ async fn sigterm_during_a_burst_exits_0_keeps_every_receipt_and_tells_the_nodes_
     );
     for (u, expected) in &waiting {
         let node = net.node(u, relay.addr).await;
-        let inbox: BTreeSet<AlertId> = node
-            .inbox()
-            .await
-            .unwrap()
-            .iter()
-            .map(|d| d.envelope.id)
-            .collect();
+        let inbox: BTreeSet<AlertId> = inbox_ids(&node).await.into_iter().collect();
         let lost: Vec<_> = expected.difference(&inbox).collect();
         assert!(lost.is_empty(), "{u} lost {lost:?}");
         node.close().await;
