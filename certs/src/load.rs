@@ -68,7 +68,31 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
 /// # Errors
 /// [`CertError::Read`], [`CertError::Pem`], [`CertError::Empty`].
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, CertError> {
-    load_all(path, "revocation list")
+    let crls: Vec<CertificateRevocationListDer<'static>> = load_all(path, "revocation list")?;
+    // Read each one now, so that a damaged file is named here rather than reported by the
+    // TLS layer without its path.
+    for (i, crl) in crls.iter().enumerate() {
+        match x509_parser::parse_x509_crl(crl.as_ref()) {
+            Ok((rest, _)) if rest.is_empty() => {}
+            Ok((rest, _)) => {
+                return Err(CertError::Invalid {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "revocation list {} has {} bytes after its end: not a valid CRL",
+                        i + 1,
+                        rest.len()
+                    ),
+                })
+            }
+            Err(e) => {
+                return Err(CertError::Invalid {
+                    path: path.to_path_buf(),
+                    reason: format!("revocation list {} is not a valid CRL: {e}", i + 1),
+                })
+            }
+        }
+    }
+    Ok(crls)
 }
 
 /// Checks that a private key file is not readable or writable by its group or others.

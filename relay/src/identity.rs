@@ -48,12 +48,29 @@ impl Pki {
     /// [`IdentityError::Load`] naming the file.
     pub fn load(p: &PkiPaths) -> Result<Pki, IdentityError> {
         let l = |e: filet_certs::CertError| IdentityError::Load(e.to_string());
-        Ok(Pki {
+        let pki = Pki {
             ca: filet_certs::load_certs(&p.ca).map_err(l)?,
             cert_chain: filet_certs::load_certs(&p.cert).map_err(l)?,
             key: filet_certs::load_key(&p.key).map_err(l)?,
             crls: filet_certs::load_crls(&p.crl).map_err(l)?,
-        })
+        };
+        // A key of another certificate is named here, with both files, rather than by the
+        // TLS layer without them.
+        let provider = filet_client::transport::provider();
+        let signing = provider
+            .key_provider
+            .load_private_key(pki.key.clone_key())
+            .map_err(|e| IdentityError::Load(format!("{}: {e}", p.key.display())))?;
+        if let Err(rustls::Error::InconsistentKeys(_)) =
+            rustls::sign::CertifiedKey::new(pki.cert_chain.clone(), signing).keys_match()
+        {
+            return Err(IdentityError::Load(format!(
+                "{}: this private key does not belong to the relay certificate {}",
+                p.key.display(),
+                p.cert.display()
+            )));
+        }
+        Ok(pki)
     }
 }
 

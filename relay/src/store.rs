@@ -39,6 +39,12 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another process (another relay on this data directory) holds the store's lock.
+    #[error("alert store {path}: another process holds it (is another relay running on this data directory?)")]
+    InUse {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// `store.mark` cannot be read or written, or is damaged.
     #[error("{path}: {problem}")]
     Mark {
@@ -175,7 +181,15 @@ impl Store {
             .cache_capacity(256 * 1024 * 1024)
             .flush_every_ms(Some(500))
             .open()
-            .map_err(sled_err(dir))?;
+            .map_err(|e| match e {
+                // sled 0.34.7 reports a held `flock` as an `Other` I/O error with this text.
+                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                    StoreError::InUse {
+                        path: dir.to_owned(),
+                    }
+                }
+                e => sled_err(dir)(e),
+            })?;
         let alerts = db.open_tree("alerts").map_err(sled_err(dir))?;
         let meta = db.open_tree("meta").map_err(sled_err(dir))?;
         let acks = db.open_tree("acks").map_err(sled_err(dir))?;

@@ -758,3 +758,59 @@ async fn the_relay_log_off_a_terminal_has_no_colour_codes() {
     assert!(log.contains(" INFO "), "{log}");
     assert!(!log.contains('\u{1b}'), "{log:?}");
 }
+
+/// Relay material that the TLS layer would refuse without a file name is named at start:
+/// a relay key that belongs to another certificate, and a damaged CRL.
+#[test]
+fn filet_relay_serve_names_a_relay_key_of_another_certificate_and_a_damaged_crl() {
+    let net = TestNet::new();
+    let relay_key = net.pki.join("relay.key.pem");
+    let other_key = walk(&net.pki)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".key.pem") && *p != relay_key)
+        .expect("a node key in the dev PKI");
+    let good = std::fs::read(&relay_key).unwrap();
+    std::fs::copy(&other_key, &relay_key).unwrap();
+    let out = serve(&net, &net.agreement);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: this private key does not belong to the relay certificate {}",
+            relay_key.display(),
+            net.pki.join("relay.crt.pem").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&relay_key, good).unwrap();
+
+    let crl = net.pki.join("crl.pem");
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    let out = serve(&net, &net.agreement);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: revocation list 1 is not a valid CRL",
+            crl.display()
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

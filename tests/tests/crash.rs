@@ -778,3 +778,29 @@ async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after
         }
     }
 }
+
+/// A second relay started on a data directory in use is refused with a plain reason,
+/// and the first keeps serving.
+#[tokio::test]
+async fn a_second_relay_on_a_data_directory_in_use_is_refused_saying_so() {
+    let net = Arc::new(TestNet::new());
+    let relay = start_child(&net).await;
+    match try_start(&net).await {
+        ChildStart::Exited(code, stderr) => {
+            assert_eq!(code, Some(1), "{stderr}");
+            assert!(
+                stderr.contains(
+                    "another process holds it (is another relay running on this data directory?)"
+                ),
+                "{stderr}"
+            );
+        }
+        ChildStart::Serving(second) => {
+            drop(second);
+            panic!("two relays serve one data directory");
+        }
+    }
+    assert_relay_serves(&net, relay.addr).await;
+    let (status, stderr) = blocking(move || relay.terminate()).await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
