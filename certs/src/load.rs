@@ -73,7 +73,7 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     // TLS layer without its path.
     for (i, crl) in crls.iter().enumerate() {
         match x509_parser::parse_x509_crl(crl.as_ref()) {
-            Ok((rest, _)) if rest.is_empty() => {}
+            Ok(([], _)) => {}
             Ok((rest, _)) => {
                 return Err(CertError::Invalid {
                     path: path.to_path_buf(),
