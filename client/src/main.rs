@@ -62,7 +62,7 @@ struct Cli {
 enum Command {
     /// Show this node's principal and what the agreement lets it do.
     Whoami,
-    /// Post an alert from a file (TOML, as shared/cases/alerts) and/or flags.
+    /// Post an alert from a file (TOML, as examples/alerts) and/or flags.
     Post(Box<PostArgs>),
     /// List what waits in this unit's mailbox; --follow stays connected and prints each
     /// alert as it arrives.

@@ -1,6 +1,6 @@
 //! The information-sharing agreement (SPEC §4): parties and units, rules, audit rights.
 //!
-//! The format is TOML; `shared/agreement.example.toml` is the reference. Parsing validates
+//! The format is TOML; `examples/agreement.toml` is the reference. Parsing validates
 //! everything at once and every error names the file, the line and, where there is one, the
 //! rule: unknown party or unit, unknown category or field path, duplicate rule id, a rule
 //! whose `from` and `to` overlap, an empty legal basis, a malformed retention.
@@ -687,7 +687,7 @@ mod tests {
     use super::*;
     use crate::alert::FieldPath;
 
-    const EXAMPLE: &str = include_str!("../../../shared/agreement.example.toml");
+    const EXAMPLE: &str = include_str!("../../examples/agreement.toml");
 
     fn example() -> Agreement {
         Agreement::parse(EXAMPLE, "agreement.example.toml").unwrap()

@@ -749,7 +749,7 @@ impl AlertDraft {
     }
 }
 
-/// An alert as a file holds it (TOML or JSON), the shape of `shared/cases/alerts/*.toml`:
+/// An alert as a file holds it (TOML or JSON), the shape of `examples/alerts/*.toml`:
 /// envelope keys at the top, then `[subject]` and `[last_seen]`. Unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -944,8 +944,8 @@ mod tests {
 
     use super::*;
 
-    const RUNAWAY: &str = include_str!("../../../shared/cases/alerts/runaway.toml");
-    const TOO_LONG: &str = include_str!("../../../shared/cases/alerts/invalid-too-long.toml");
+    const RUNAWAY: &str = include_str!("../../examples/alerts/runaway.toml");
+    const TOO_LONG: &str = include_str!("../../examples/alerts/invalid-too-long.toml");
 
     fn now() -> Timestamp {
         "2026-11-29T03:00:00Z".parse().unwrap()

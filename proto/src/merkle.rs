@@ -953,7 +953,7 @@ mod tests {
         }
     }
 
-    // ---- Conformance with transparency-dev/merkle's testdata (shared/vectors/merkle).
+    // ---- Conformance with transparency-dev/merkle's testdata (`proto/tests/data/merkle`, with its SOURCE.md and LICENSE).
 
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -1013,10 +1013,7 @@ mod tests {
 
     #[test]
     fn conformance_vectors() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/merkle/"
-        ));
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/merkle/"));
         let (mut inclusion, mut consistency) = (Vec::new(), Vec::new());
         json_files(&dir.join("inclusion"), &mut inclusion);
         json_files(&dir.join("consistency"), &mut consistency);

@@ -1,4 +1,4 @@
-//! CAP 1.2 support (`filet_proto::cap`): the public CAP files of `shared/cases/cap/` with the
+//! CAP 1.2 support (`filet_proto::cap`): the public CAP files of `proto/tests/data/cap/` with the
 //! outcomes of its SOURCE.md, the Filet -> CAP -> Filet round trip, import refusals, and
 //! hostile inputs.
 // Test code, helpers included: a panic is a test failure with a backtrace (see clippy.toml).
@@ -15,7 +15,7 @@ use filet_proto::{
 };
 use proptest::prelude::*;
 
-const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/cases/cap/");
+const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cap/");
 
 fn read(name: &str) -> String {
     std::fs::read_to_string(format!("{CASES}{name}")).unwrap()
@@ -33,7 +33,7 @@ fn problems(xml: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The shared CAP files
+// The public CAP files
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -278,7 +278,7 @@ fn nothing_is_read_from_disk() {
         "alert/info/{http://www.w3.org/2001/XInclude}include: an element of another namespace; CAP 1.2 allows none here (only an XML signature, directly under alert)"
     );
     assert!(!format!("{:?}", parse(&direct).unwrap()).contains("SECRET"));
-    // The shared sample without its DTD: the same three kinds of refusal.
+    // The public sample without its DTD: the same three kinds of refusal.
     let xee = read("google-xee.cap");
     let start = xee.find("<alert").unwrap();
     let stripped = &xee[start..];
@@ -601,7 +601,7 @@ fn refuses_malformed_documents_with_a_position() {
 
 const RUNAWAY: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/cases/alerts/runaway.toml"
+    "/../examples/alerts/runaway.toml"
 ));
 
 fn now() -> Timestamp {

@@ -2,9 +2,8 @@
 //! QUIC clients, printed as a transcript. Every step is checked; the demo fails (exit 1)
 //! if any did not happen as described.
 //!
-//! The agreement and the alert are embedded: `assets/agreement.example.toml` and
-//! `assets/runaway.toml`, the same bytes as `shared/agreement.example.toml` and
-//! `shared/cases/alerts/runaway.toml` (a test checks).
+//! The agreement and the alert are embedded from the repository's `examples/agreement.toml`
+//! and `examples/alerts/runaway.toml`, the files the README's tour uses.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,9 +23,9 @@ use crate::config::{Overrides, RelayConfig};
 use crate::Relay;
 
 /// The example agreement, as embedded.
-pub const AGREEMENT: &str = include_str!("../assets/agreement.example.toml");
+pub const AGREEMENT: &str = include_str!("../../examples/agreement.toml");
 /// The example runaway alert, as embedded.
-pub const RUNAWAY: &str = include_str!("../assets/runaway.toml");
+pub const RUNAWAY: &str = include_str!("../../examples/alerts/runaway.toml");
 
 /// How long the demo waits for a pushed alert before calling the step failed.
 const PUSH_WAIT: Duration = Duration::from_secs(10);
@@ -497,20 +496,4 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<bool> {
         }
     }
     Ok(ok)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn embedded_inputs_are_the_shared_ones() {
-        let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/");
-        assert_eq!(
-            super::AGREEMENT,
-            std::fs::read_to_string(format!("{shared}agreement.example.toml")).unwrap()
-        );
-        assert_eq!(
-            super::RUNAWAY,
-            std::fs::read_to_string(format!("{shared}cases/alerts/runaway.toml")).unwrap()
-        );
-    }
 }

@@ -56,15 +56,15 @@ use tokio::sync::{mpsc, oneshot};
 /// slow; a test that passes never waits this long.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// `shared/agreement.example.toml` (as embedded in the relay).
+/// `examples/agreement.toml` (as embedded in the relay).
 pub const AGREEMENT: &str = filet_relay::demo::AGREEMENT;
-/// `shared/cases/alerts/runaway.toml` (as embedded in the relay).
+/// `examples/alerts/runaway.toml` (as embedded in the relay).
 pub const RUNAWAY: &str = filet_relay::demo::RUNAWAY;
-/// `shared/cases/alerts/invalid-too-long.toml`: a description of 291 characters and a
+/// `examples/alerts/invalid-too-long.toml`: a description of 291 characters and a
 /// reference with spaces.
 pub const TOO_LONG: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/cases/alerts/invalid-too-long.toml"
+    "/../examples/alerts/invalid-too-long.toml"
 ));
 
 /// The agreement's id, as the relay names it in messages.
@@ -78,14 +78,14 @@ pub fn unit(s: &str) -> UnitRef {
     s.parse().expect("a PARTY/UNIT reference")
 }
 
-/// The runaway alert of `shared/cases/alerts/runaway.toml`, as a draft.
+/// The runaway alert of `examples/alerts/runaway.toml`, as a draft.
 pub fn runaway() -> AlertDraft {
     AlertFile::from_toml(RUNAWAY)
         .expect("runaway.toml parses")
         .into_draft()
 }
 
-/// The invalid alert of `shared/cases/alerts/invalid-too-long.toml`, as a draft (not
+/// The invalid alert of `examples/alerts/invalid-too-long.toml`, as a draft (not
 /// validated: the Node API sends it as it is).
 pub fn too_long() -> AlertDraft {
     AlertFile::from_toml(TOO_LONG)

@@ -1,5 +1,5 @@
 //! CAP 1.2 through the command line (SPEC §5 "CAP 1.2 interop", docs/cap.md): `filet cap
-//! check` on the public samples of `shared/cases/cap` and on hostile XML that points at a
+//! check` on the public samples of `proto/tests/data/cap` and on hostile XML that points at a
 //! local file; `filet export --cap` of a sender's and of a recipient's view; `filet post
 //! --cap` of an export (a round trip) and its refusals, which post nothing.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
@@ -11,9 +11,9 @@ use filet_proto::AlertId;
 use filet_tests::*;
 use serde_json::Value;
 
-/// `shared/cases/cap`.
+/// `proto/tests/data/cap`.
 fn cap_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cases/cap")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/tests/data/cap")
 }
 
 /// The recipient units of the runaway alert posted by SPVQ/ESM, in the receipt's order.

@@ -11,7 +11,7 @@ use filet_tests::*;
 use serde_json::Value;
 
 /// A PKI written by the `filet-certs dev` command, a relay serving it in this runtime, and
-/// the two alert files of `shared/cases/alerts`.
+/// the two alert files of `examples/alerts`.
 struct Cli {
     net: TestNet,
     relay: TestRelay,

@@ -39,7 +39,7 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
     // be one the operator can edit.
     let example = tmp.path().join("agreement.example.toml");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/agreement.toml"),
         &example,
     )
     .unwrap();
@@ -297,8 +297,7 @@ async fn a_typo_in_relay_toml_stops_serve_naming_the_file_line_and_key() {
 #[tokio::test]
 async fn filet_relay_audit_key_only_reads_and_names_a_missing_directory_or_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let agreement =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/agreement.example.toml");
+    let agreement = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/agreement.toml");
     let audit_key = |data: PathBuf| {
         let agreement = s(&agreement);
         blocking(move || {
@@ -350,4 +349,21 @@ async fn filet_relay_audit_key_only_reads_and_names_a_missing_directory_or_key()
         0,
         "audit-key wrote into the data directory"
     );
+}
+
+/// The README's tour serves with `--config examples/relay.toml` from the repository's root:
+/// the example configuration loads, and its paths resolve to the example agreement and to
+/// the `PKI/` and `DATA/` directories the tour makes beside `examples/`.
+#[test]
+fn the_example_relay_configuration_loads_and_points_at_the_tours_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file = root.join("examples/relay.toml");
+    let c = RelayConfig::load(Some(&file), Overrides::default()).unwrap();
+    let examples = root.join("examples");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:4433");
+    assert_eq!(c.agreement, examples.join("agreement.toml"));
+    assert!(c.agreement.is_file(), "{}", c.agreement.display());
+    assert_eq!(c.data_dir, examples.join("../DATA"));
+    assert_eq!(c.pki.ca, examples.join("../PKI/ca.crt.pem"));
+    assert_eq!(c.limits, Limits::default());
 }

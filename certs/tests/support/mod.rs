@@ -11,11 +11,11 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
-/// `shared/agreement.example.toml`, beside the repository (as `proto`'s tests find it).
+/// `examples/agreement.toml`.
 pub fn example_agreement() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/agreement.example.toml"
+        "/../examples/agreement.toml"
     ))
 }
 

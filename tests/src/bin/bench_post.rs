@@ -617,7 +617,7 @@ runs with `posts_per_minute = 0` (no limit) and `mailbox_max = 1000000`; everyth
 the default (one network thread, one commit thread, `fdatasync` on the audit log and on
 sled's file per group commit).
 
-Every post is the shared runaway alert (`shared/cases/alerts/runaway.toml`) with a unique
+Every post is the shared runaway alert (`examples/alerts/runaway.toml`) with a unique
 `subject.reference` (`B-<poster>-<n>`) so that each delivery is matched to its send instant.
 Each recipient unit has one subscribed node that acknowledges everything it receives, with
 up to 64 acknowledgements in flight (the relay's default `max_in_flight_per_stream`); the
@@ -663,8 +663,8 @@ too: runs are recorded with `--record-max-other-load 0.3` (not recorded if other
 used more than 0.3 cores during the measured period). `--no-ack` measures the same without
 acknowledgements.
 
-For comparison, the peers measured on this kind of machine (`shared/PERFORMANCE.md`,
-8 publishers, 3 subscribers):
+For comparison, the peers measured on this kind of machine (measured with the peer benchmark
+beside the project, not in this repository; 8 publishers, 3 subscribers):
 
 | system | acknowledgement means | msgs/s, 1 in flight | all-3 p50 / p99, 1 in flight | msgs/s, 16 in flight | all-3 p99, 16 in flight |
 |---|---|---|---|---|---|
