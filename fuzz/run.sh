@@ -6,8 +6,9 @@
 # Needs cargo-fuzz (installed here with `cargo install cargo-fuzz --locked` if missing)
 # and a nightly toolchain for libFuzzer's sanitizer flags; without one, stable is used with
 # RUSTC_BOOTSTRAP=1 (stable rustc ships the sanitizer runtimes; the variable only lets it
-# accept -Z flags). Corpora grow in fuzz/corpus/<target>/ (minimize with
-# `cargo fuzz cmin <target>` before committing); crashes land in fuzz/artifacts/<target>/
+# accept -Z flags). Each run starts from the named seeds committed in fuzz/seeds/<target>/ and
+# the repository's own inputs (examples/, the CAP files of proto/tests/data/cap/); the corpus
+# it grows in fuzz/corpus/<target>/ is generated and not committed; crashes land in fuzz/artifacts/<target>/
 # (commit the minimized ones, `cargo fuzz tmin`, under fuzz/artifacts-found/<target>/).
 # Logs: fuzz/logs/<target>.log. Exit status 1 if any target crashed.
 set -euo pipefail
@@ -37,8 +38,15 @@ failed=0
 printf '%-18s %8s %14s %10s %s\n' target seconds executions exec/s result
 for t in "${TARGETS[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
+    seeds=()
+    [ -d "seeds/$t" ] && seeds+=("seeds/$t")
+    case "$t" in
+        agreement_parse) seeds+=(../examples) ;;
+        alert_validate) seeds+=(../examples/alerts) ;;
+        cap_parse) seeds+=(../proto/tests/data/cap) ;;
+    esac
     log="logs/$t.log"
-    if cargo "${TOOLCHAIN[@]}" fuzz run -O "$t" "corpus/$t" -- \
+    if cargo "${TOOLCHAIN[@]}" fuzz run -O "$t" "corpus/$t" "${seeds[@]}" -- \
         -max_total_time="$SECS" -print_final_stats=1 -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
         >"$log" 2>&1; then
         result="ok"
