@@ -373,20 +373,25 @@ fn node_config(cli: &Cli) -> Result<NodeConfig, Failure> {
     }
 }
 
+/// Reads a CAP file: at most one byte more than the limit (so `/dev/zero` or a huge file is
+/// refused without being read whole), then decodes it by the encoding its XML declaration
+/// names.
 fn read_cap(path: &std::path::Path) -> Result<String, Failure> {
-    let bytes = std::fs::read(path)
+    use std::io::Read;
+    let limit = filet_proto::cap::MAX_CAP_LEN;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
         .map_err(|e| InputError(format!("cannot read CAP file {}: {e}", path.display())))?;
-    if bytes.len() > filet_proto::cap::MAX_CAP_LEN {
+    if bytes.len() > limit {
         return Err(InputError(format!(
-            "CAP file {}: {} bytes, the limit is {}",
-            path.display(),
-            bytes.len(),
-            filet_proto::cap::MAX_CAP_LEN
+            "CAP file {}: more than {limit} bytes, the limit of a CAP alert; nothing was read",
+            path.display()
         ))
         .into());
     }
-    String::from_utf8(bytes)
-        .map_err(|_| InputError(format!("CAP file {}: not UTF-8", path.display())).into())
+    filet_proto::cap::decode(&bytes)
+        .map_err(|e| InputError(format!("CAP file {}: {e}", path.display())).into())
 }
 
 /// Connections this command opened, closed cleanly at the end whatever happens (else the
