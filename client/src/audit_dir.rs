@@ -171,14 +171,25 @@ pub struct VerifyReport {
     pub scope: Scope,
 }
 
-fn decode_hashes(lines: &[String], what: &str) -> Result<Vec<Hash>> {
+/// The hashes of a proof kept in `file` (base64, one per line), for the entry or
+/// checkpoint pair `what`. A malformed hash is damage to the directory: it is named with
+/// its file and line, as a failed verification (never as a bad verifier key).
+fn decode_hashes(lines: &[String], file: &Path, what: &str) -> Result<Vec<Hash>> {
     lines
         .iter()
-        .map(|l| {
-            let b = STANDARD
-                .decode(l.trim())
-                .map_err(|e| AuditDirError::Key(format!("{what}: {e}")))?;
-            merkle::hash_from_slice(&b).map_err(|e| AuditDirError::Key(format!("{what}: {e}")))
+        .enumerate()
+        .map(|(i, l)| {
+            let bad = |e: &dyn std::fmt::Display| {
+                file_err(
+                    file,
+                    format!(
+                        "{what}: hash {} is not a base64 SHA-256 hash ({e}): the proof was changed",
+                        i + 1
+                    ),
+                )
+            };
+            let b = STANDARD.decode(l.trim()).map_err(|e| bad(&e))?;
+            merkle::hash_from_slice(&b).map_err(|e| bad(&e))
         })
         .collect()
 }
@@ -699,7 +710,11 @@ pub fn verify(dir: &Path, verifier_key: Option<&str>) -> Result<VerifyReport> {
         let path = d.proof_path(a.size, b.size);
         let text = fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let proof = decode_hashes(&lines, &path.display().to_string())?;
+        let proof = decode_hashes(
+            &lines,
+            &path,
+            &format!("consistency proof {} to {}", a.size, b.size),
+        )?;
         merkle::verify_consistency(a.size, b.size, &a.root, &b.root, &proof).map_err(|e| {
             AuditDirError::Inconsistent {
                 old: a.size,
@@ -895,7 +910,11 @@ fn verify_party(
                     p.tree_size
                 ),
             })?;
-        let proof = decode_hashes(&p.proof, "proofs.jsonl")?;
+        let proof = decode_hashes(
+            &p.proof,
+            &d.p("proofs.jsonl"),
+            &format!("inclusion proof of entry {}", p.index),
+        )?;
         merkle::verify_inclusion(
             &merkle::leaf_hash(line),
             p.index,
