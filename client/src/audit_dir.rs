@@ -36,8 +36,10 @@ use base64::Engine as _;
 use filet_proto::audit::{hex, Entry};
 use filet_proto::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
 use filet_proto::merkle::{self, Hash, MemoryTree};
+use filet_proto::wire::EntryWithProof;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{check_full_entries, check_party_entries, AuditError};
 use crate::node::{ClientError, Node};
 
 /// Why a pull or an offline verification failed. Each names the file or the first bad
@@ -169,14 +171,25 @@ pub struct VerifyReport {
     pub scope: Scope,
 }
 
-fn decode_hashes(lines: &[String], what: &str) -> Result<Vec<Hash>> {
+/// The hashes of a proof kept in `file` (base64, one per line), for the entry or
+/// checkpoint pair `what`. A malformed hash is damage to the directory: it is named with
+/// its file and line, as a failed verification (never as a bad verifier key).
+fn decode_hashes(lines: &[String], file: &Path, what: &str) -> Result<Vec<Hash>> {
     lines
         .iter()
-        .map(|l| {
-            let b = STANDARD
-                .decode(l.trim())
-                .map_err(|e| AuditDirError::Key(format!("{what}: {e}")))?;
-            merkle::hash_from_slice(&b).map_err(|e| AuditDirError::Key(format!("{what}: {e}")))
+        .enumerate()
+        .map(|(i, l)| {
+            let bad = |e: &dyn std::fmt::Display| {
+                file_err(
+                    file,
+                    format!(
+                        "{what}: hash {} is not a base64 SHA-256 hash ({e}): the proof was changed",
+                        i + 1
+                    ),
+                )
+            };
+            let b = STANDARD.decode(l.trim()).map_err(|e| bad(&e))?;
+            merkle::hash_from_slice(&b).map_err(|e| bad(&e))
         })
         .collect()
 }
@@ -562,8 +575,58 @@ struct Fetched {
     beside: Vec<(&'static str, Vec<u8>)>,
 }
 
+/// Pages of entries `start..cp.size` (with inclusion proofs when `proofs`), as the relay
+/// returns them; a page that does not advance, or advances past the tree, is refused.
+async fn fetch_entries(
+    node: &Node,
+    cp: &Checkpoint,
+    start: u64,
+    proofs: bool,
+) -> Result<Vec<EntryWithProof>> {
+    let mut received = Vec::new();
+    let mut start = start;
+    while start < cp.size {
+        let (page, next) = node.audit_entries(start, cp.size, cp.size, proofs).await?;
+        if next <= start || next > cp.size {
+            return Err(AuditDirError::Entry {
+                index: start,
+                problem: format!(
+                    "the relay answered entries from {start} with a next index of {next}, outside {}..={}",
+                    start + 1,
+                    cp.size
+                ),
+            });
+        }
+        received.extend(page);
+        start = next;
+    }
+    Ok(received)
+}
+
+/// An entry check of [`crate::audit`] (the same a later offline verification makes) as
+/// this module's error; `from` is where the pull started.
+fn refused(e: AuditError, from: u64) -> AuditDirError {
+    match e {
+        AuditError::Entry { index, problem } => AuditDirError::Entry { index, problem },
+        AuditError::Root {
+            size,
+            computed,
+            signed,
+        } => AuditDirError::Entry {
+            index: from,
+            problem: format!(
+                "the root recomputed from {size} entries is {computed} but the signed checkpoint says {signed}"
+            ),
+        },
+        other => AuditDirError::Entry {
+            index: from,
+            problem: other.to_string(),
+        },
+    }
+}
+
 async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<Fetched> {
-    let mut leaves = d.leaves()?;
+    let leaves = d.leaves()?;
     let have = leaves.len() as u64;
     if d.lines("entries.jsonl")?.len() as u64 != have {
         return Err(file_err(
@@ -571,63 +634,22 @@ async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<Fetched
             "entries.jsonl and leaves.bin disagree; run `filet audit verify --dir` to see why",
         ));
     }
-    let mut lines = Vec::new();
-    let mut start = have;
-    while start < cp.size {
-        let (page, next) = node.audit_entries(start, cp.size, cp.size, false).await?;
-        if next <= start {
-            return Err(AuditDirError::Entry {
-                index: start,
-                problem: "the relay made no progress listing entries".into(),
-            });
-        }
-        for e in page {
-            let expected = have + lines.len() as u64;
-            if e.index != expected {
-                return Err(AuditDirError::Entry {
-                    index: expected,
-                    problem: format!("the relay skipped to entry {}", e.index),
-                });
-            }
-            let parsed = Entry::from_bytes(&e.entry).map_err(|err| AuditDirError::Entry {
-                index: e.index,
-                problem: err.to_string(),
-            })?;
-            if parsed.index != e.index || e.entry.contains(&b'\n') {
-                return Err(AuditDirError::Entry {
-                    index: e.index,
-                    problem: format!("entry says it is at index {}", parsed.index),
-                });
-            }
-            leaves.push(merkle::leaf_hash(&e.entry));
-            lines.push(e.entry);
-        }
-        start = next;
-    }
+    let received = fetch_entries(node, cp, have, false).await?;
     let mut tree = MemoryTree::new();
     for l in &leaves {
         tree.push_leaf_hash(*l);
     }
-    if tree.root() != cp.root {
-        return Err(AuditDirError::Entry {
-            index: have,
-            problem: format!(
-                "the root recomputed from {} entries is {} but the signed checkpoint says {}",
-                cp.size,
-                hex(&tree.root()),
-                hex(&cp.root)
-            ),
-        });
-    }
+    // Every entry is checked as `verify` will check it, before anything is written.
+    let new_leaves = check_full_entries(cp, have, tree, &received).map_err(|e| refused(e, have))?;
     let mut text = Vec::new();
     let mut hashes = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        text.extend_from_slice(l);
+    for (e, leaf) in received.iter().zip(&new_leaves) {
+        text.extend_from_slice(&e.entry);
         text.push(b'\n');
-        hashes.extend_from_slice(&leaves[have as usize + i]);
+        hashes.extend_from_slice(leaf);
     }
     Ok(Fetched {
-        count: lines.len() as u64,
+        count: received.len() as u64,
         entries: text,
         beside: vec![("leaves.bin", hashes)],
     })
@@ -636,47 +658,27 @@ async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<Fetched
 /// Party auditors scan from the size of the last kept checkpoint: everything before it
 /// was scanned by an earlier pull.
 async fn pull_party(node: &Node, cp: &Checkpoint, scanned: u64) -> Result<Fetched> {
-    let mut start = scanned;
-    let mut n = 0;
+    let received = fetch_entries(node, cp, scanned, true).await?;
+    // Order, range, index match, no newline, inclusion proof: as `verify` will check them,
+    // before anything is written.
+    check_party_entries(cp, scanned, &received).map_err(|e| refused(e, scanned))?;
     let mut text = Vec::new();
     let mut ptext = Vec::new();
     let mut itext = String::new();
-    while start < cp.size {
-        let (page, next) = node.audit_entries(start, cp.size, cp.size, true).await?;
-        if next <= start {
-            return Err(AuditDirError::Entry {
-                index: start,
-                problem: "the relay made no progress listing entries".into(),
-            });
-        }
-        for e in page {
-            merkle::verify_inclusion(
-                &merkle::leaf_hash(&e.entry),
-                e.index,
-                cp.size,
-                &e.proof,
-                &cp.root,
-            )
-            .map_err(|err| AuditDirError::Entry {
-                index: e.index,
-                problem: format!("inclusion proof fails: {err}"),
-            })?;
-            text.extend_from_slice(&e.entry);
-            text.push(b'\n');
-            let line = ProofLine {
-                index: e.index,
-                tree_size: cp.size,
-                proof: e.proof.iter().map(|h| STANDARD.encode(h)).collect(),
-            };
-            ptext.extend_from_slice(serde_json::to_string(&line).unwrap_or_default().as_bytes());
-            ptext.push(b'\n');
-            itext.push_str(&format!("{}\n", e.index));
-            n += 1;
-        }
-        start = next;
+    for e in &received {
+        text.extend_from_slice(&e.entry);
+        text.push(b'\n');
+        let line = ProofLine {
+            index: e.index,
+            tree_size: cp.size,
+            proof: e.proof.iter().map(|h| STANDARD.encode(h)).collect(),
+        };
+        ptext.extend_from_slice(serde_json::to_string(&line).unwrap_or_default().as_bytes());
+        ptext.push(b'\n');
+        itext.push_str(&format!("{}\n", e.index));
     }
     Ok(Fetched {
-        count: n,
+        count: received.len() as u64,
         entries: text,
         beside: vec![("proofs.jsonl", ptext), ("indices", itext.into_bytes())],
     })
@@ -708,7 +710,11 @@ pub fn verify(dir: &Path, verifier_key: Option<&str>) -> Result<VerifyReport> {
         let path = d.proof_path(a.size, b.size);
         let text = fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let proof = decode_hashes(&lines, &path.display().to_string())?;
+        let proof = decode_hashes(
+            &lines,
+            &path,
+            &format!("consistency proof {} to {}", a.size, b.size),
+        )?;
         merkle::verify_consistency(a.size, b.size, &a.root, &b.root, &proof).map_err(|e| {
             AuditDirError::Inconsistent {
                 old: a.size,
@@ -904,7 +910,11 @@ fn verify_party(
                     p.tree_size
                 ),
             })?;
-        let proof = decode_hashes(&p.proof, "proofs.jsonl")?;
+        let proof = decode_hashes(
+            &p.proof,
+            &d.p("proofs.jsonl"),
+            &format!("inclusion proof of entry {}", p.index),
+        )?;
         merkle::verify_inclusion(
             &merkle::leaf_hash(line),
             p.index,

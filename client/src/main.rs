@@ -373,20 +373,25 @@ fn node_config(cli: &Cli) -> Result<NodeConfig, Failure> {
     }
 }
 
+/// Reads a CAP file: at most one byte more than the limit (so `/dev/zero` or a huge file is
+/// refused without being read whole), then decodes it by the encoding its XML declaration
+/// names.
 fn read_cap(path: &std::path::Path) -> Result<String, Failure> {
-    let bytes = std::fs::read(path)
+    use std::io::Read;
+    let limit = filet_proto::cap::MAX_CAP_LEN;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
         .map_err(|e| InputError(format!("cannot read CAP file {}: {e}", path.display())))?;
-    if bytes.len() > filet_proto::cap::MAX_CAP_LEN {
+    if bytes.len() > limit {
         return Err(InputError(format!(
-            "CAP file {}: {} bytes, the limit is {}",
-            path.display(),
-            bytes.len(),
-            filet_proto::cap::MAX_CAP_LEN
+            "CAP file {}: more than {limit} bytes, the limit of a CAP alert; nothing was read",
+            path.display()
         ))
         .into());
     }
-    String::from_utf8(bytes)
-        .map_err(|_| InputError(format!("CAP file {}: not UTF-8", path.display())).into())
+    filet_proto::cap::decode(&bytes)
+        .map_err(|e| InputError(format!("CAP file {}: {e}", path.display())).into())
 }
 
 /// Connections this command opened, closed cleanly at the end whatever happens (else the
@@ -977,10 +982,26 @@ async fn audit(cli: &Cli, cmd: &AuditCommand) -> Result<(), Failure> {
 
 /// An error and its causes, each cause once (a message that already holds its cause's
 /// text is not followed by it again).
+/// Control characters (and bidirectional overrides) of `s` escaped, newlines kept: an
+/// error message quoting a file or an argument must not write a NUL, a terminal escape
+/// sequence or a reordering mark to the terminal.
+fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && c != '\n') || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn chain_text(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
-        let c = cause.to_string();
+        let c = escape_controls(&cause.to_string());
         if !text.contains(&c) {
             if !text.is_empty() {
                 text.push_str(": ");
@@ -1029,7 +1050,10 @@ async fn follow(cli: &Cli) -> Result<(), Failure> {
         let node = match Node::connect(&cfg).await {
             Ok(n) => n,
             Err(e) if connected_once && !is_permanent(&e) => {
-                eprintln!("filet: relay unavailable ({e}); retrying in {backoff:?}");
+                eprintln!(
+                    "filet: relay unavailable ({}); retrying in {backoff:?}",
+                    escape_controls(&e.to_string())
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
@@ -1039,7 +1063,10 @@ async fn follow(cli: &Cli) -> Result<(), Failure> {
         let mut rx = match node.subscribe().await {
             Ok(rx) => rx,
             Err(e) if connected_once && !is_permanent(&e) => {
-                eprintln!("filet: {e}; retrying in {backoff:?}");
+                eprintln!(
+                    "filet: {}; retrying in {backoff:?}",
+                    escape_controls(&e.to_string())
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
@@ -1075,7 +1102,10 @@ async fn follow(cli: &Cli) -> Result<(), Failure> {
         let reason = node
             .close_reason()
             .unwrap_or_else(|| "connection lost".into());
-        eprintln!("filet: disconnected ({reason}); reconnecting");
+        eprintln!(
+            "filet: disconnected ({}); reconnecting",
+            escape_controls(&reason)
+        );
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - [`parse`] / [`parse_bytes`]: a CAP `<alert>` document (namespace [`CAP_1_2_NS`], or
 //!   [`CAP_1_1_NS`]) into a [`CapAlert`], the text of each element as found.
+//!   [`decode`]: a document's bytes into text, by the encoding its XML declaration names
+//!   (UTF-8, US-ASCII, ISO-8859-1 or windows-1252).
 //! - [`check`]: [`parse`], then every rule of the standard that a receiver can check —
 //!   required elements, value lists, date-times, scope rules, references — returning all
 //!   problems, each named by its element path (`alert/info/urgency`).
@@ -652,9 +654,25 @@ pub enum CapError {
     /// A `<!DOCTYPE`: refused before anything in it (or after it) is read.
     #[error("DTDs are not accepted (CAP 1.2 needs none); nothing was read")]
     DocType,
-    /// The XML declaration names an encoding other than UTF-8.
-    #[error("the XML declaration names encoding {declared:?}; only UTF-8 is read")]
-    NotUtf8Declared {
+    /// The XML declaration names an encoding this reader does not decode.
+    #[error("the XML declaration names encoding {declared:?}; only UTF-8, US-ASCII, ISO-8859-1 (latin1) and windows-1252 are read; nothing was read")]
+    UnsupportedEncoding {
+        /// The declared encoding.
+        declared: String,
+    },
+    /// A byte that the declared single-byte encoding does not have ([`decode`]).
+    #[error("the document declares encoding {declared:?} but byte 0x{byte:02X} at offset {offset} is not {declared}; nothing was read")]
+    NotInDeclaredEncoding {
+        /// The declared encoding.
+        declared: String,
+        /// The byte.
+        byte: u8,
+        /// Its offset.
+        offset: usize,
+    },
+    /// A UTF-8 byte-order mark before a declaration of another encoding ([`decode`]).
+    #[error("the document starts with a UTF-8 byte-order mark but declares encoding {declared:?}; nothing was read")]
+    EncodingConflict {
         /// The declared encoding.
         declared: String,
     },
@@ -1005,10 +1023,12 @@ fn read_tree(xml: &str) -> Result<(CapVersion, Node), CapError> {
         match event {
             Event::DocType(_) => return Err(CapError::DocType),
             Event::Decl(d) => {
+                // The text is characters already ([`decode`] honoured the declaration):
+                // only an encoding that could not have been decoded is refused.
                 if let Some(Ok(enc)) = d.encoding() {
                     let enc = String::from_utf8_lossy(&enc).into_owned();
-                    if !enc.eq_ignore_ascii_case("utf-8") {
-                        return Err(CapError::NotUtf8Declared {
+                    if Encoding::of_label(&enc).is_none() {
+                        return Err(CapError::UnsupportedEncoding {
                             declared: clip(&enc),
                         });
                     }
@@ -1398,19 +1418,125 @@ pub fn parse(xml: &str) -> Result<CapAlert, CapError> {
     Ok(b.alert(version, &root))
 }
 
-/// [`parse`] for bytes as received: refuses more than [`MAX_CAP_LEN`] bytes, then anything
-/// that is not UTF-8 (a leading byte-order mark is allowed).
+/// [`parse`] for bytes as received: [`decode`], then [`parse`].
 ///
 /// # Errors
-/// [`CapError::TooLarge`], [`CapError::NotUtf8`], then as [`parse`].
+/// As [`decode`], then as [`parse`].
 pub fn parse_bytes(bytes: &[u8]) -> Result<CapAlert, CapError> {
+    parse(&decode(bytes)?)
+}
+
+/// The encodings [`decode`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Utf8,
+    Ascii,
+    Latin1,
+    Windows1252,
+}
+
+impl Encoding {
+    /// The encoding of a declaration's label (IANA names and their common aliases, any case).
+    fn of_label(label: &str) -> Option<Encoding> {
+        match label.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(Encoding::Utf8),
+            "us-ascii" | "ascii" | "iso646-us" | "ansi_x3.4-1968" => Some(Encoding::Ascii),
+            "iso-8859-1" | "iso_8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1"
+            | "iso-ir-100" | "cp819" | "ibm819" => Some(Encoding::Latin1),
+            "windows-1252" | "cp1252" | "x-cp1252" => Some(Encoding::Windows1252),
+            _ => None,
+        }
+    }
+}
+
+/// windows-1252 bytes 0x80–0x9F. The five bytes the code page leaves undefined (0x81,
+/// 0x8D, 0x8F, 0x90, 0x9D) map to the C1 control of the same value, as the WHATWG
+/// Encoding Standard maps them.
+const WINDOWS_1252_80_9F: [char; 32] = [
+    '\u{20AC}', '\u{0081}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{008D}', '\u{017D}', '\u{008F}',
+    '\u{0090}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
+];
+
+/// The `encoding` pseudo-attribute of the XML declaration that opens `bytes` (after an
+/// optional UTF-8 byte-order mark), if there is one. Every encoding read here is a
+/// superset of ASCII, so the declaration is read as ASCII bytes.
+fn declared_encoding(bytes: &[u8]) -> Option<String> {
+    let rest = bytes.strip_prefix(b"<?xml")?;
+    if !rest.first().is_some_and(u8::is_ascii_whitespace) {
+        return None;
+    }
+    // A declaration is short; do not scan a large document for its end.
+    let end = rest.iter().take(512).position(|&b| b == b'>')?;
+    let decl = std::str::from_utf8(&rest[..end]).ok()?;
+    let at = decl.find("encoding")?;
+    let after = decl[at + "encoding".len()..].trim_start();
+    let after = after.strip_prefix('=')?.trim_start();
+    let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &after[1..];
+    let close = value.find(quote)?;
+    Some(value[..close].to_owned())
+}
+
+/// A CAP document's bytes as text, decoded by the encoding its XML declaration names:
+/// UTF-8 (also without a declaration; a leading byte-order mark is kept for [`parse`],
+/// which allows it), US-ASCII, ISO-8859-1 (latin1: each byte is the code point of the same
+/// value) or windows-1252 (latin1 but for 0x80–0x9F). The size limit applies to the bytes
+/// first, then (in [`parse`]) to the text as UTF-8.
+///
+/// # Errors
+/// [`CapError::TooLarge`] for more than [`MAX_CAP_LEN`] bytes (checked first);
+/// [`CapError::UnsupportedEncoding`] naming any other declared encoding;
+/// [`CapError::EncodingConflict`] for a UTF-8 byte-order mark before a declaration of
+/// another encoding; [`CapError::NotUtf8`] or [`CapError::NotInDeclaredEncoding`] naming
+/// the offset of the first byte the encoding does not have.
+pub fn decode(bytes: &[u8]) -> Result<String, CapError> {
     if bytes.len() > MAX_CAP_LEN {
         return Err(CapError::TooLarge { len: bytes.len() });
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| CapError::NotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    parse(text)
+    let (bom, body) = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(body) => (true, body),
+        None => (false, bytes),
+    };
+    let declared = declared_encoding(body);
+    let encoding = match &declared {
+        None => Encoding::Utf8,
+        Some(label) => Encoding::of_label(label).ok_or_else(|| CapError::UnsupportedEncoding {
+            declared: clip(label),
+        })?,
+    };
+    if bom && encoding != Encoding::Utf8 {
+        return Err(CapError::EncodingConflict {
+            declared: clip(declared.as_deref().unwrap_or_default()),
+        });
+    }
+    match encoding {
+        Encoding::Utf8 => {
+            std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(|e| CapError::NotUtf8 {
+                    offset: e.valid_up_to(),
+                })
+        }
+        Encoding::Ascii => match bytes.iter().position(|b| !b.is_ascii()) {
+            Some(offset) => Err(CapError::NotInDeclaredEncoding {
+                declared: clip(declared.as_deref().unwrap_or_default()),
+                byte: bytes[offset],
+                offset,
+            }),
+            // ASCII is UTF-8.
+            None => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        },
+        Encoding::Latin1 => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        Encoding::Windows1252 => Ok(bytes
+            .iter()
+            .map(|&b| match b {
+                0x80..=0x9F => WINDOWS_1252_80_9F[usize::from(b - 0x80)],
+                _ => char::from(b),
+            })
+            .collect()),
+    }
 }
 
 /// Reads a CAP document and checks it against CAP 1.2 (§3.2.1–§3.2.4, §3.3.2): the required

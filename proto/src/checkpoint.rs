@@ -17,7 +17,8 @@
 //! [`MAX_SIGNATURES`] signature lines is refused before any signature is checked, and
 //! every step is linear in the input.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::Engine as _;
 use ring::digest;
 use ring::rand::SystemRandom;
@@ -40,6 +41,15 @@ const ED25519_PUBLIC_KEY_LEN: usize = 32;
 
 /// Start of every signature line: em dash (U+2014) and a space.
 const SIGNATURE_PREFIX: &str = "\u{2014} ";
+
+/// Base64 as Go's `base64.StdEncoding` decodes it (golang.org/x/mod/sumdb/note reads
+/// signature lines with it): padding required, non-zero trailing bits accepted. Used to
+/// read a signature line's key ID; a line by the verifier's own key must also be canonical
+/// ([`STANDARD`]).
+const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
 
 /// Why a checkpoint text could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -551,7 +561,9 @@ impl NoteVerifier {
     /// Checks a signed note and returns its text (everything before the last blank line,
     /// final newline included) if at least one signature line is by this key (same name
     /// and key ID) and every such line verifies. Lines by other keys are checked for form
-    /// only and otherwise ignored, as C2SP signed-note requires.
+    /// only, as Go's golang.org/x/mod/sumdb/note `Open` checks them (a valid key name,
+    /// base64 as Go's `StdEncoding` reads it, at least 5 bytes), and otherwise ignored, as
+    /// C2SP signed-note requires. Lines by this key must also be canonical base64.
     ///
     /// # Errors
     /// [`NoteError::TooLarge`], [`NoteError::ControlCharacter`], [`NoteError::MissingBlankLine`],
@@ -588,8 +600,11 @@ impl NoteVerifier {
             if !is_valid_key_name(name) {
                 return Err(NoteError::SignatureKeyName { line: number });
             }
-            let blob = STANDARD
-                .decode(blob)
+            // Lenient as Go is, so that a line by another key in a form Go accepts (its
+            // base64 with non-zero trailing bits) is skipped, not fatal to the note.
+            let blob_text = blob;
+            let blob = GO_STD_BASE64
+                .decode(blob_text)
                 .map_err(|_| NoteError::SignatureBase64 { line: number })?;
             let (key_id, signature) = match blob.split_first_chunk::<4>() {
                 Some((key_id, signature)) if !signature.is_empty() => (*key_id, signature),
@@ -602,6 +617,10 @@ impl NoteVerifier {
             };
             if name != self.name || key_id != self.key_id {
                 continue;
+            }
+            // This key's own lines stay strict: canonical base64 only.
+            if STANDARD.decode(blob_text).is_err() {
+                return Err(NoteError::SignatureBase64 { line: number });
             }
             UnparsedPublicKey::new(&ED25519, &self.public_key)
                 .verify(text.as_bytes(), signature)
@@ -709,6 +728,37 @@ mod tests {
         assert_eq!(s.key_id(), v.key_id());
         assert_eq!(s.verifier_key(), PETER_VKEY);
         assert_eq!(s.sign(TEXT).unwrap(), note);
+    }
+
+    #[test]
+    fn a_signature_line_of_another_key_in_non_canonical_base64_is_skipped_as_go_does() {
+        // Enoch's signature with the last base64 digit's unused bits set: Go's
+        // base64.StdEncoding (not Strict) decodes it to the same bytes, and note.Open skips
+        // the line as unknown to Peter's verifier.
+        let canonical = ENOCH_SIG.trim_end();
+        let (head, last) = canonical.split_at(canonical.len() - 2); // "...c+QQ" then "Q="
+        assert_eq!(last, "Q=");
+        let lenient = format!("{head}R=\n");
+        assert_eq!(
+            GO_STD_BASE64.decode(lenient.trim_end().rsplit_once(' ').unwrap().1),
+            STANDARD.decode(ENOCH_SIG.trim_end().rsplit_once(' ').unwrap().1)
+        );
+        let note = format!("{TEXT}\n{lenient}{PETER_SIG}");
+        assert_eq!(peter().open(&note).unwrap(), TEXT);
+        // The same non-canonical form on a line by the verifier's own key is refused.
+        let peter_canonical = PETER_SIG.trim_end();
+        let (ph, plast) = peter_canonical.split_at(peter_canonical.len() - 2);
+        assert_eq!(plast, "M=");
+        let peter_lenient = format!("{ph}N=\n");
+        assert_eq!(
+            peter().open(&format!("{TEXT}\n{peter_lenient}")),
+            Err(NoteError::SignatureBase64 { line: 1 })
+        );
+        // What Go refuses stays refused whoever signed: a character outside base64.
+        assert_eq!(
+            peter().open(&format!("{TEXT}\n{head}*=\n{PETER_SIG}")),
+            Err(NoteError::SignatureBase64 { line: 1 })
+        );
     }
 
     #[test]

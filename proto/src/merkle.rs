@@ -417,7 +417,16 @@ pub fn verify_inclusion(
 ///
 /// Beyond RFC 9162 (which assumes `0 < old_size < new_size`): equal sizes need an empty
 /// proof and equal roots; an old size of 0 needs an empty proof and `old_root` equal to
-/// [`empty_root`] (the root of an empty tree is defined, so any other value is refused).
+/// [`empty_root`] (the root of an empty tree is defined, so any other value is refused);
+/// so `(0, 0)` needs both roots equal to [`empty_root`].
+///
+/// Size 0 beside transparency-dev/merkle (`proof/verify.go`, `RootFromConsistencyProof`,
+/// which requires `0 < size1 <= size2`): there, equal sizes (0 and 0 included) need an
+/// empty proof and equal roots, whatever the roots are, and `size1 == 0 < size2` is an
+/// error ("consistency proof from empty tree is meaningless"). Here `0 < new_size` is
+/// accepted with an empty proof, since the empty tree is a prefix of every tree once its
+/// root is the empty-tree hash; and a size-0 root other than [`empty_root`] is refused
+/// (Go accepts `(0, 0, X, X)` for any `X`).
 ///
 /// Computes at most 130 hashes whatever the proof length (its length is checked first);
 /// allocates nothing.
@@ -444,6 +453,9 @@ pub fn verify_consistency(
         }
         if *old_root != empty_root() {
             return Err(VerifyError::OldRootMismatch);
+        }
+        if new_size == 0 && new_root != old_root {
+            return Err(VerifyError::NewRootMismatch);
         }
         return Ok(());
     }
@@ -1188,6 +1200,29 @@ mod tests {
     }
 
     // ---- Hostile input and error cases.
+
+    #[test]
+    fn a_consistency_proof_between_empty_trees_needs_both_roots_empty() {
+        let e = empty_root();
+        let x = [7u8; 32];
+        // The documented rule: equal sizes need equal roots, size 0 the empty-tree root.
+        assert_eq!(
+            verify_consistency(0, 0, &e, &x, &[]),
+            Err(VerifyError::NewRootMismatch)
+        );
+        assert_eq!(verify_consistency(0, 0, &e, &e, &[]), Ok(()));
+        // Where this differs from transparency-dev/merkle: Go accepts (0, 0, X, X), and
+        // refuses 0 < size2 that this accepts with the empty-tree root.
+        assert_eq!(
+            verify_consistency(0, 0, &x, &x, &[]),
+            Err(VerifyError::OldRootMismatch)
+        );
+        assert_eq!(verify_consistency(0, 3, &e, &x, &[]), Ok(()));
+        assert_eq!(
+            verify_consistency(0, 3, &e, &x, &[x]),
+            Err(VerifyError::NonEmptyProofFromEmptyTree { len: 1 })
+        );
+    }
 
     #[test]
     fn verify_errors_name_their_cause() {

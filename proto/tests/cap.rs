@@ -476,6 +476,84 @@ fn refuses_deep_nesting() {
     assert!(parse(&ok).is_ok());
 }
 
+/// A valid CAP 1.2 alert declaring `encoding`, whose areaDesc is `area` (as bytes of that
+/// encoding).
+fn cap_in_encoding(encoding: &str, area: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        r#"<?xml version="1.0" encoding="{encoding}"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>QC-1</identifier><sender>sq@example.org</sender>
+  <sent>2026-11-28T22:40:00-05:00</sent><status>Actual</status><msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info><category>Safety</category><event>test</event><urgency>Immediate</urgency>
+    <severity>Severe</severity><certainty>Observed</certainty>
+    <area><areaDesc>"#
+    )
+    .into_bytes();
+    b.extend_from_slice(area);
+    b.extend_from_slice(b"</areaDesc></area></info>\n</alert>\n");
+    b
+}
+
+fn area_of(a: &CapAlert) -> &str {
+    a.info[0].area[0].area_desc.as_deref().unwrap()
+}
+
+#[test]
+fn documents_declaring_latin1_windows_1252_or_ascii_are_decoded_by_their_declaration() {
+    // "Québec" in ISO-8859-1: é is the single byte 0xE9 (not UTF-8).
+    for label in ["ISO-8859-1", "iso-8859-1", "latin1", "ISO_8859-1"] {
+        let doc = cap_in_encoding(label, b"Ville de Qu\xE9bec");
+        let a = check(&filet_proto::cap::decode(&doc).unwrap()).unwrap();
+        assert_eq!(area_of(&a), "Ville de Québec", "{label}");
+        assert_eq!(area_of(&parse_bytes(&doc).unwrap()), "Ville de Québec");
+    }
+    // windows-1252: 0x80-0x9F are the code page's characters (€, ’, œ), the rest latin1.
+    let doc = cap_in_encoding("windows-1252", b"C\x9Cur \x80 l\x92\xEEle");
+    assert_eq!(area_of(&parse_bytes(&doc).unwrap()), "Cœur € l’île");
+    // The same bytes in latin1 are C1 controls, as ISO-8859-1 says.
+    let doc = cap_in_encoding("ISO-8859-1", b"\x80");
+    assert_eq!(area_of(&parse_bytes(&doc).unwrap()), "\u{80}");
+    // US-ASCII: read; a byte above 0x7F is named.
+    let doc = cap_in_encoding("US-ASCII", b"Quebec");
+    assert_eq!(area_of(&parse_bytes(&doc).unwrap()), "Quebec");
+    let doc = cap_in_encoding("US-ASCII", b"Qu\xE9bec");
+    let offset = doc.iter().position(|&b| b == 0xE9).unwrap();
+    let e = parse_bytes(&doc).unwrap_err();
+    assert_eq!(
+        e,
+        CapError::NotInDeclaredEncoding {
+            declared: "US-ASCII".into(),
+            byte: 0xE9,
+            offset
+        }
+    );
+    assert!(e.to_string().contains("0xE9"), "{e}");
+    // UTF-8 declared but latin1 bytes: not UTF-8, with the offset.
+    let doc = cap_in_encoding("UTF-8", b"Qu\xE9bec");
+    let offset = doc.iter().position(|&b| b == 0xE9).unwrap();
+    assert_eq!(parse_bytes(&doc), Err(CapError::NotUtf8 { offset }));
+    // Any other declared encoding is refused by name, before anything is read.
+    let doc = cap_in_encoding("EBCDIC-CP-US", b"Quebec");
+    let e = parse_bytes(&doc).unwrap_err();
+    assert_eq!(
+        e,
+        CapError::UnsupportedEncoding {
+            declared: "EBCDIC-CP-US".into()
+        }
+    );
+    assert!(e.to_string().contains("\"EBCDIC-CP-US\""), "{e}");
+    // A UTF-8 byte-order mark contradicts a latin1 declaration.
+    let mut doc = b"\xEF\xBB\xBF".to_vec();
+    doc.extend(cap_in_encoding("ISO-8859-1", b"Quebec"));
+    assert_eq!(
+        parse_bytes(&doc),
+        Err(CapError::EncodingConflict {
+            declared: "ISO-8859-1".into()
+        })
+    );
+}
+
 #[test]
 fn refuses_invalid_utf8_and_forbidden_characters() {
     let mut bytes = b"<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\"><note>".to_vec();
@@ -587,10 +665,10 @@ fn refuses_malformed_documents_with_a_position() {
     );
     assert_eq!(
         parse(&format!(
-            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><alert {NS}/>"
+            "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><alert {NS}/>"
         )),
-        Err(CapError::NotUtf8Declared {
-            declared: "ISO-8859-1".into()
+        Err(CapError::UnsupportedEncoding {
+            declared: "Shift_JIS".into()
         })
     );
 }

@@ -746,6 +746,9 @@ async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError>
             Ok(Response::Proof(proof))
         }
         Request::AuditConsistency { old_size, new_size } => {
+            // Its hashes include single entries' leaf hashes: audit rights only (the
+            // signed checkpoint stays public to every member, to check receipts).
+            audit_scope(ctx, "a consistency proof").await?;
             let proof = ctx
                 .shared
                 .audit

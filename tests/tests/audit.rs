@@ -172,6 +172,10 @@ async fn a_unit_without_audit_rights_is_refused_and_the_refusal_is_logged() {
 
     let entries = refusal(cssc.audit_entries(0, 1, 1, false).await);
     let proof = refusal(cssc.inclusion_proof(0, 1).await);
+    // A consistency proof holds leaf hashes of single entries (from n to n + 1, the hash
+    // of entry n): audit rights only. The signed checkpoint stays readable by every member.
+    let consistency = refusal(cssc.consistency_proof(1, 2).await);
+    assert!(cssc.checkpoint().await.is_ok());
 
     assert_refusal(
         &entries,
@@ -182,6 +186,11 @@ async fn a_unit_without_audit_rights_is_refused_and_the_refusal_is_logged() {
         &proof,
         ErrorCode::AuditDenied,
         "CSSC/PIVOT/cssc-pivot-01 asked for an inclusion proof but CSSC/PIVOT has no audit right in the agreement",
+    );
+    assert_refusal(
+        &consistency,
+        ErrorCode::AuditDenied,
+        "CSSC/PIVOT/cssc-pivot-01 asked for a consistency proof but CSSC/PIVOT has no audit right in the agreement",
     );
     let table = net.node("TABLE/CONFORMITE", relay.addr).await;
     let log = full_log(&table, &relay.verifier()).await;
@@ -196,7 +205,11 @@ async fn a_unit_without_audit_rights_is_refused_and_the_refusal_is_logged() {
     };
     assert_eq!(
         refusals,
-        [&denied(&entries.message), &denied(&proof.message)]
+        [
+            &denied(&entries.message),
+            &denied(&proof.message),
+            &denied(&consistency.message)
+        ]
     );
     for n in [cssc, table] {
         n.close().await;

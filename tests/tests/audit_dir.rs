@@ -283,6 +283,37 @@ fn a_changed_consistency_proof_is_named_with_both_sizes() {
     );
 }
 
+#[test]
+fn a_malformed_hash_in_a_kept_proof_is_a_failed_verification_naming_the_file_and_line_not_a_key_error(
+) {
+    let (_tmp, dir) = copy_of_good();
+    let path = dir.join("consistency/00000000000000000007-00000000000000000012.proof");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first = text.lines().next().unwrap();
+    // Not base64, then base64 of 31 bytes.
+    for (bad, why) in [
+        ("not*base64".to_string(), "Invalid symbol"),
+        (base64_of(&[0x42; 31]), "31"),
+    ] {
+        std::fs::write(&path, text.replacen(first, &bad, 1)).unwrap();
+
+        let out = verify(&dir);
+
+        assert_eq!(out.code, Some(6), "{}", out.stderr);
+        let prefix = format!(
+            "filet: {}: consistency proof 7 to 12: hash 1 is not a base64 SHA-256 hash (",
+            path.display()
+        );
+        assert!(out.stderr.starts_with(&prefix), "{}", out.stderr);
+        assert!(out.stderr.contains(why), "{}", out.stderr);
+        assert!(
+            out.stderr.ends_with("): the proof was changed\n"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
 /// Standard base64 with padding, as the directory writes hashes.
 fn base64_of(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -101,6 +101,63 @@ fn filet_cap_check_of_google_xee_exits_4_because_dtds_are_not_accepted() {
     );
 }
 
+#[test]
+fn filet_cap_check_reads_at_most_one_byte_past_the_limit_and_names_the_file_and_the_limit() {
+    // `/dev/zero` never ends: read whole, it exhausts memory (or the test's time bound).
+    let out = run("filet", &["cap", "check", "/dev/zero"]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "filet: CAP file /dev/zero: more than 262144 bytes, the limit of a CAP alert; nothing was read\n"
+    );
+    // A sparse 1 GiB file, and a file exactly one byte over the limit.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, len) in [("big.cap", 1u64 << 30), ("over.cap", 262_145)] {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path).unwrap().set_len(len).unwrap();
+        let path = path_str(&path);
+        let out = run("filet", &["cap", "check", path]);
+        assert_eq!(out.code, Some(4), "{out:?}");
+        assert_eq!(
+            out.stderr,
+            format!("filet: CAP file {path}: more than 262144 bytes, the limit of a CAP alert; nothing was read\n")
+        );
+    }
+}
+
+#[test]
+fn filet_cap_check_reads_a_latin1_document_by_its_declaration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.cap");
+    let mut doc = br#"<?xml version="1.0" encoding="ISO-8859-1"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>QC-1</identifier><sender>sq@example.org</sender>
+  <sent>2026-11-28T22:40:00-05:00</sent><status>Actual</status><msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info><category>Safety</category><event>test</event><urgency>Immediate</urgency>
+    <severity>Severe</severity><certainty>Observed</certainty>
+    <area><areaDesc>Qu"#
+        .to_vec();
+    doc.push(0xE9); // é in ISO-8859-1
+    doc.extend_from_slice(b"bec</areaDesc></area></info>\n</alert>\n");
+    std::fs::write(&path, &doc).unwrap();
+    let path = path_str(&path);
+    let out = run("filet", &["cap", "check", path]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("{path}: valid CAP 1.2 alert QC-1 (1 info block(s))\n")
+    );
+    // Another declared encoding is refused by name.
+    let other = String::from_utf8_lossy(&doc).replace("ISO-8859-1", "Shift_JIS");
+    std::fs::write(dir.path().join("sjis.cap"), other).unwrap();
+    let sjis = dir.path().join("sjis.cap");
+    let sjis = path_str(&sjis);
+    let out = run("filet", &["cap", "check", sjis]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    assert!(out.stderr.contains("\"Shift_JIS\""), "{}", out.stderr);
+}
+
 /// A Private CAP 1.2 alert addressed to DPJ/RTS, with `marker_use` inside its identifier
 /// and `extra` as the first element of its info block.
 fn private_cap(prolog: &str, marker_use: &str, extra: &str) -> String {

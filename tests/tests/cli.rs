@@ -814,3 +814,25 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn an_error_quoting_a_file_escapes_its_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.toml");
+    // A NUL and a terminal escape sequence (ESC [ 2 J clears the screen) in a broken line.
+    std::fs::write(&profile, b"relay\x00 \x1b[2J\n").unwrap();
+
+    let out = run("filet", &["--profile", path_str(&profile), "whoami"]);
+
+    assert_eq!(out.code, Some(4), "{out:?}");
+    assert!(
+        !out.stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("relay\\u{0} \\u{1b}[2J"),
+        "{}",
+        out.stderr
+    );
+}
