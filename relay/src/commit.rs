@@ -364,14 +364,14 @@ impl Index {
 /// and `cancel` are still accepted (they close the thread).
 pub const MAX_FOLLOW_UPS: usize = 100;
 /// Most bytes of an alert's history (encoded): an update that would make it longer is
-/// refused ([`ErrorCode::InvalidAlert`]); `located` and `cancel` may pass it by their one step.
-/// With it, every message of a thread and its history fit in one frame (a delivery, an
-/// inbox page of one).
-pub const MAX_HISTORY_BYTES: usize = 128 * 1024;
-/// Most bytes of one stored record (encoded): a post whose record (or whose original's
-/// rewritten record) would be larger is refused alone. Below the frame limit, so that a
-/// record always reaches the store and, with its thread's history, a node.
-pub const MAX_RECORD_BYTES: usize = filet_proto::codec::MAX_FRAME_LEN - 32 * 1024;
+/// refused ([`ErrorCode::InvalidAlert`], naming the limit); `located` and `cancel` may pass
+/// it by their one step, an expiry by its own.
+pub const MAX_HISTORY_BYTES: usize = 120 * 1024;
+/// Most bytes of one new message's stored record (encoded): a post whose record would be
+/// larger is refused alone. With [`MAX_HISTORY_BYTES`] it keeps every message, with its
+/// thread's history, within one frame: what a node is sent of a message (its envelope,
+/// content, note, rules) is part of its record, and the history is bounded apart.
+pub const MAX_RECORD_BYTES: usize = 112 * 1024;
 
 /// Settings of the commit thread.
 pub struct CommitConfig {
@@ -383,7 +383,8 @@ pub struct CommitConfig {
     pub max_follow_ups: usize,
     /// Most history bytes per alert ([`MAX_HISTORY_BYTES`]).
     pub max_history_bytes: usize,
-    /// Most bytes per stored record ([`MAX_RECORD_BYTES`]; never above the frame limit).
+    /// Most bytes of a new message's record ([`MAX_RECORD_BYTES`]; never above the frame
+    /// limit).
     pub max_record_bytes: usize,
 }
 
@@ -1281,12 +1282,20 @@ impl Committer {
             }
         }
         if refusal.is_none() {
-            let limit = self
+            // Its own record within `max_record_bytes`; the original's rewritten record
+            // (its own, already checked, and the bounded history) within the store's limit.
+            let own = self
                 .cfg
                 .max_record_bytes
                 .min(filet_proto::codec::MAX_FRAME_LEN);
-            for (what, r) in std::iter::once(("its record", &rec))
-                .chain(orig.iter().map(|o| ("the record of its alert", o)))
+            for (what, r, limit) in
+                std::iter::once(("its record", &rec, own)).chain(orig.iter().map(|o| {
+                    (
+                        "the record of its alert",
+                        o,
+                        filet_proto::codec::MAX_FRAME_LEN,
+                    )
+                }))
             {
                 let problem = match filet_proto::codec::encode_value(r) {
                     Ok(v) if v.len() <= limit => continue,
