@@ -211,6 +211,8 @@ pub struct Index {
     threads: HashMap<AlertId, Thread>,
     idempotency: HashMap<(Principal, [u8; 16]), AlertId>,
     mailbox_len: HashMap<UnitRef, usize>,
+    /// Waiting entries per (recipient unit, sender unit): the per-sender quota.
+    mailbox_from: HashMap<(UnitRef, UnitRef), usize>,
     next_seq: u64,
     /// Nodes each message was delivered to (a `delivered` entry is logged once per node);
     /// forgotten when the message leaves every mailbox.
@@ -229,6 +231,7 @@ impl Default for Index {
             threads: HashMap::new(),
             idempotency: HashMap::new(),
             mailbox_len: HashMap::new(),
+            mailbox_from: HashMap::new(),
             // Mailbox positions start at 1: position 0 means "before the first entry".
             next_seq: 1,
             delivered: HashMap::new(),
@@ -284,6 +287,10 @@ impl Index {
             let is_pending = acked.is_none() && !expired && !purged && !rec.purged;
             if is_pending {
                 *self.mailbox_len.entry(r.unit.clone()).or_default() += 1;
+                *self
+                    .mailbox_from
+                    .entry((r.unit.clone(), rec.envelope.sender.unit.clone()))
+                    .or_default() += 1;
                 pending.push((r.unit.clone(), r.seq, id));
             }
             self.next_seq = self.next_seq.max(r.seq + 1);
@@ -332,17 +339,33 @@ impl Index {
         }
     }
 
+    /// Counts one entry from `sender` out of `unit`'s mailbox.
+    fn leave_mailbox(&mut self, unit: &UnitRef, sender: &UnitRef) {
+        if let Some(n) = self.mailbox_len.get_mut(unit) {
+            *n = n.saturating_sub(1);
+        }
+        let key = (unit.clone(), sender.clone());
+        if let Some(n) = self.mailbox_from.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.mailbox_from.remove(&key);
+            }
+        }
+    }
+
     /// Takes a message's pending mailbox entries out; returns them to unpublish.
     fn unpend(&mut self, id: &AlertId) -> Vec<(UnitRef, u64)> {
         let mut out = Vec::new();
+        let mut left = Vec::new();
         if let Some(m) = self.alerts.get_mut(id) {
             for s in m.recipients.iter_mut().filter(|s| s.pending) {
                 s.pending = false;
-                if let Some(n) = self.mailbox_len.get_mut(&s.unit) {
-                    *n = n.saturating_sub(1);
-                }
+                left.push((s.unit.clone(), m.sender.unit.clone()));
                 out.push((s.unit.clone(), s.seq));
             }
+        }
+        for (unit, sender) in left {
+            self.leave_mailbox(&unit, &sender);
         }
         self.delivered.remove(id);
         out
@@ -379,6 +402,8 @@ pub struct CommitConfig {
     pub max_batch: usize,
     /// Most unacknowledged alerts per unit; a post to a full mailbox is refused.
     pub mailbox_max: usize,
+    /// Most unacknowledged alerts from one sender unit in one unit's mailbox.
+    pub mailbox_max_per_sender: usize,
     /// Most updates per alert ([`MAX_FOLLOW_UPS`]).
     pub max_follow_ups: usize,
     /// Most history bytes per alert ([`MAX_HISTORY_BYTES`]).
@@ -389,11 +414,12 @@ pub struct CommitConfig {
 }
 
 impl CommitConfig {
-    /// The relay's limits with this batch size and mailbox limit.
-    pub fn new(max_batch: usize, mailbox_max: usize) -> Self {
+    /// The relay's limits with this batch size and mailbox limits.
+    pub fn new(max_batch: usize, mailbox_max: usize, mailbox_max_per_sender: usize) -> Self {
         CommitConfig {
             max_batch,
             mailbox_max,
+            mailbox_max_per_sender,
             max_follow_ups: MAX_FOLLOW_UPS,
             max_history_bytes: MAX_HISTORY_BYTES,
             max_record_bytes: MAX_RECORD_BYTES,
@@ -856,6 +882,7 @@ impl Committer {
                     });
                     return Ok(());
                 }
+                let sender_unit = sender.unit.clone();
                 let idx = self.entry(Event::Acknowledged {
                     alert,
                     sender,
@@ -882,9 +909,7 @@ impl Committer {
                     was_pending = std::mem::replace(&mut slot.pending, false);
                 }
                 if was_pending {
-                    if let Some(n) = self.index.mailbox_len.get_mut(&unit) {
-                        *n = n.saturating_sub(1);
-                    }
+                    self.index.leave_mailbox(&unit, &sender_unit);
                     after.push(After::Unpublish { unit, seq });
                 }
                 self.index.forget_delivered_if_done(&alert);
@@ -1136,14 +1161,19 @@ impl Committer {
                 d
             }
         };
-        if let Some(full) = disclosures.iter().find(|d| {
+        // A closing message (located, cancel) is always accepted, even into a full
+        // mailbox: a unit told of an alert must hear that it ended. There is at most one
+        // per alert, so they cannot fill a mailbox.
+        let closing = matches!(draft.kind, Kind::Located | Kind::Cancel);
+        let full = |d: &&Disclosure| {
             self.index
                 .mailbox_len
                 .get(&d.recipient)
                 .copied()
                 .unwrap_or(0)
                 >= self.cfg.mailbox_max
-        }) {
+        };
+        if let Some(full) = disclosures.iter().find(full).filter(|_| !closing) {
             let detail = format!(
                 "the mailbox of {} is full ({} alerts waiting, the limit is {}); nothing was posted",
                 full.recipient, self.cfg.mailbox_max, self.cfg.mailbox_max
@@ -1152,6 +1182,40 @@ impl Committer {
                 RefusalReason::MailboxFull,
                 detail.clone(),
                 Some(full.recipient.to_string()),
+                &draft,
+            );
+            return self.refuse_post(
+                reply,
+                after,
+                ev,
+                RelayError::new(ErrorCode::MailboxFull, detail),
+            );
+        }
+        // One sender unit holds at most its quota of each mailbox: one sender cannot fill
+        // a unit's mailbox alone.
+        let from = |d: &Disclosure| {
+            self.index
+                .mailbox_from
+                .get(&(d.recipient.clone(), principal.unit.clone()))
+                .copied()
+                .unwrap_or(0)
+        };
+        if let Some(over) = disclosures
+            .iter()
+            .find(|d| from(d) >= self.cfg.mailbox_max_per_sender)
+            .filter(|_| !closing)
+        {
+            let detail = format!(
+                "the mailbox of {} holds {} alerts from {} waiting, the limit per sender is {} (limits.mailbox_max_per_sender); nothing was posted",
+                over.recipient,
+                from(over),
+                principal.unit,
+                self.cfg.mailbox_max_per_sender
+            );
+            let ev = refused(
+                RefusalReason::MailboxFull,
+                detail.clone(),
+                Some(over.recipient.to_string()),
                 &draft,
             );
             return self.refuse_post(
@@ -1860,7 +1924,7 @@ mod tests {
                 open(
                     &self.dir.join("spare"),
                     &self.clock,
-                    CommitConfig::new(8, 8),
+                    CommitConfig::new(8, 8, 8),
                 ),
             );
             c.run(rx).unwrap();
@@ -1936,7 +2000,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_updates_past_the_thread_cap_is_refused_update_by_update_and_the_batch_commits() {
-        let mut b = Bench::new(CommitConfig::new(1024, 10_000));
+        let mut b = Bench::new(CommitConfig::new(1024, 10_000, 1000));
         let root = b.one(SENDER, runaway()).unwrap().alert;
         // 240 updates with the widest notes in one batch: their history alone would be
         // over the frame limit, so the original's record could not be stored.
@@ -1971,7 +2035,7 @@ mod tests {
         // The thread can still be closed, and the relay restarts on what it stored.
         b.one(SENDER, follow_up(Kind::Cancel, root, Some(widest_note())))
             .expect("a cancel is accepted past the cap");
-        b.restart(CommitConfig::new(1024, 10_000));
+        b.restart(CommitConfig::new(1024, 10_000, 1000));
         let stored = b.c.store.get(&root).unwrap().unwrap();
         assert_eq!(stored.state, AlertState::Cancelled);
         assert_eq!(stored.history.len(), 1 + MAX_FOLLOW_UPS + 1);
@@ -1985,7 +2049,7 @@ mod tests {
 
     #[test]
     fn an_update_past_the_history_bytes_cap_is_refused_naming_the_limit() {
-        let mut cfg = CommitConfig::new(1024, 10_000);
+        let mut cfg = CommitConfig::new(1024, 10_000, 1000);
         cfg.max_history_bytes = 8 * 1024;
         let mut b = Bench::new(cfg);
         let root = b.one(SENDER, runaway()).unwrap().alert;
@@ -2011,7 +2075,7 @@ mod tests {
     #[test]
     fn an_op_whose_record_cannot_be_stored_is_refused_alone_and_the_rest_of_its_batch_is_receipted()
     {
-        let mut cfg = CommitConfig::new(1024, 10_000);
+        let mut cfg = CommitConfig::new(1024, 10_000, 1000);
         // Room for the example alert, not for one with the longest description in bytes.
         cfg.max_record_bytes = 1500;
         let mut b = Bench::new(cfg);
@@ -2038,7 +2102,7 @@ mod tests {
                 assert_eq!(b.c.hub.depth(&rr.unit), 2);
             }
         }
-        b.restart(CommitConfig::new(1024, 10_000));
+        b.restart(CommitConfig::new(1024, 10_000, 1000));
         assert_eq!(b.c.store.iter().count(), 2);
     }
 }
