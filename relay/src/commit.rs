@@ -733,6 +733,7 @@ impl Committer {
                     ThreadView {
                         sender_unit: r.envelope.sender.unit.clone(),
                         state: r.state,
+                        expires_at: r.envelope.expires_at,
                         history: r.history.clone(),
                     },
                 );
@@ -1697,6 +1698,7 @@ pub fn recover(
                 ThreadView {
                     sender_unit: rec.envelope.sender.unit.clone(),
                     state: rec.state,
+                    expires_at: rec.envelope.expires_at,
                     history: rec.history.clone(),
                 },
             );

@@ -653,13 +653,14 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     let unit = ctx.unit();
     let r = rec.recipients.iter().find(|r| r.unit == *unit)?;
     let content = rec.content.as_ref()?;
-    if ctx.shared.clock.now() >= rec.envelope.expires_at {
-        return None;
-    }
     // A follow-up is permitted under the original sender's rules (see commit.rs), and
-    // carries the state and history of its alert: both published by the commit thread
+    // carries the state, expiry and history of its alert: published by the commit thread
     // when the alert changes; an alert never changed is active with one step.
     let view = ctx.shared.hub.thread(&rec.root());
+    let expires_at = thread_expiry(rec, view.as_ref());
+    if ctx.shared.clock.now() >= expires_at {
+        return None;
+    }
     let sender_unit = view
         .as_ref()
         .map(|v| &v.sender_unit)
@@ -687,8 +688,10 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     };
     // Never more than was disclosed (and logged) at posting time.
     let fields = r.fields.intersection(now.fields);
+    let mut envelope = rec.envelope.clone();
+    envelope.expires_at = expires_at;
     Some(Disclosed {
-        envelope: rec.envelope.clone(),
+        envelope,
         content: content.redact(fields),
         note: rec.note.clone(),
         rules: r.rules.clone(),
@@ -697,6 +700,19 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
         state,
         history,
     })
+}
+
+/// When a message stops being delivered: the thread's current expiry (an update may move
+/// it, and the records published before keep the old one), but for a closing message
+/// (`located`, `cancel`), which lives at least as long and carries its own.
+fn thread_expiry(
+    rec: &AlertRecord,
+    view: Option<&crate::hub::ThreadView>,
+) -> filet_proto::Timestamp {
+    match (rec.envelope.kind, view) {
+        (Kind::Located | Kind::Cancel, _) | (_, None) => rec.envelope.expires_at,
+        (_, Some(v)) => v.expires_at,
+    }
 }
 
 /// `GetAlert`: the sender's own unit sees its whole alert and its recipients; a recipient
@@ -720,7 +736,10 @@ async fn get_alert(
         .get(&id)
         .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
         .ok_or_else(unknown)?;
-    let (state, history) = match ctx.shared.hub.thread(&rec.root()) {
+    let view = ctx.shared.hub.thread(&rec.root());
+    let mut envelope = rec.envelope.clone();
+    envelope.expires_at = thread_expiry(&rec, view.as_ref());
+    let (state, history) = match view {
         Some(v) => (v.state, v.history),
         None => (rec.state, rec.history.clone()),
     };
@@ -728,7 +747,7 @@ async fn get_alert(
         let content = rec.content.clone().unwrap_or_default();
         return Ok(Response::Alert {
             alert: Disclosed {
-                envelope: rec.envelope.clone(),
+                envelope,
                 fields: content.present(),
                 content,
                 note: rec.note.clone(),
@@ -769,7 +788,7 @@ async fn get_alert(
         // The owner party may follow the alert up; it learns nothing of its content here.
         return Ok(Response::Alert {
             alert: Disclosed {
-                envelope: rec.envelope.clone(),
+                envelope,
                 content: filet_proto::Content::default(),
                 fields: filet_proto::FieldSet::EMPTY,
                 note: None,

@@ -295,3 +295,65 @@ async fn one_sender_holds_at_most_its_quota_of_a_mailbox_and_other_senders_still
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_update_that_extends_the_expiry_keeps_the_whole_thread_delivered_until_the_new_expiry() {
+    use filet_proto::wire::{Request, Response};
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let first = esm.post(runaway()).await.unwrap();
+    let mut u = follow_up(
+        filet_proto::Kind::Update,
+        first.alert,
+        Some("Vue au terminus"),
+    );
+    let extended = first.received_at.plus_ms(10 * 24 * HOUR_MS);
+    u.expires_at = Some(extended);
+    let update = esm.post(u).await.unwrap();
+    assert_eq!(update.expires_at, extended);
+
+    // Past the original's first expiry, before the new one.
+    clock.advance(73 * HOUR_MS);
+    relay.run_timers().await;
+
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let waiting = rts.inbox().await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|d| d.envelope.id).collect::<Vec<_>>(),
+        [first.alert, update.alert],
+        "the original is still delivered"
+    );
+    assert!(
+        waiting.iter().all(|d| d.envelope.expires_at == extended),
+        "every message shows the thread's expiry: {:?}",
+        waiting
+            .iter()
+            .map(|d| d.envelope.expires_at)
+            .collect::<Vec<_>>()
+    );
+    let mut rx = rts.subscribe().await.unwrap();
+    assert_eq!(next_delivery(&mut rx).await.envelope.id, first.alert);
+    match rts
+        .request(Request::GetAlert { alert: first.alert })
+        .await
+        .unwrap()
+    {
+        Response::Alert { alert, .. } => assert_eq!(alert.envelope.expires_at, extended),
+        other => panic!("{other:?}"),
+    }
+    // At the new expiry, the whole thread ends.
+    clock.advance(extended.0 - clock_now(&clock).0);
+    relay.run_timers().await;
+    assert!(rts.inbox().await.unwrap().is_empty());
+    for n in [esm, rts] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+fn clock_now(clock: &ManualClock) -> Timestamp {
+    use filet_relay::clock::Clock;
+    clock.now()
+}
