@@ -383,6 +383,11 @@ impl Index {
     }
 }
 
+/// The legal basis of a closing notice: a `located` or `cancel` sent, envelope only, to a
+/// unit that received the alert but that no rule permits any more (its rules are those of
+/// the original disclosure). Audited as a `disclosed` entry with no fields.
+pub const CLOSING_NOTICE: &str = "closing-notice";
+
 /// Most updates of one alert: the next one is refused ([`ErrorCode::InvalidAlert`]); `located`
 /// and `cancel` are still accepted (they close the thread).
 pub const MAX_FOLLOW_UPS: usize = 100;
@@ -1145,12 +1150,31 @@ impl Committer {
                     ));
                 }
                 let mut d = Vec::new();
+                let closing = matches!(draft.kind, Kind::Located | Kind::Cancel);
+                // The original's disclosures, for the closing notices.
+                let told: Vec<RecipientRecord> = if closing {
+                    self.record(&root, records)?
+                        .map(|o| o.recipients)
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 // A unit never receives its own messages, even one that also received the
                 // original.
                 for unit in t.recipients.iter().filter(|u| **u != principal.unit) {
-                    match agreement.permits(&t.sender_unit, unit, t.category) {
-                        Some(x) => d.push(x),
-                        None => withheld.push((
+                    let notice = told.iter().find(|r| r.unit == *unit).filter(|_| closing);
+                    match (agreement.permits(&t.sender_unit, unit, t.category), notice) {
+                        (Some(x), _) => d.push(x),
+                        // Everyone who was told of the alert hears that it ended, even a
+                        // unit no rule permits any more: the envelope only, no content.
+                        (None, Some(r)) => d.push(Disclosure {
+                            recipient: unit.clone(),
+                            rules: r.rules.clone(),
+                            legal_bases: vec![CLOSING_NOTICE.to_string()],
+                            fields: FieldSet::EMPTY,
+                            retention_ms: r.retention_ms,
+                        }),
+                        (None, None) => withheld.push((
                             unit.clone(),
                             format!(
                                 "no rule of agreement {} v{} permits {} to send {} alerts to {} any more: the {} is not sent",

@@ -26,7 +26,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::audit_log::AuditReader;
 use crate::clock::Clock;
-use crate::commit::{Op, Route};
+use crate::commit::{Op, Route, CLOSING_NOTICE};
 use crate::config::Limits;
 use crate::hub::Hub;
 use crate::identity;
@@ -661,6 +661,35 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     if ctx.shared.clock.now() >= expires_at {
         return None;
     }
+    let mut envelope = rec.envelope.clone();
+    envelope.expires_at = expires_at;
+    if matches!(rec.envelope.kind, Kind::Located | Kind::Cancel)
+        && r.legal_bases.iter().any(|b| b == CLOSING_NOTICE)
+    {
+        // A closing notice to a unit that received the alert but that no rule permits
+        // any more: the envelope, the state, and the alert's and this step's times only.
+        let (state, history) = match view {
+            Some(v) => (v.state, v.history),
+            None => (rec.state, rec.history.clone()),
+        };
+        return Some(Disclosed {
+            envelope,
+            content: filet_proto::Content::default(),
+            note: None,
+            rules: r.rules.clone(),
+            fields: filet_proto::FieldSet::EMPTY,
+            seq,
+            state,
+            history: history
+                .into_iter()
+                .filter(|h| h.kind == Some(Kind::Alert) || h.id == id)
+                .map(|mut h| {
+                    h.note = None;
+                    h
+                })
+                .collect(),
+        });
+    }
     let sender_unit = view
         .as_ref()
         .map(|v| &v.sender_unit)
@@ -688,8 +717,6 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     };
     // Never more than was disclosed (and logged) at posting time.
     let fields = r.fields.intersection(now.fields);
-    let mut envelope = rec.envelope.clone();
-    envelope.expires_at = expires_at;
     Some(Disclosed {
         envelope,
         content: content.redact(fields),
