@@ -211,6 +211,8 @@ pub struct Index {
     threads: HashMap<AlertId, Thread>,
     idempotency: HashMap<(Principal, [u8; 16]), AlertId>,
     mailbox_len: HashMap<UnitRef, usize>,
+    /// Waiting entries per (recipient unit, sender unit): the per-sender quota.
+    mailbox_from: HashMap<(UnitRef, UnitRef), usize>,
     next_seq: u64,
     /// Nodes each message was delivered to (a `delivered` entry is logged once per node);
     /// forgotten when the message leaves every mailbox.
@@ -229,6 +231,7 @@ impl Default for Index {
             threads: HashMap::new(),
             idempotency: HashMap::new(),
             mailbox_len: HashMap::new(),
+            mailbox_from: HashMap::new(),
             // Mailbox positions start at 1: position 0 means "before the first entry".
             next_seq: 1,
             delivered: HashMap::new(),
@@ -284,6 +287,10 @@ impl Index {
             let is_pending = acked.is_none() && !expired && !purged && !rec.purged;
             if is_pending {
                 *self.mailbox_len.entry(r.unit.clone()).or_default() += 1;
+                *self
+                    .mailbox_from
+                    .entry((r.unit.clone(), rec.envelope.sender.unit.clone()))
+                    .or_default() += 1;
                 pending.push((r.unit.clone(), r.seq, id));
             }
             self.next_seq = self.next_seq.max(r.seq + 1);
@@ -332,17 +339,33 @@ impl Index {
         }
     }
 
+    /// Counts one entry from `sender` out of `unit`'s mailbox.
+    fn leave_mailbox(&mut self, unit: &UnitRef, sender: &UnitRef) {
+        if let Some(n) = self.mailbox_len.get_mut(unit) {
+            *n = n.saturating_sub(1);
+        }
+        let key = (unit.clone(), sender.clone());
+        if let Some(n) = self.mailbox_from.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.mailbox_from.remove(&key);
+            }
+        }
+    }
+
     /// Takes a message's pending mailbox entries out; returns them to unpublish.
     fn unpend(&mut self, id: &AlertId) -> Vec<(UnitRef, u64)> {
         let mut out = Vec::new();
+        let mut left = Vec::new();
         if let Some(m) = self.alerts.get_mut(id) {
             for s in m.recipients.iter_mut().filter(|s| s.pending) {
                 s.pending = false;
-                if let Some(n) = self.mailbox_len.get_mut(&s.unit) {
-                    *n = n.saturating_sub(1);
-                }
+                left.push((s.unit.clone(), m.sender.unit.clone()));
                 out.push((s.unit.clone(), s.seq));
             }
+        }
+        for (unit, sender) in left {
+            self.leave_mailbox(&unit, &sender);
         }
         self.delivered.remove(id);
         out
@@ -360,12 +383,53 @@ impl Index {
     }
 }
 
+/// The legal basis of a closing notice: a `located` or `cancel` sent, envelope only, to a
+/// unit that received the alert but that no rule permits any more (its rules are those of
+/// the original disclosure). Audited as a `disclosed` entry with no fields.
+pub const CLOSING_NOTICE: &str = "closing-notice";
+
+/// Most updates of one alert: the next one is refused ([`ErrorCode::InvalidAlert`]); `located`
+/// and `cancel` are still accepted (they close the thread).
+pub const MAX_FOLLOW_UPS: usize = 100;
+/// Most bytes of an alert's history (encoded): an update that would make it longer is
+/// refused ([`ErrorCode::InvalidAlert`], naming the limit); `located` and `cancel` may pass
+/// it by their one step, an expiry by its own.
+pub const MAX_HISTORY_BYTES: usize = 120 * 1024;
+/// Most bytes of one new message's stored record (encoded): a post whose record would be
+/// larger is refused alone. With [`MAX_HISTORY_BYTES`] it keeps every message, with its
+/// thread's history, within one frame: what a node is sent of a message (its envelope,
+/// content, note, rules) is part of its record, and the history is bounded apart.
+pub const MAX_RECORD_BYTES: usize = 112 * 1024;
+
 /// Settings of the commit thread.
 pub struct CommitConfig {
     /// Most ops in one batch.
     pub max_batch: usize,
     /// Most unacknowledged alerts per unit; a post to a full mailbox is refused.
     pub mailbox_max: usize,
+    /// Most unacknowledged alerts from one sender unit in one unit's mailbox.
+    pub mailbox_max_per_sender: usize,
+    /// Most updates per alert ([`MAX_FOLLOW_UPS`]).
+    pub max_follow_ups: usize,
+    /// Most history bytes per alert ([`MAX_HISTORY_BYTES`]).
+    pub max_history_bytes: usize,
+    /// Most bytes of a new message's record ([`MAX_RECORD_BYTES`]; never above the frame
+    /// limit).
+    pub max_record_bytes: usize,
+}
+
+impl CommitConfig {
+    /// The relay's limits with this batch size and mailbox limits.
+    pub fn new(max_batch: usize, mailbox_max: usize, mailbox_max_per_sender: usize) -> Self {
+        CommitConfig {
+            max_batch,
+            mailbox_max,
+            mailbox_max_per_sender,
+            max_follow_ups: MAX_FOLLOW_UPS,
+            max_history_bytes: MAX_HISTORY_BYTES,
+            max_record_bytes: MAX_RECORD_BYTES,
+        }
+    }
 }
 
 /// The commit thread's state.
@@ -674,6 +738,7 @@ impl Committer {
                     ThreadView {
                         sender_unit: r.envelope.sender.unit.clone(),
                         state: r.state,
+                        expires_at: r.envelope.expires_at,
                         history: r.history.clone(),
                     },
                 );
@@ -823,6 +888,7 @@ impl Committer {
                     });
                     return Ok(());
                 }
+                let sender_unit = sender.unit.clone();
                 let idx = self.entry(Event::Acknowledged {
                     alert,
                     sender,
@@ -849,9 +915,7 @@ impl Committer {
                     was_pending = std::mem::replace(&mut slot.pending, false);
                 }
                 if was_pending {
-                    if let Some(n) = self.index.mailbox_len.get_mut(&unit) {
-                        *n = n.saturating_sub(1);
-                    }
+                    self.index.leave_mailbox(&unit, &sender_unit);
                     after.push(After::Unpublish { unit, seq });
                 }
                 self.index.forget_delivered_if_done(&alert);
@@ -1086,12 +1150,31 @@ impl Committer {
                     ));
                 }
                 let mut d = Vec::new();
+                let closing = matches!(draft.kind, Kind::Located | Kind::Cancel);
+                // The original's disclosures, for the closing notices.
+                let told: Vec<RecipientRecord> = if closing {
+                    self.record(&root, records)?
+                        .map(|o| o.recipients)
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 // A unit never receives its own messages, even one that also received the
                 // original.
                 for unit in t.recipients.iter().filter(|u| **u != principal.unit) {
-                    match agreement.permits(&t.sender_unit, unit, t.category) {
-                        Some(x) => d.push(x),
-                        None => withheld.push((
+                    let notice = told.iter().find(|r| r.unit == *unit).filter(|_| closing);
+                    match (agreement.permits(&t.sender_unit, unit, t.category), notice) {
+                        (Some(x), _) => d.push(x),
+                        // Everyone who was told of the alert hears that it ended, even a
+                        // unit no rule permits any more: the envelope only, no content.
+                        (None, Some(r)) => d.push(Disclosure {
+                            recipient: unit.clone(),
+                            rules: r.rules.clone(),
+                            legal_bases: vec![CLOSING_NOTICE.to_string()],
+                            fields: FieldSet::EMPTY,
+                            retention_ms: r.retention_ms,
+                        }),
+                        (None, None) => withheld.push((
                             unit.clone(),
                             format!(
                                 "no rule of agreement {} v{} permits {} to send {} alerts to {} any more: the {} is not sent",
@@ -1103,14 +1186,19 @@ impl Committer {
                 d
             }
         };
-        if let Some(full) = disclosures.iter().find(|d| {
+        // A closing message (located, cancel) is always accepted, even into a full
+        // mailbox: a unit told of an alert must hear that it ended. There is at most one
+        // per alert, so they cannot fill a mailbox.
+        let closing = matches!(draft.kind, Kind::Located | Kind::Cancel);
+        let full = |d: &&Disclosure| {
             self.index
                 .mailbox_len
                 .get(&d.recipient)
                 .copied()
                 .unwrap_or(0)
                 >= self.cfg.mailbox_max
-        }) {
+        };
+        if let Some(full) = disclosures.iter().find(full).filter(|_| !closing) {
             let detail = format!(
                 "the mailbox of {} is full ({} alerts waiting, the limit is {}); nothing was posted",
                 full.recipient, self.cfg.mailbox_max, self.cfg.mailbox_max
@@ -1127,6 +1215,62 @@ impl Committer {
                 ev,
                 RelayError::new(ErrorCode::MailboxFull, detail),
             );
+        }
+        // One sender unit holds at most its quota of each mailbox: one sender cannot fill
+        // a unit's mailbox alone.
+        let from = |d: &Disclosure| {
+            self.index
+                .mailbox_from
+                .get(&(d.recipient.clone(), principal.unit.clone()))
+                .copied()
+                .unwrap_or(0)
+        };
+        if let Some(over) = disclosures
+            .iter()
+            .find(|d| from(d) >= self.cfg.mailbox_max_per_sender)
+            .filter(|_| !closing)
+        {
+            let detail = format!(
+                "the mailbox of {} holds {} alerts from {} waiting, the limit per sender is {} (limits.mailbox_max_per_sender); nothing was posted",
+                over.recipient,
+                from(over),
+                principal.unit,
+                self.cfg.mailbox_max_per_sender
+            );
+            let ev = refused(
+                RefusalReason::MailboxFull,
+                detail.clone(),
+                Some(over.recipient.to_string()),
+                &draft,
+            );
+            return self.refuse_post(
+                reply,
+                after,
+                ev,
+                RelayError::new(ErrorCode::MailboxFull, detail),
+            );
+        }
+        // Bounded threads: an alert takes at most `max_follow_ups` updates. A closing
+        // message (located, cancel) is always accepted: it ends the thread.
+        if draft.kind == Kind::Update {
+            let updates = draft
+                .references
+                .and_then(|r| self.index.threads.get(&r))
+                .map(|t| t.members.len().saturating_sub(1))
+                .unwrap_or(0);
+            if updates >= self.cfg.max_follow_ups {
+                let detail = format!(
+                    "{principal}: alert {} already has {updates} updates, the limit per alert is {}; post a new alert, or mark this one as located or cancel it; nothing was posted",
+                    draft.references.map(|r| r.to_string()).unwrap_or_default(),
+                    self.cfg.max_follow_ups
+                );
+                return self.refuse_post(
+                    reply,
+                    after,
+                    refused(RefusalReason::Invalid, detail.clone(), None, &draft),
+                    RelayError::new(ErrorCode::InvalidAlert, detail),
+                );
+            }
         }
         let id = AlertId::from_parts(received_at.0.max(0) as u64, self.random()?);
         let salt: [u8; 32] = self.random()?;
@@ -1147,58 +1291,27 @@ impl Committer {
         let subject_ref = draft.content.subject.reference.as_deref().map(|r| {
             filet_proto::audit::hex(ring::hmac::sign(&self.subject_key, r.as_bytes()).as_ref())
         });
-        let posted_index = self.entry(Event::Posted {
-            alert: id,
-            kind: draft.kind,
-            references: draft.references,
-            category: draft.category,
-            status: draft.status,
-            risk: draft.risk,
-            sender: principal.clone(),
-            expires_at,
-            commitment: commitment(&salt, &content_json),
-            subject_ref,
-            recipients: disclosures.iter().map(|d| d.recipient.clone()).collect(),
-        })?;
-        let mut recipients = Vec::with_capacity(disclosures.len());
-        for d in &disclosures {
-            let seq = self.index.next_seq;
-            self.index.next_seq += 1;
-            let idx = self.entry(Event::Disclosed {
-                alert: id,
-                sender: principal.clone(),
-                recipient: d.recipient.clone(),
-                category: draft.category,
-                status: draft.status,
-                rules: d.rules.clone(),
-                legal_bases: d.legal_bases.clone(),
-                fields: d.fields,
-            })?;
-            recipients.push(RecipientRecord::new(d, seq, idx));
-            after.push(After::Publish {
-                unit: d.recipient.clone(),
-                seq,
-                alert: id,
-            });
-        }
-        for (unit, reason) in withheld {
-            self.index.withheld.insert((id, unit.clone()));
-            self.entry(Event::Withheld {
-                alert: id,
-                sender: principal.clone(),
-                recipient: unit,
-                reason,
-            })?;
-        }
+        // Build every record this post writes before any audit entry: a post whose
+        // records cannot be stored is refused alone, and the batch goes on. The entries'
+        // indices and the mailbox positions are the next ones (this thread is the only
+        // writer).
+        let base = self.log.size();
+        let first_seq = self.index.next_seq;
+        let recipients: Vec<RecipientRecord> = disclosures
+            .iter()
+            .enumerate()
+            .map(|(i, d)| RecipientRecord::new(d, first_seq + i as u64, base + 1 + i as u64))
+            .collect();
         let kind = draft.kind;
+        let root = draft.references.unwrap_or(id);
         let note = draft.note.clone();
-        let rec = AlertRecord {
+        let mut rec = AlertRecord {
             envelope,
-            content: Some(draft.content),
-            note: draft.note,
+            content: Some(draft.content.clone()),
+            note: draft.note.clone(),
             salt,
             idempotency_key,
-            posted_index,
+            posted_index: base,
             recipients,
             state: AlertState::Active,
             history: if kind == Kind::Alert {
@@ -1214,16 +1327,11 @@ impl Committer {
             closed_at: None,
             purged: false,
         };
-        self.index.insert(&rec);
-        after.push(After::Receipt {
-            reply,
-            receipt: receipt_of(&rec, false),
-        });
-        records.insert(id, rec);
-        if kind != Kind::Alert {
-            // The original records the step and its new state.
-            let root = draft.references.unwrap_or(id);
-            if let Some(mut orig) = self.record(&root, records)? {
+        // A follow-up: the original records the step and its new state.
+        let orig = if kind == Kind::Alert {
+            None
+        } else {
+            self.record(&root, records)?.map(|mut orig| {
                 orig.history.push(HistoryItem {
                     kind: Some(kind),
                     id,
@@ -1241,18 +1349,117 @@ impl Committer {
                 if orig.state.is_closed() {
                     orig.closed_at = Some(received_at);
                 }
-                if let Some(t) = self.index.threads.get_mut(&root) {
-                    t.state = orig.state;
-                    t.closed_at = orig.closed_at;
-                    if kind == Kind::Update {
-                        t.expires_at = expires_at;
-                    }
-                }
-                self.index.reschedule(root);
-                records.insert(root, orig);
-                self.changed_threads.push(root);
-                self.rewrites = true;
+                orig
+            })
+        };
+        let too_large = |detail: String| {
+            (
+                refused(RefusalReason::Invalid, detail.clone(), None, &draft),
+                RelayError::new(ErrorCode::InvalidAlert, detail),
+            )
+        };
+        let mut refusal = None;
+        if let (Some(o), Kind::Update) = (&orig, kind) {
+            let bytes =
+                filet_proto::codec::encode_value(&o.history).map_or(usize::MAX, |v| v.len());
+            if bytes > self.cfg.max_history_bytes {
+                refusal = Some(too_large(format!(
+                    "{principal}: with this update the history of alert {root} would take {} bytes, the limit per alert is {} bytes; post a new alert, or mark this one as located or cancel it; nothing was posted",
+                    if bytes == usize::MAX { "too many".to_string() } else { bytes.to_string() },
+                    self.cfg.max_history_bytes
+                )));
             }
+        }
+        if refusal.is_none() {
+            // Its own record within `max_record_bytes`; the original's rewritten record
+            // (its own, already checked, and the bounded history) within the store's limit.
+            let own = self
+                .cfg
+                .max_record_bytes
+                .min(filet_proto::codec::MAX_FRAME_LEN);
+            for (what, r, limit) in
+                std::iter::once(("its record", &rec, own)).chain(orig.iter().map(|o| {
+                    (
+                        "the record of its alert",
+                        o,
+                        filet_proto::codec::MAX_FRAME_LEN,
+                    )
+                }))
+            {
+                let problem = match filet_proto::codec::encode_value(r) {
+                    Ok(v) if v.len() <= limit => continue,
+                    Ok(v) => format!("{} bytes, the limit is {limit}", v.len()),
+                    Err(e) => e.to_string(),
+                };
+                refusal = Some(too_large(format!(
+                    "{principal}: this {} cannot be stored: {what} would be too large ({problem}); nothing was posted",
+                    kind
+                )));
+                break;
+            }
+        }
+        if let Some((event, error)) = refusal {
+            return self.refuse_post(reply, after, event, error);
+        }
+        let posted_index = self.entry(Event::Posted {
+            alert: id,
+            kind,
+            references: draft.references,
+            category: draft.category,
+            status: draft.status,
+            risk: draft.risk,
+            sender: principal.clone(),
+            expires_at,
+            commitment: commitment(&salt, &content_json),
+            subject_ref,
+            recipients: disclosures.iter().map(|d| d.recipient.clone()).collect(),
+        })?;
+        rec.posted_index = posted_index;
+        for (d, r) in disclosures.iter().zip(rec.recipients.iter_mut()) {
+            self.index.next_seq = r.seq + 1;
+            r.disclosed_index = self.entry(Event::Disclosed {
+                alert: id,
+                sender: principal.clone(),
+                recipient: d.recipient.clone(),
+                category: draft.category,
+                status: draft.status,
+                rules: d.rules.clone(),
+                legal_bases: d.legal_bases.clone(),
+                fields: d.fields,
+            })?;
+            after.push(After::Publish {
+                unit: d.recipient.clone(),
+                seq: r.seq,
+                alert: id,
+            });
+        }
+        for (unit, reason) in withheld {
+            self.index.withheld.insert((id, unit.clone()));
+            self.entry(Event::Withheld {
+                alert: id,
+                sender: principal.clone(),
+                recipient: unit,
+                reason,
+            })?;
+        }
+        self.index.insert(&rec);
+        after.push(After::Receipt {
+            reply,
+            receipt: receipt_of(&rec, false),
+        });
+        records.insert(id, rec);
+        if let Some(orig) = orig {
+            if let Some(t) = self.index.threads.get_mut(&root) {
+                t.state = orig.state;
+                t.closed_at = orig.closed_at;
+                if kind == Kind::Update {
+                    t.expires_at = expires_at;
+                }
+            }
+            self.index.reschedule(root);
+            records.insert(root, orig);
+            self.changed_threads.push(root);
+            self.rewrites = true;
         }
         Ok(())
     }
@@ -1515,6 +1722,7 @@ pub fn recover(
                 ThreadView {
                     sender_unit: rec.envelope.sender.unit.clone(),
                     state: rec.state,
+                    expires_at: rec.envelope.expires_at,
                     history: rec.history.clone(),
                 },
             );
@@ -1666,5 +1874,261 @@ impl Committer {
     /// A reader of the committed audit log.
     pub fn audit_reader(&self) -> crate::audit_log::AuditReader {
         self.log.reader()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::clock::ManualClock;
+    use filet_proto::alert::{AlertFile, Risk};
+    use std::path::{Path, PathBuf};
+
+    /// 2026-12-03, after the example alert's `last_seen.at`.
+    const T0: i64 = 1_796_300_000_000;
+
+    /// A commit thread on a temporary data directory, driven batch by batch.
+    struct Bench {
+        _tmp: tempfile::TempDir,
+        dir: PathBuf,
+        c: Committer,
+        agreement: Arc<Agreement>,
+        clock: ManualClock,
+        keys: u64,
+    }
+
+    type Answer = oneshot::Receiver<Result<Receipt, RelayError>>;
+
+    fn open(dir: &Path, clock: &ManualClock, cfg: CommitConfig) -> Committer {
+        let (log, rec) = AuditLog::open(&dir.join("audit")).unwrap();
+        let store = Store::open(&dir.join("store")).unwrap();
+        let (mark, below) = StoreMark::open(&dir.join("store.mark")).unwrap();
+        let signer = NoteSigner::from_seed("test.relay", &[7; 32]).unwrap();
+        let mut c = Committer::new(
+            log,
+            store,
+            signer,
+            "test.relay".into(),
+            vec![1; 32],
+            Index::default(),
+            Arc::new(Hub::default()),
+            Arc::new(RwLock::new(String::new())),
+            Arc::new(clock.clone()),
+            cfg,
+            Arc::new(crate::metrics::Metrics::new()),
+            mark,
+        );
+        recover(&mut c, &rec.facts, below).unwrap();
+        c
+    }
+
+    impl Bench {
+        fn new(cfg: CommitConfig) -> Bench {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().to_owned();
+            let clock = ManualClock::new(Timestamp(T0));
+            let c = open(&dir, &clock, cfg);
+            Bench {
+                _tmp: tmp,
+                dir,
+                c,
+                agreement: Arc::new(
+                    Agreement::parse(crate::demo::AGREEMENT, "agreement.toml").unwrap(),
+                ),
+                clock,
+                keys: 0,
+            }
+        }
+
+        /// Stops the commit thread cleanly and starts another on the same directory.
+        fn restart(&mut self, cfg: CommitConfig) {
+            let (tx, rx) = mpsc::channel(1);
+            drop(tx);
+            let c = std::mem::replace(
+                &mut self.c,
+                open(
+                    &self.dir.join("spare"),
+                    &self.clock,
+                    CommitConfig::new(8, 8, 8),
+                ),
+            );
+            c.run(rx).unwrap();
+            self.c = open(&self.dir, &self.clock, cfg);
+        }
+
+        fn post(&mut self, sender: &str, draft: AlertDraft) -> (Op, Answer) {
+            let principal: Principal = sender.parse().unwrap();
+            let draft = draft.validate(self.clock.now()).unwrap();
+            let route = if draft.kind == Kind::Alert {
+                Route::New(
+                    self.agreement
+                        .route(&principal.unit, draft.category, &draft.to)
+                        .unwrap(),
+                )
+            } else {
+                Route::FollowUp(self.agreement.clone())
+            };
+            self.keys += 1;
+            let mut idempotency_key = [0u8; 16];
+            idempotency_key[..8].copy_from_slice(&self.keys.to_be_bytes());
+            let (reply, rx) = oneshot::channel();
+            (
+                Op::Post {
+                    principal,
+                    draft,
+                    route,
+                    idempotency_key,
+                    received_at: self.clock.now(),
+                    reply,
+                },
+                rx,
+            )
+        }
+
+        /// Commits `ops` as one batch.
+        fn batch(&mut self, ops: Vec<Op>) -> Result<(), CommitError> {
+            let mut ops = ops;
+            self.c.commit_batch(&mut ops)
+        }
+
+        /// Posts one op alone and returns its answer.
+        fn one(&mut self, sender: &str, draft: AlertDraft) -> Result<Receipt, RelayError> {
+            let (op, mut rx) = self.post(sender, draft);
+            self.batch(vec![op]).unwrap();
+            rx.try_recv().unwrap()
+        }
+    }
+
+    fn runaway() -> AlertDraft {
+        AlertFile::from_toml(crate::demo::RUNAWAY)
+            .unwrap()
+            .into_draft()
+    }
+
+    fn follow_up(kind: Kind, root: AlertId, note: Option<String>) -> AlertDraft {
+        let mut d = AlertDraft::new(Category::Runaway, Risk::Severe, "unused", "418 555-0100");
+        d.kind = kind;
+        d.references = Some(root);
+        if kind != Kind::Update {
+            d.content = filet_proto::Content::default();
+        }
+        d.note = note;
+        d
+    }
+
+    const SENDER: &str = "SPVQ/ESM/poste-1";
+
+    /// 280 characters of 4 bytes: the longest note in bytes.
+    fn widest_note() -> String {
+        "🚨".repeat(filet_proto::alert::MAX_NOTE)
+    }
+
+    #[test]
+    fn a_burst_of_updates_past_the_thread_cap_is_refused_update_by_update_and_the_batch_commits() {
+        let mut b = Bench::new(CommitConfig::new(1024, 10_000, 1000));
+        let root = b.one(SENDER, runaway()).unwrap().alert;
+        // 240 updates with the widest notes in one batch: their history alone would be
+        // over the frame limit, so the original's record could not be stored.
+        let mut answers = Vec::new();
+        let mut ops = Vec::new();
+        for _ in 0..240 {
+            let (op, rx) = b.post(SENDER, follow_up(Kind::Update, root, Some(widest_note())));
+            ops.push(op);
+            answers.push(rx);
+        }
+        b.batch(ops)
+            .expect("the batch commits: the commit thread keeps serving");
+        let mut accepted = 0;
+        for (i, mut rx) in answers.into_iter().enumerate() {
+            match rx.try_recv().unwrap() {
+                Ok(_) => {
+                    assert!(i < MAX_FOLLOW_UPS, "update {i} accepted past the cap");
+                    accepted += 1;
+                }
+                Err(e) => {
+                    assert!(i >= MAX_FOLLOW_UPS, "update {i} refused under the cap: {e}");
+                    assert_eq!(e.code, ErrorCode::InvalidAlert);
+                    assert!(
+                        e.message.contains("the limit per alert is 100"),
+                        "{}",
+                        e.message
+                    );
+                }
+            }
+        }
+        assert_eq!(accepted, MAX_FOLLOW_UPS);
+        // The thread can still be closed, and the relay restarts on what it stored.
+        b.one(SENDER, follow_up(Kind::Cancel, root, Some(widest_note())))
+            .expect("a cancel is accepted past the cap");
+        b.restart(CommitConfig::new(1024, 10_000, 1000));
+        let stored = b.c.store.get(&root).unwrap().unwrap();
+        assert_eq!(stored.state, AlertState::Cancelled);
+        assert_eq!(stored.history.len(), 1 + MAX_FOLLOW_UPS + 1);
+        let e = b
+            .one(SENDER, follow_up(Kind::Update, root, None))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Closed, "{}", e.message);
+        b.one(SENDER, runaway())
+            .expect("new alerts are still posted");
+    }
+
+    #[test]
+    fn an_update_past_the_history_bytes_cap_is_refused_naming_the_limit() {
+        let mut cfg = CommitConfig::new(1024, 10_000, 1000);
+        cfg.max_history_bytes = 8 * 1024;
+        let mut b = Bench::new(cfg);
+        let root = b.one(SENDER, runaway()).unwrap().alert;
+        let mut n = 0;
+        let e = loop {
+            match b.one(SENDER, follow_up(Kind::Update, root, Some(widest_note()))) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(n < 100, "never refused");
+        };
+        assert_eq!(e.code, ErrorCode::InvalidAlert);
+        assert!(
+            e.message.contains("the limit per alert is 8192 bytes"),
+            "{}",
+            e.message
+        );
+        assert!(n >= 5, "{n} updates accepted");
+        b.one(SENDER, follow_up(Kind::Located, root, Some(widest_note())))
+            .expect("located is accepted past the cap");
+    }
+
+    #[test]
+    fn an_op_whose_record_cannot_be_stored_is_refused_alone_and_the_rest_of_its_batch_is_receipted()
+    {
+        let mut cfg = CommitConfig::new(1024, 10_000, 1000);
+        // Room for the example alert, not for one with the longest description in bytes.
+        cfg.max_record_bytes = 1500;
+        let mut b = Bench::new(cfg);
+        let mut wide = runaway();
+        wide.content.subject.description = Some("🚨".repeat(filet_proto::alert::MAX_DESCRIPTION));
+        let (a, mut ra) = b.post(SENDER, runaway());
+        let (w, mut rw) = b.post(SENDER, wide);
+        let (c, mut rc) = b.post(SENDER, runaway());
+        b.batch(vec![a, w, c]).expect("the batch commits");
+        let first = ra.try_recv().unwrap().expect("the first post is receipted");
+        let last = rc.try_recv().unwrap().expect("the last post is receipted");
+        let e = rw.try_recv().unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidAlert);
+        assert!(
+            e.message.contains("cannot be stored") && e.message.contains("the limit is 1500"),
+            "{}",
+            e.message
+        );
+        // Both receipted alerts are stored and published, with their audit entries.
+        for r in [&first, &last] {
+            let rec = b.c.store.get(&r.alert).unwrap().unwrap();
+            assert_eq!(rec.posted_index, r.posted_index);
+            for rr in &r.recipients {
+                assert_eq!(b.c.hub.depth(&rr.unit), 2);
+            }
+        }
+        b.restart(CommitConfig::new(1024, 10_000, 1000));
+        assert_eq!(b.c.store.iter().count(), 2);
     }
 }

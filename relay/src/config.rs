@@ -21,6 +21,7 @@
 //! max_in_flight_per_stream = 64      # pipelined requests per stream before reading pauses (at most 4096)
 //! posts_per_minute = 600             # per principal, 0 for no limit; more are refused with a retry delay (at most 1000000)
 //! mailbox_max = 10000                # unacknowledged alerts per unit; a post to a full mailbox is refused (at most 1000000)
+//! mailbox_max_per_sender = 1000      # of those, from one sender unit; more from it are refused (at most 1000000)
 //!
 //! [commit]
 //! max_batch = 1024                   # most operations per group commit (at most 65536)
@@ -115,8 +116,12 @@ pub struct Limits {
     pub max_in_flight_per_stream: usize,
     /// Posts per principal per minute (default 600, at most 1 000 000; 0: no limit).
     pub posts_per_minute: u32,
-    /// Unacknowledged alerts per unit (default 10 000, at most 1 000 000).
+    /// Unacknowledged alerts per unit (default 10 000, at most 1 000 000). `located` and
+    /// `cancel` are accepted even into a full mailbox.
     pub mailbox_max: usize,
+    /// Unacknowledged alerts from one sender unit in one unit's mailbox (default 1000, at
+    /// most 1 000 000): one sender cannot fill a mailbox alone.
+    pub mailbox_max_per_sender: usize,
 }
 
 impl Default for Limits {
@@ -130,6 +135,7 @@ impl Default for Limits {
             max_in_flight_per_stream: 64,
             posts_per_minute: 600,
             mailbox_max: 10_000,
+            mailbox_max_per_sender: 1_000,
         }
     }
 }
@@ -193,7 +199,7 @@ pub struct Bound {
 /// deployment needs and far below what breaks the runtime: a tokio semaphore or channel
 /// holds fewer than 2^61 permits, a QUIC idle timeout is a variable-length integer of
 /// milliseconds, a group commit allocates its batch up front.
-pub const BOUNDS: [Bound; 10] = [
+pub const BOUNDS: [Bound; 11] = [
     Bound {
         key: "limits.max_connections",
         min: 1,
@@ -235,6 +241,11 @@ pub const BOUNDS: [Bound; 10] = [
         max: 1_000_000,
     },
     Bound {
+        key: "limits.mailbox_max_per_sender",
+        min: 1,
+        max: 1_000_000,
+    },
+    Bound {
         key: "commit.max_batch",
         min: 1,
         max: 65_536,
@@ -256,7 +267,7 @@ pub fn check_settings(
     audit: &AuditSettings,
 ) -> Result<(), String> {
     let l = limits;
-    let values: [u64; 10] = [
+    let values: [u64; 11] = [
         l.max_connections as u64,
         l.max_connections_per_principal as u64,
         u64::from(l.max_streams_per_connection),
@@ -265,6 +276,7 @@ pub fn check_settings(
         l.max_in_flight_per_stream as u64,
         u64::from(l.posts_per_minute),
         l.mailbox_max as u64,
+        l.mailbox_max_per_sender as u64,
         commit.max_batch as u64,
         commit.queue as u64,
     ];
@@ -388,8 +400,10 @@ pki_dir = "pki"
 # Posts per principal per minute (0: no limit; at most 1000000); more are refused with a retry delay.
 # posts_per_minute = 600
 # Unacknowledged alerts per unit (at most 1000000); a post to a full mailbox is refused whole,
-# nothing accepted is dropped.
+# nothing accepted is dropped; located and cancel are accepted even into a full mailbox.
 # mailbox_max = 10000
+# Of those, from one sender unit (at most 1000000): one sender cannot fill a mailbox alone.
+# mailbox_max_per_sender = 1000
 
 [commit]
 # Most operations in one group commit (at most 65536).
@@ -530,6 +544,7 @@ mod tests {
             "max_in_flight_per_stream",
             "posts_per_minute",
             "mailbox_max",
+            "mailbox_max_per_sender",
             "max_batch",
             "queue",
             "origin",

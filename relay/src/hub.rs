@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use filet_proto::alert::{AlertState, HistoryItem};
-use filet_proto::{AlertId, UnitRef};
+use filet_proto::{AlertId, Timestamp, UnitRef};
 use tokio::sync::watch;
 
 use crate::store::AlertRecord;
@@ -39,6 +39,9 @@ pub struct ThreadView {
     pub sender_unit: UnitRef,
     /// Current state.
     pub state: AlertState,
+    /// The thread's current expiry (an update may move it): it governs every message of
+    /// the thread but the closing one, which carries its own.
+    pub expires_at: Timestamp,
     /// Life so far.
     pub history: Vec<HistoryItem>,
 }
@@ -131,7 +134,6 @@ impl Hub {
 mod tests {
     use super::*;
     use filet_proto::alert::{Category, Envelope, Kind, Language, Risk, Status};
-    use filet_proto::Timestamp;
 
     fn rec(n: u8) -> Arc<AlertRecord> {
         Arc::new(AlertRecord {
@@ -194,6 +196,7 @@ mod tests {
             ThreadView {
                 sender_unit: "A/B".parse().unwrap(),
                 state: AlertState::Located,
+                expires_at: Timestamp(1),
                 history: Vec::new(),
             },
         );

@@ -403,10 +403,11 @@ impl Relay {
             hub.clone(),
             latest_checkpoint.clone(),
             clock.clone(),
-            CommitConfig {
-                max_batch: cfg.commit.max_batch.max(1),
-                mailbox_max: cfg.limits.mailbox_max,
-            },
+            CommitConfig::new(
+                cfg.commit.max_batch.max(1),
+                cfg.limits.mailbox_max,
+                cfg.limits.mailbox_max_per_sender,
+            ),
             metrics.clone(),
             mark,
         );

@@ -26,7 +26,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::audit_log::AuditReader;
 use crate::clock::Clock;
-use crate::commit::{Op, Route};
+use crate::commit::{Op, Route, CLOSING_NOTICE};
 use crate::config::Limits;
 use crate::hub::Hub;
 use crate::identity;
@@ -41,6 +41,31 @@ const OUT_QUEUE: usize = 256;
 const DELIVERY_CHUNK: usize = 64;
 /// How long a shutting-down connection waits for its in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of an answer's items (inbox alerts, audit entries): the frame limit less room
+/// for the frame's own fields (variant tags, request id, list length, `more` or `next`).
+const PAGE_BUDGET: usize = MAX_FRAME_LEN - 64;
+
+/// A frame for a stream's writer; `written` is told once it is written to the stream.
+struct Out {
+    bytes: Vec<u8>,
+    written: Option<oneshot::Sender<()>>,
+}
+
+impl Out {
+    fn plain(bytes: Vec<u8>) -> Out {
+        Out {
+            bytes,
+            written: None,
+        }
+    }
+}
+
+/// An alert in an answer: logged `delivered` once the answer is written, never before.
+struct Sent {
+    alert: AlertId,
+    sender: Principal,
+    fields: filet_proto::FieldSet,
+}
 
 /// The relay is stopping.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -380,13 +405,16 @@ async fn stream(
     mut recv: quinn::RecvStream,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Out>(OUT_QUEUE);
     // The writer ends (and finishes the stream) once every sender is gone: after the
     // handlers' answers and, at shutdown, after the Closing frame.
     let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            if send.write_all(&buf).await.is_err() {
+        while let Some(out) = rx.recv().await {
+            if send.write_all(&out.bytes).await.is_err() {
                 return;
+            }
+            if let Some(w) = out.written {
+                let _ = w.send(());
             }
         }
         let _ = send.finish();
@@ -433,7 +461,7 @@ async fn stream(
             };
             let ok = result.is_ok();
             if let Some(b) = frame(&ServerFrame::Response { id, result }) {
-                if tx.send(b).await.is_err() {
+                if tx.send(Out::plain(b)).await.is_err() {
                     break;
                 }
             }
@@ -446,10 +474,9 @@ async fn stream(
         let ctx2 = ctx.clone();
         let tx2 = tx.clone();
         tasks.spawn(async move {
-            let result = handle(&ctx2, request).await;
-            if let Some(b) = frame(&ServerFrame::Response { id, result }) {
-                let _ = tx2.send(b).await;
-            }
+            let mut sent = Vec::new();
+            let result = handle(&ctx2, request, &mut sent).await;
+            answer(&ctx2, &tx2, id, result, sent).await;
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
@@ -462,11 +489,61 @@ async fn stream(
         if let Some(b) = frame(&ServerFrame::Closing {
             reason: "relay shutting down; reconnect later".into(),
         }) {
-            let _ = tx.send(b).await;
+            let _ = tx.send(Out::plain(b)).await;
         }
     }
     drop(tx);
     let _ = writer.wait().await;
+}
+
+/// Sends the answer to request `id`, then logs `delivered` for the alerts in it once it is
+/// written to the stream. An answer that cannot be encoded (over the frame limit) is
+/// replaced by an error answer: a request is never left unanswered, and nothing of an
+/// answer that was not sent is logged as delivered.
+async fn answer(
+    ctx: &ConnCtx,
+    tx: &mpsc::Sender<Out>,
+    id: u64,
+    result: Result<Response, RelayError>,
+    mut sent: Vec<Sent>,
+) {
+    let bytes = match codec::encode_frame(&ServerFrame::Response { id, result }) {
+        Ok(b) => b,
+        Err(e) => {
+            sent.clear();
+            warn!(principal = %ctx.principal, "cannot send the answer to request {id}: {e}");
+            let error = RelayError::new(
+                ErrorCode::Internal,
+                format!("the relay cannot send its answer to this request ({e}); nothing in it was delivered"),
+            );
+            let Some(b) = frame(&ServerFrame::Response {
+                id,
+                result: Err(error),
+            }) else {
+                return;
+            };
+            b
+        }
+    };
+    let (written, was_written) = oneshot::channel();
+    let out = Out {
+        bytes,
+        written: (!sent.is_empty()).then_some(written),
+    };
+    if tx.send(out).await.is_err() || sent.is_empty() || was_written.await.is_err() {
+        return;
+    }
+    for s in sent {
+        let _ = ctx
+            .shared
+            .op(Op::Delivered {
+                alert: s.alert,
+                sender: s.sender,
+                node: ctx.principal.clone(),
+                fields: s.fields,
+            })
+            .await;
+    }
 }
 
 /// A task handle that aborts the task if dropped before it is awaited.
@@ -494,11 +571,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Pushes this unit's mailbox: everything waiting, then each new entry as it is published.
-async fn deliveries(
-    ctx: Arc<ConnCtx>,
-    tx: mpsc::Sender<Vec<u8>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn deliveries(ctx: Arc<ConnCtx>, tx: mpsc::Sender<Out>, mut shutdown: watch::Receiver<bool>) {
     let hub = ctx.shared.hub.clone();
     let mut newest = hub.subscribe(ctx.unit());
     let mut cursor = 0u64;
@@ -512,6 +585,7 @@ async fn deliveries(
             }
             continue;
         }
+        let mut pushed = Vec::with_capacity(batch.len());
         for (seq, rec) in batch {
             cursor = seq;
             let id = rec.envelope.id;
@@ -519,19 +593,53 @@ async fn deliveries(
                 continue;
             };
             let fields = d.fields;
-            let Some(b) = frame(&ServerFrame::Delivery(d)) else {
-                continue;
+            let bytes = match codec::encode_frame(&ServerFrame::Delivery(d)) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Impossible within the thread limits (see commit.rs); said, not skipped.
+                    let reason = format!("its delivery cannot be sent: {e}");
+                    warn!(principal = %ctx.principal, "alert {id}: {reason}");
+                    let _ = ctx
+                        .shared
+                        .op(Op::Withheld {
+                            alert: id,
+                            sender: rec.envelope.sender.clone(),
+                            unit: ctx.unit().clone(),
+                            reason,
+                        })
+                        .await;
+                    continue;
+                }
             };
-            if tx.send(b).await.is_err() {
+            let (written, was_written) = oneshot::channel();
+            let out = Out {
+                bytes,
+                written: Some(written),
+            };
+            if tx.send(out).await.is_err() {
+                return;
+            }
+            pushed.push((
+                was_written,
+                Sent {
+                    alert: id,
+                    sender: rec.envelope.sender.clone(),
+                    fields,
+                },
+            ));
+        }
+        // Logged once written to the stream, never before.
+        for (was_written, s) in pushed {
+            if was_written.await.is_err() {
                 return;
             }
             let _ = ctx
                 .shared
                 .op(Op::Delivered {
-                    alert: id,
-                    sender: rec.envelope.sender.clone(),
+                    alert: s.alert,
+                    sender: s.sender,
                     node: ctx.principal.clone(),
-                    fields,
+                    fields: s.fields,
                 })
                 .await;
         }
@@ -545,13 +653,43 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     let unit = ctx.unit();
     let r = rec.recipients.iter().find(|r| r.unit == *unit)?;
     let content = rec.content.as_ref()?;
-    if ctx.shared.clock.now() >= rec.envelope.expires_at {
-        return None;
-    }
     // A follow-up is permitted under the original sender's rules (see commit.rs), and
-    // carries the state and history of its alert: both published by the commit thread
+    // carries the state, expiry and history of its alert: published by the commit thread
     // when the alert changes; an alert never changed is active with one step.
     let view = ctx.shared.hub.thread(&rec.root());
+    let expires_at = thread_expiry(rec, view.as_ref());
+    if ctx.shared.clock.now() >= expires_at {
+        return None;
+    }
+    let mut envelope = rec.envelope.clone();
+    envelope.expires_at = expires_at;
+    if matches!(rec.envelope.kind, Kind::Located | Kind::Cancel)
+        && r.legal_bases.iter().any(|b| b == CLOSING_NOTICE)
+    {
+        // A closing notice to a unit that received the alert but that no rule permits
+        // any more: the envelope, the state, and the alert's and this step's times only.
+        let (state, history) = match view {
+            Some(v) => (v.state, v.history),
+            None => (rec.state, rec.history.clone()),
+        };
+        return Some(Disclosed {
+            envelope,
+            content: filet_proto::Content::default(),
+            note: None,
+            rules: r.rules.clone(),
+            fields: filet_proto::FieldSet::EMPTY,
+            seq,
+            state,
+            history: history
+                .into_iter()
+                .filter(|h| h.kind == Some(Kind::Alert) || h.id == id)
+                .map(|mut h| {
+                    h.note = None;
+                    h
+                })
+                .collect(),
+        });
+    }
     let sender_unit = view
         .as_ref()
         .map(|v| &v.sender_unit)
@@ -580,7 +718,7 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     // Never more than was disclosed (and logged) at posting time.
     let fields = r.fields.intersection(now.fields);
     Some(Disclosed {
-        envelope: rec.envelope.clone(),
+        envelope,
         content: content.redact(fields),
         note: rec.note.clone(),
         rules: r.rules.clone(),
@@ -591,11 +729,28 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     })
 }
 
+/// When a message stops being delivered: the thread's current expiry (an update may move
+/// it, and the records published before keep the old one), but for a closing message
+/// (`located`, `cancel`), which lives at least as long and carries its own.
+fn thread_expiry(
+    rec: &AlertRecord,
+    view: Option<&crate::hub::ThreadView>,
+) -> filet_proto::Timestamp {
+    match (rec.envelope.kind, view) {
+        (Kind::Located | Kind::Cancel, _) | (_, None) => rec.envelope.expires_at,
+        (_, Some(v)) => v.expires_at,
+    }
+}
+
 /// `GetAlert`: the sender's own unit sees its whole alert and its recipients; a recipient
 /// unit sees what it may (a delivery, logged as such); another unit of the sender's party
 /// (which may update, locate or cancel it) sees the envelope, state and history but no
 /// content and no recipients; anyone else learns nothing.
-async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
+async fn get_alert(
+    ctx: &ConnCtx,
+    id: AlertId,
+    sent: &mut Vec<Sent>,
+) -> Result<Response, RelayError> {
     let unknown = || {
         RelayError::new(
             ErrorCode::UnknownAlert,
@@ -608,7 +763,10 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
         .get(&id)
         .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
         .ok_or_else(unknown)?;
-    let (state, history) = match ctx.shared.hub.thread(&rec.root()) {
+    let view = ctx.shared.hub.thread(&rec.root());
+    let mut envelope = rec.envelope.clone();
+    envelope.expires_at = thread_expiry(&rec, view.as_ref());
+    let (state, history) = match view {
         Some(v) => (v.state, v.history),
         None => (rec.state, rec.history.clone()),
     };
@@ -616,7 +774,7 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
         let content = rec.content.clone().unwrap_or_default();
         return Ok(Response::Alert {
             alert: Disclosed {
-                envelope: rec.envelope.clone(),
+                envelope,
                 fields: content.present(),
                 content,
                 note: rec.note.clone(),
@@ -643,14 +801,11 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
                 ),
             )
         })?;
-        ctx.shared
-            .op(Op::Delivered {
-                alert: id,
-                sender: d.envelope.sender.clone(),
-                node: ctx.principal.clone(),
-                fields: d.fields,
-            })
-            .await?;
+        sent.push(Sent {
+            alert: id,
+            sender: d.envelope.sender.clone(),
+            fields: d.fields,
+        });
         return Ok(Response::Alert {
             alert: d,
             recipients: Vec::new(),
@@ -660,7 +815,7 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
         // The owner party may follow the alert up; it learns nothing of its content here.
         return Ok(Response::Alert {
             alert: Disclosed {
-                envelope: rec.envelope.clone(),
+                envelope,
                 content: filet_proto::Content::default(),
                 fields: filet_proto::FieldSet::EMPTY,
                 note: None,
@@ -681,14 +836,18 @@ async fn get_alert(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
     Err(unknown())
 }
 
-async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError> {
+async fn handle(
+    ctx: &ConnCtx,
+    request: Request,
+    sent: &mut Vec<Sent>,
+) -> Result<Response, RelayError> {
     match request {
         Request::WhoAmI => Ok(Response::WhoAmI(whoami(ctx))),
         Request::Post {
             draft,
             idempotency_key,
         } => post(ctx, draft, idempotency_key).await,
-        Request::Inbox { after_seq } => inbox(ctx, after_seq).await,
+        Request::Inbox { after_seq } => inbox(ctx, after_seq, sent).await,
         Request::Subscribe => Err(RelayError::new(
             ErrorCode::BadRequest,
             "subscribe is handled by the stream",
@@ -707,7 +866,7 @@ async fn handle(ctx: &ConnCtx, request: Request) -> Result<Response, RelayError>
             })??;
             Ok(Response::Acked { alert, audit_index })
         }
-        Request::GetAlert { alert } => get_alert(ctx, alert).await,
+        Request::GetAlert { alert } => get_alert(ctx, alert, sent).await,
         Request::AuditCheckpoint => Ok(Response::Checkpoint(
             ctx.shared
                 .latest_checkpoint
@@ -890,26 +1049,44 @@ async fn commit_post(
     Ok(Response::Receipt(receipt))
 }
 
-async fn inbox(ctx: &ConnCtx, after_seq: u64) -> Result<Response, RelayError> {
+/// One page of the unit's mailbox: at most [`MAX_INBOX_PAGE`] alerts and at most
+/// [`PAGE_BUDGET`] bytes of them (`more` says that others wait). A page holds at least
+/// one alert: the thread limits (commit.rs) keep every alert within a frame.
+async fn inbox(
+    ctx: &ConnCtx,
+    after_seq: u64,
+    sent: &mut Vec<Sent>,
+) -> Result<Response, RelayError> {
     let pending = ctx
         .shared
         .hub
         .pending_after(ctx.unit(), after_seq, MAX_INBOX_PAGE + 1);
-    let more = pending.len() > MAX_INBOX_PAGE;
+    let mut more = pending.len() > MAX_INBOX_PAGE;
     let mut alerts = Vec::new();
+    let mut used = 0usize;
     for (seq, rec) in pending.into_iter().take(MAX_INBOX_PAGE) {
         let id = rec.envelope.id;
-        if let Some(d) = disclose(ctx, &rec, seq).await {
-            ctx.shared
-                .op(Op::Delivered {
-                    alert: id,
-                    sender: d.envelope.sender.clone(),
-                    node: ctx.principal.clone(),
-                    fields: d.fields,
-                })
-                .await?;
-            alerts.push(d);
+        let Some(d) = disclose(ctx, &rec, seq).await else {
+            continue;
+        };
+        let size = codec::encode_value(&d).map_or(usize::MAX, |v| v.len());
+        if used.saturating_add(size) > PAGE_BUDGET {
+            if alerts.is_empty() {
+                return Err(RelayError::new(
+                    ErrorCode::Internal,
+                    format!("alert {id} at mailbox position {seq} of {} does not fit in a frame; it cannot be delivered", ctx.unit()),
+                ));
+            }
+            more = true;
+            break;
         }
+        used += size;
+        sent.push(Sent {
+            alert: id,
+            sender: d.envelope.sender.clone(),
+            fields: d.fields,
+        });
+        alerts.push(d);
     }
     Ok(Response::Inbox { alerts, more })
 }
@@ -960,8 +1137,6 @@ async fn audit_entries(
     };
     let proofs = proofs || party.is_some();
     let stop = end.min(start.saturating_add(MAX_ENTRIES_PER_PAGE));
-    // Leave room for the frame's envelope.
-    let budget = MAX_FRAME_LEN - 4096;
     let mut used = 0usize;
     let mut entries = Vec::new();
     let mut next = start;
@@ -983,17 +1158,141 @@ async fn audit_entries(
         } else {
             Vec::new()
         };
-        let cost = bytes.len() + proof.len() * 33 + 16;
-        if used + cost > budget && !entries.is_empty() {
-            break;
-        }
-        used += cost;
-        entries.push(EntryWithProof {
+        let item = EntryWithProof {
             index: next,
             entry: bytes,
             proof,
-        });
+        };
+        let cost = codec::encode_value(&item).map_or(usize::MAX, |v| v.len());
+        if used.saturating_add(cost) > PAGE_BUDGET {
+            if entries.is_empty() {
+                return Err(RelayError::new(
+                    ErrorCode::Internal,
+                    format!("audit entry {next} with its proof does not fit in a frame"),
+                ));
+            }
+            break;
+        }
+        used += cost;
+        entries.push(item);
         next += 1;
     }
     Ok(Response::Entries { entries, next })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::commit::{MAX_HISTORY_BYTES, MAX_RECORD_BYTES};
+    use crate::store::RecipientRecord;
+    use filet_proto::alert::{AlertFile, AlertState, HistoryItem, MAX_NOTE};
+    use filet_proto::{FieldSet, Timestamp};
+
+    /// The thread limits make an inbox page of one always possible: the largest message a
+    /// post may store, with the largest history an alert may reach (past the update limit
+    /// by a closing step and an expiry), fits in a page and in a frame.
+    #[test]
+    fn the_largest_message_with_the_largest_history_fits_in_one_page_and_one_frame() {
+        let wide = |n: usize| Some("🚨".repeat(n));
+        let mut draft = AlertFile::from_toml(crate::demo::RUNAWAY)
+            .unwrap()
+            .into_draft();
+        let c = &mut draft.content;
+        c.subject.given_name = wide(filet_proto::alert::MAX_GIVEN_NAME);
+        c.subject.description = wide(filet_proto::alert::MAX_DESCRIPTION);
+        c.last_seen.place = wide(filet_proto::alert::MAX_PLACE);
+        c.instructions = wide(filet_proto::alert::MAX_INSTRUCTIONS);
+        c.contact = wide(filet_proto::alert::MAX_CONTACT);
+        let id = AlertId([9; 16]);
+        let step = |kind| HistoryItem {
+            kind,
+            id,
+            at: Timestamp(i64::MAX),
+            note: wide(MAX_NOTE),
+        };
+        // The longest history an update may leave, then a closing step and an expiry.
+        let mut history = Vec::new();
+        loop {
+            history.push(step(Some(Kind::Update)));
+            if codec::encode_value(&history).unwrap().len() > MAX_HISTORY_BYTES {
+                history.pop();
+                break;
+            }
+        }
+        history.push(step(Some(Kind::Cancel)));
+        history.push(step(None));
+        // A record as large as a post may store: its recipient's rules fill it.
+        let mut rec = AlertRecord {
+            envelope: filet_proto::alert::Envelope {
+                id,
+                kind: Kind::Update,
+                references: Some(id),
+                category: draft.category,
+                status: draft.status,
+                risk: draft.risk,
+                language: draft.language,
+                sender: "SPVQ/ESM/poste-1".parse().unwrap(),
+                received_at: Timestamp(i64::MAX),
+                expires_at: Timestamp(i64::MAX),
+            },
+            content: Some(draft.content.clone()),
+            note: wide(MAX_NOTE),
+            salt: [0xff; 32],
+            idempotency_key: [0xff; 16],
+            posted_index: u64::MAX,
+            recipients: vec![RecipientRecord {
+                unit: "DPJ/RTS".parse().unwrap(),
+                rules: Vec::new(),
+                legal_bases: Vec::new(),
+                fields: FieldSet::EMPTY,
+                retention_ms: i64::MAX,
+                seq: u64::MAX,
+                disclosed_index: u64::MAX,
+                acked: None,
+            }],
+            state: AlertState::Active,
+            history: Vec::new(),
+            closed_at: None,
+            purged: false,
+        };
+        loop {
+            rec.recipients[0].rules.push("r".repeat(64));
+            if codec::encode_value(&rec).unwrap().len() > MAX_RECORD_BYTES {
+                rec.recipients[0].rules.pop();
+                break;
+            }
+        }
+        let d = Disclosed {
+            envelope: rec.envelope.clone(),
+            content: draft.content.clone(),
+            note: rec.note.clone(),
+            rules: rec.recipients[0].rules.clone(),
+            fields: draft.content.present(),
+            seq: u64::MAX,
+            state: AlertState::Cancelled,
+            history,
+        };
+        let size = codec::encode_value(&d).unwrap().len();
+        assert!(size <= PAGE_BUDGET, "{size} bytes");
+        for f in [
+            ServerFrame::Response {
+                id: u64::MAX,
+                result: Ok(Response::Inbox {
+                    alerts: vec![d.clone()],
+                    more: true,
+                }),
+            },
+            ServerFrame::Delivery(d.clone()),
+            ServerFrame::Response {
+                id: u64::MAX,
+                result: Ok(Response::Alert {
+                    alert: d.clone(),
+                    recipients: vec!["DPJ/RTS".parse().unwrap()],
+                }),
+            },
+        ] {
+            codec::encode_frame(&f).unwrap();
+        }
+    }
 }

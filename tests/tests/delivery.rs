@@ -277,3 +277,74 @@ async fn every_pushed_alert_is_already_in_the_signed_log_when_it_arrives() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_inbox_over_one_frame_is_answered_in_pages_and_only_what_was_sent_is_logged_delivered() {
+    use filet_proto::wire::{Request, Response};
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let root = esm.post(runaway()).await.unwrap().alert;
+    // 30 updates with the widest notes: each message carries the whole history, so the 31
+    // waiting messages take about a megabyte, four times the frame limit.
+    let note = "🚨".repeat(filet_proto::alert::MAX_NOTE);
+    let mut thread = vec![root];
+    for _ in 0..30 {
+        let r = esm
+            .post(follow_up(filet_proto::Kind::Update, root, Some(&note)))
+            .await
+            .unwrap();
+        thread.push(r.alert);
+    }
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let Response::Inbox { alerts, more } = rts
+        .request(Request::Inbox { after_seq: 0 })
+        .await
+        .expect("the first page is answered")
+    else {
+        panic!("not an inbox page")
+    };
+    assert!(
+        more,
+        "{} alerts on the first page and no more",
+        alerts.len()
+    );
+    assert!(
+        !alerts.is_empty() && alerts.len() < thread.len(),
+        "{} alerts on the first page",
+        alerts.len()
+    );
+    assert_eq!(ids(&alerts), thread[..alerts.len()]);
+    let first_page = ids(&alerts);
+    // Every page, each answered: the whole thread.
+    let cjq = net.node("CJQ/PIVOT", relay.addr).await;
+    assert_eq!(ids(&cjq.inbox().await.unwrap()), thread);
+    for n in [esm, rts, cjq] {
+        n.close().await;
+    }
+    let data_dir = net.data_dir();
+    relay.stop().await;
+    let delivered_to = |unit: &str| {
+        let mut got: Vec<AlertId> = offline_log(&data_dir)
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Delivered {
+                    alert, recipient, ..
+                } if recipient.unit.to_string() == unit => Some(*alert),
+                _ => None,
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let mut want = first_page.clone();
+    want.sort();
+    assert_eq!(
+        delivered_to("DPJ/RTS"),
+        want,
+        "delivered = what the page held"
+    );
+    let mut all = thread.clone();
+    all.sort();
+    assert_eq!(delivered_to("CJQ/PIVOT"), all);
+}

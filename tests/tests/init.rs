@@ -288,7 +288,7 @@ async fn a_typo_in_relay_toml_stops_serve_naming_the_file_line_and_key() {
     );
     assert_eq!(
         out.stderr.lines().last().unwrap(),
-        "unknown field `mailbox_maxx`, expected one of `max_connections`, `max_connections_per_principal`, `max_streams_per_connection`, `idle_timeout_secs`, `frame_timeout_secs`, `max_in_flight_per_stream`, `posts_per_minute`, `mailbox_max`"
+        "unknown field `mailbox_maxx`, expected one of `max_connections`, `max_connections_per_principal`, `max_streams_per_connection`, `idle_timeout_secs`, `frame_timeout_secs`, `max_in_flight_per_stream`, `posts_per_minute`, `mailbox_max`, `mailbox_max_per_sender`"
     );
 }
 

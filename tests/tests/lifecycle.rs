@@ -1307,3 +1307,50 @@ async fn a_follow_up_that_names_an_update_instead_of_its_alert_is_told_the_alert
     esm.close().await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_thread_past_its_update_cap_refuses_the_update_and_the_relay_keeps_serving_across_a_restart(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let root = esm.post(runaway()).await.unwrap().alert;
+    let note = "🚨".repeat(filet_proto::alert::MAX_NOTE);
+    for _ in 0..filet_relay::commit::MAX_FOLLOW_UPS {
+        esm.post(follow_up(Kind::Update, root, Some(&note)))
+            .await
+            .unwrap();
+    }
+
+    let e = refusal(esm.post(follow_up(Kind::Update, root, Some(&note))).await);
+
+    assert_eq!(e.code, ErrorCode::InvalidAlert);
+    assert!(
+        e.message
+            .contains("already has 100 updates, the limit per alert is 100"),
+        "{}",
+        e.message
+    );
+    assert_relay_serves(&net, relay.addr).await;
+    // The whole thread is delivered: every message with its history fits in a frame.
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    assert_eq!(
+        rts.inbox().await.unwrap().len(),
+        1 + filet_relay::commit::MAX_FOLLOW_UPS + 1,
+        "the thread and the alert of assert_relay_serves"
+    );
+    rts.close().await;
+    esm.close().await;
+    relay.stop().await;
+
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let e = refusal(esm.post(follow_up(Kind::Update, root, None)).await);
+    assert_eq!(e.code, ErrorCode::InvalidAlert, "{}", e.message);
+    esm.post(follow_up(Kind::Cancel, root, Some(&note)))
+        .await
+        .expect("a cancel closes a thread at its cap");
+    assert_relay_serves(&net, relay.addr).await;
+    esm.close().await;
+    relay.stop().await;
+}

@@ -202,3 +202,158 @@ async fn expired_alerts_leave_the_mailbox_and_do_not_keep_it_full() {
     esm.close().await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_mailbox_still_takes_located_and_cancel_of_the_alerts_it_holds() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.mailbox_max = 2;
+    let relay = TestRelay::start(cfg).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let a = esm.post(to_rts("CLOSE-1")).await.unwrap();
+    let b = esm.post(to_rts("CLOSE-2")).await.unwrap();
+    let e = refusal(esm.post(to_rts("CLOSE-3")).await);
+    assert_eq!(e.code, ErrorCode::MailboxFull);
+
+    let located = esm
+        .post(follow_up(
+            filet_proto::Kind::Located,
+            a.alert,
+            Some("Retrouvée"),
+        ))
+        .await
+        .expect("located is accepted into a full mailbox");
+    let cancelled = esm
+        .post(follow_up(
+            filet_proto::Kind::Cancel,
+            b.alert,
+            Some("Erreur"),
+        ))
+        .await
+        .expect("cancel is accepted into a full mailbox");
+    assert_eq!(located.recipients.len(), 1);
+    assert_eq!(
+        inbox_ids(&rts).await,
+        [a.alert, b.alert, located.alert, cancelled.alert]
+    );
+    // Still full for anything else.
+    let e = refusal(esm.post(to_rts("CLOSE-4")).await);
+    assert_eq!(e.code, ErrorCode::MailboxFull);
+    for n in [esm, rts] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn one_sender_holds_at_most_its_quota_of_a_mailbox_and_other_senders_still_get_in() {
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.mailbox_max = 10;
+    cfg.limits.mailbox_max_per_sender = 3;
+    let relay = TestRelay::start(cfg).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let ijp = net.node("SPVQ/IJP", relay.addr).await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        mine.push(esm.post(to_rts(&format!("QUOTA-{i}"))).await.unwrap().alert);
+    }
+
+    let e = refusal(esm.post(to_rts("QUOTA-3")).await);
+
+    let message = "the mailbox of DPJ/RTS holds 3 alerts from SPVQ/ESM waiting, the limit per sender is 3 (limits.mailbox_max_per_sender); nothing was posted";
+    assert_refusal(&e, ErrorCode::MailboxFull, message);
+    let other = ijp
+        .post(to_rts("QUOTA-IJP"))
+        .await
+        .expect("another sender gets in");
+    // Closing messages are not counted against the quota.
+    esm.post(follow_up(
+        filet_proto::Kind::Cancel,
+        mine[0],
+        Some("Erreur"),
+    ))
+    .await
+    .expect("cancel is accepted past the quota");
+    // The cancel takes a place (3 + 1 waiting); acknowledgements give the sender room.
+    rts.ack(mine[1]).await.unwrap();
+    let e = refusal(esm.post(to_rts("QUOTA-4")).await);
+    assert_eq!(e.code, ErrorCode::MailboxFull);
+    rts.ack(mine[2]).await.unwrap();
+    esm.post(to_rts("QUOTA-5")).await.unwrap();
+    assert!(inbox_ids(&rts).await.contains(&other.alert));
+    let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&auditor, &relay.verifier()).await;
+    assert!(log.iter().any(|e| matches!(
+        &e.event,
+        Event::Refused { reason: RefusalReason::MailboxFull, detail, .. } if detail == message
+    )));
+    for n in [esm, ijp, rts, auditor] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_update_that_extends_the_expiry_keeps_the_whole_thread_delivered_until_the_new_expiry() {
+    use filet_proto::wire::{Request, Response};
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let first = esm.post(runaway()).await.unwrap();
+    let mut u = follow_up(
+        filet_proto::Kind::Update,
+        first.alert,
+        Some("Vue au terminus"),
+    );
+    let extended = first.received_at.plus_ms(10 * 24 * HOUR_MS);
+    u.expires_at = Some(extended);
+    let update = esm.post(u).await.unwrap();
+    assert_eq!(update.expires_at, extended);
+
+    // Past the original's first expiry, before the new one.
+    clock.advance(73 * HOUR_MS);
+    relay.run_timers().await;
+
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    let waiting = rts.inbox().await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|d| d.envelope.id).collect::<Vec<_>>(),
+        [first.alert, update.alert],
+        "the original is still delivered"
+    );
+    assert!(
+        waiting.iter().all(|d| d.envelope.expires_at == extended),
+        "every message shows the thread's expiry: {:?}",
+        waiting
+            .iter()
+            .map(|d| d.envelope.expires_at)
+            .collect::<Vec<_>>()
+    );
+    let mut rx = rts.subscribe().await.unwrap();
+    assert_eq!(next_delivery(&mut rx).await.envelope.id, first.alert);
+    match rts
+        .request(Request::GetAlert { alert: first.alert })
+        .await
+        .unwrap()
+    {
+        Response::Alert { alert, .. } => assert_eq!(alert.envelope.expires_at, extended),
+        other => panic!("{other:?}"),
+    }
+    // At the new expiry, the whole thread ends.
+    clock.advance(extended.0 - clock_now(&clock).0);
+    relay.run_timers().await;
+    assert!(rts.inbox().await.unwrap().is_empty());
+    for n in [esm, rts] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
+fn clock_now(clock: &ManualClock) -> Timestamp {
+    use filet_relay::clock::Clock;
+    clock.now()
+}

@@ -562,3 +562,108 @@ async fn a_connection_whose_handshake_straddles_a_crl_reload_is_cut_too() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_unit_that_lost_its_rule_since_the_original_still_gets_the_closing_notice_envelope_only()
+{
+    use filet_proto::alert::{AlertState, FieldSet, Kind};
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let gripp = net.node("SPVQ/GRIPP", relay.addr).await;
+    let original = esm.post(runaway()).await.unwrap();
+    assert_eq!(inbox_ids(&gripp).await, [original.alert]);
+    gripp.ack(original.alert).await.unwrap();
+    // The amendment: the patrol of the bars no longer receives runaway alerts.
+    let v2 = AGREEMENT.replace("version = 1\n", "version = 2\n").replace(
+        "to = [\"SPVQ/IKAT\", \"SPVQ/GRIPP\"]",
+        "to = [\"SPVQ/IKAT\"]",
+    );
+    std::fs::write(&net.agreement, &v2).unwrap();
+    relay.handle.reload().await.unwrap();
+    let update = esm
+        .post(follow_up(
+            Kind::Update,
+            original.alert,
+            Some("Vue rue Saint-Joseph"),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        update
+            .recipients
+            .iter()
+            .all(|r| r.unit != unit("SPVQ/GRIPP")),
+        "an update is not a closing notice"
+    );
+
+    let located = esm
+        .post(follow_up(
+            Kind::Located,
+            original.alert,
+            Some("Retrouvée chez sa tante, 12 rue des Lilas"),
+        ))
+        .await
+        .unwrap();
+
+    let notice = located
+        .recipients
+        .iter()
+        .find(|r| r.unit == unit("SPVQ/GRIPP"))
+        .expect("a closing notice to SPVQ/GRIPP");
+    assert_eq!(notice.fields, FieldSet::EMPTY);
+    assert_eq!(notice.rules, ["enquete-vers-patrouille"]);
+    let got = gripp.inbox().await.unwrap();
+    assert_eq!(got.len(), 1);
+    let d = &got[0];
+    assert_eq!(d.envelope.id, located.alert);
+    assert_eq!(d.envelope.kind, Kind::Located);
+    assert_eq!(d.envelope.references, Some(original.alert));
+    assert_eq!(d.state, AlertState::Located);
+    assert_eq!(d.fields, FieldSet::EMPTY);
+    assert_eq!(d.content, filet_proto::Content::default());
+    assert_eq!(d.note, None, "no content, the note neither");
+    assert!(d.history.iter().all(|h| h.note.is_none()));
+    assert!(
+        d.history.iter().all(|h| h.id != update.alert),
+        "nothing of what it was not told"
+    );
+    // Still permitted units get the whole located.
+    let ikat = net.node("SPVQ/IKAT", relay.addr).await;
+    let full = ikat.inbox().await.unwrap();
+    let l = full
+        .iter()
+        .find(|d| d.envelope.id == located.alert)
+        .unwrap();
+    assert!(l.note.is_some());
+    let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&auditor, &relay.verifier()).await;
+    let disclosed = log
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::Disclosed {
+                alert,
+                recipient,
+                rules,
+                legal_bases,
+                fields,
+                ..
+            } if *alert == located.alert && *recipient == unit("SPVQ/GRIPP") => {
+                Some((rules.clone(), legal_bases.clone(), *fields))
+            }
+            _ => None,
+        })
+        .expect("the closing notice is audited as a disclosure");
+    assert_eq!(
+        disclosed,
+        (
+            vec!["enquete-vers-patrouille".to_string()],
+            vec!["closing-notice".to_string()],
+            FieldSet::EMPTY
+        )
+    );
+    for n in [esm, gripp, ikat, auditor] {
+        n.close().await;
+    }
+    relay.stop().await;
+}

@@ -613,7 +613,7 @@ one rule lets poster units `P/U1..P/Un` send `runaway` alerts with every field t
 units `R/A, R/B, R/C...`; a dev PKI; the relay on a free loopback port, as a separate process
 (`filet-relay serve`, as in production) or, with `--in-process`, on its own thread and
 current-thread runtime in the bench process (to read the group-commit counters). The relay
-runs with `posts_per_minute = 0` (no limit) and `mailbox_max = 1000000`; everything else is
+runs with `posts_per_minute = 0` (no limit), `mailbox_max = 1000000` and `mailbox_max_per_sender = 1000000`; everything else is
 the default (one network thread, one commit thread, `fdatasync` on the audit log and on
 sled's file per group commit).
 
@@ -761,7 +761,7 @@ async fn run_in(args: &Args, dir: &Path) -> anyhow::Result<bool> {
     std::fs::write(
         dir.join("relay.toml"),
         format!(
-            "listen = \"{relay_addr}\"\ndata_dir = \"data\"\nagreement = \"agreement.toml\"\npki_dir = \"pki\"\n\n[limits]\nposts_per_minute = 0\nmailbox_max = 1000000\n"
+            "listen = \"{relay_addr}\"\ndata_dir = \"data\"\nagreement = \"agreement.toml\"\npki_dir = \"pki\"\n\n[limits]\nposts_per_minute = 0\nmailbox_max = 1000000\nmailbox_max_per_sender = 1000000\n"
         ),
     )?;
 
