@@ -28,7 +28,8 @@ pub const MAX_PLACE: usize = 120;
 pub const MAX_INSTRUCTIONS: usize = 280;
 /// Longest `contact`, in characters.
 pub const MAX_CONTACT: usize = 120;
-/// Longest `note` (the reason of a cancel, the note of a located), in characters.
+/// Longest `note` (free text on any message: the reason of a cancel, the note of a
+/// located), in characters.
 pub const MAX_NOTE: usize = 280;
 /// Most explicit recipients (`to`) in one post.
 pub const MAX_RECIPIENTS: usize = 64;
@@ -136,7 +137,8 @@ pub struct HistoryItem {
     pub id: AlertId,
     /// When the relay received it (or when the alert expired).
     pub at: Timestamp,
-    /// The note of a `located` or the reason of a `cancel`.
+    /// The note of the message (content: present only where the recipient's rules allow
+    /// `note`).
     pub note: Option<String>,
 }
 
@@ -204,6 +206,9 @@ text_enum!(
         Instructions = "instructions",
         /// `contact`.
         Contact = "contact",
+        /// `note`: the free text of a message (the reason of a cancel, the note of a
+        /// located, or a note on an alert or update). Content like any other field.
+        Note = "note",
     }
 );
 
@@ -487,7 +492,9 @@ pub struct AlertDraft {
     pub expires_at: Option<Timestamp>,
     /// The content.
     pub content: Content,
-    /// For `located` and `cancel`: a note or the reason, ≤ 280 characters.
+    /// Free text, ≤ 280 characters: the reason of a `cancel` (required), the note of a
+    /// `located`, or a note on an alert or update. Disclosed only under rules allowing
+    /// `note`.
     pub note: Option<String>,
     /// Explicit recipients; empty means every unit the agreement permits.
     pub to: Vec<Selector>,
@@ -772,7 +779,7 @@ pub struct AlertFile {
     pub contact: Option<String>,
     /// What to do.
     pub instructions: Option<String>,
-    /// Note or reason for `located` / `cancel`.
+    /// Free text (the reason of a `cancel`); field `note` of the agreement.
     pub note: Option<String>,
     /// Explicit recipients (`PARTY` or `PARTY/UNIT`).
     pub to: Option<Vec<Selector>>,
@@ -853,7 +860,7 @@ pub struct Disclosed {
     pub envelope: Envelope,
     /// Only the allowed fields; the others are absent.
     pub content: Content,
-    /// Note or reason of a `located` / `cancel`.
+    /// The message's note (content: present only where `fields` holds `note`).
     pub note: Option<String>,
     /// Ids of the rules that permitted this disclosure (at least one).
     pub rules: Vec<String>,
@@ -868,6 +875,23 @@ pub struct Disclosed {
 }
 
 impl Disclosed {
+    /// This disclosure reduced to `fields ∩ keep`: content fields outside it are removed,
+    /// and so are the note and the note of every step of the history unless it holds
+    /// `note`; `fields` becomes `fields ∩ keep`. The one place where a recipient's view is
+    /// cut to its rules.
+    pub fn narrowed(mut self, keep: FieldSet) -> Disclosed {
+        let keep = self.fields.intersection(keep);
+        self.content = self.content.redact(keep);
+        if !keep.contains(FieldPath::Note) {
+            self.note = None;
+            for h in &mut self.history {
+                h.note = None;
+            }
+        }
+        self.fields = self.fields.intersection(keep);
+        self
+    }
+
     /// The JSON object `filet inbox --json` prints: `id`, `kind`, `category`, `status`,
     /// `risk`, `sender`, `rule` (the first permitting rule), `rules`, times, `language`,
     /// `references` and `note` when set, `state` and `history`, and the disclosed content nested as in the alert
@@ -965,7 +989,8 @@ mod tests {
         assert_eq!(v.content.subject.age, Some(15));
         assert_eq!(v.content.last_seen.geo, Some(Geo(46.8123, -71.2345)));
         assert_eq!(v.expires_at, Some(now().plus_ms(72 * HOUR_MS)));
-        assert_eq!(v.content.present(), FieldSet::all());
+        // Every field but the note, which the file does not have.
+        assert_eq!(v.content.present().with(FieldPath::Note), FieldSet::all());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use filet_proto::agreement::{Agreement, Disclosure};
 use filet_proto::alert::{
     AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, DEFAULT_EXPIRY_MS,
 };
-use filet_proto::audit::{commitment, Entry, Event, RefusalReason};
+use filet_proto::audit::{commitment, committed_content, Entry, Event, RefusalReason};
 use filet_proto::checkpoint::{Checkpoint, NoteSigner};
 use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
@@ -1130,7 +1130,8 @@ impl Committer {
         }
         let id = AlertId::from_parts(received_at.0.max(0) as u64, self.random()?);
         let salt: [u8; 32] = self.random()?;
-        let content_json = serde_json::to_vec(&draft.content).unwrap_or_default();
+        // The note is content: committed with the rest.
+        let content_json = committed_content(&draft.content, draft.note.as_deref());
         let expires_at = draft.expires_at.unwrap_or(received_at);
         let envelope = Envelope {
             id,
