@@ -235,8 +235,12 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
         format!("retention {s:?} is not a number of days, hours or minutes such as \"90d\", \"36h\", \"30m\"")
     };
     let s2 = s.trim();
-    let (num, unit) = s2.split_at(s2.len().saturating_sub(1));
-    if !matches!(unit, "d" | "h" | "m")
+    // The unit is the last character, whatever its width: never cut inside one.
+    let Some(unit) = s2.chars().next_back() else {
+        return Err(err());
+    };
+    let num = &s2[..s2.len() - unit.len_utf8()];
+    if !matches!(unit, 'd' | 'h' | 'm')
         || num.is_empty()
         || !num.bytes().all(|b| b.is_ascii_digit())
     {
@@ -246,8 +250,8 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
     // All digits: a failed parse can only be an overflow, far over 10 years.
     let n: i64 = num.parse().map_err(|_| too_long())?;
     let ms = match unit {
-        "d" => n.checked_mul(DAY_MS),
-        "h" => n.checked_mul(HOUR_MS),
+        'd' => n.checked_mul(DAY_MS),
+        'h' => n.checked_mul(HOUR_MS),
         _ => n.checked_mul(60_000),
     }
     .ok_or_else(too_long)?;
@@ -675,6 +679,20 @@ mod tests {
             let e = parse_retention(bad).unwrap_err();
             assert!(e.contains(not_a_number), "{bad:?}: {e}");
         }
+        // Regression: a retention ending in a multi-byte character panicked (the unit was
+        // cut as the last byte).
+        for bad in [
+            "14é",
+            "é",
+            "14d\u{301}",
+            "1\u{FEFF}",
+            "\u{10FFFF}",
+            "٣d",
+            "14ｄ",
+        ] {
+            let e = parse_retention(bad).unwrap_err();
+            assert!(e.contains(not_a_number), "{bad:?}: {e}");
+        }
         for too_long in ["0d", "3661d", "99999999999999d", "99999999999999999999999m"] {
             let e = parse_retention(too_long).unwrap_err();
             assert!(
@@ -828,6 +846,44 @@ mod tests {
                 .starts_with("a.toml:4: unknown party in Q/R")
         );
         assert!(err_of("id = \"t\"\nversion = = 1\n").starts_with("a.toml:2:"));
+    }
+
+    #[test]
+    fn a_retention_ending_in_a_multibyte_character_is_an_error_naming_the_rule_and_retention() {
+        for bad in ["14é", "é", "14d\u{301}"] {
+            let quoted = toml::Value::String(bad.into()).to_string();
+            let text = rule(&OK_RULE.replace("\"1d\"", &quoted));
+            assert_eq!(
+                err_of(&text),
+                format!("a.toml:17: rule \"r1\": retention {bad:?} is not a number of days, hours or minutes such as \"90d\", \"36h\", \"30m\"")
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// No text in any string of an agreement reaches a panic: each is read or refused.
+        #[test]
+        fn any_string_in_any_place_of_an_agreement_is_read_or_refused_never_a_panic(
+            place in 0usize..10,
+            v in "\\PC{0,6}|.{0,6}|[0-9]{0,3}[\\u{80}-\\u{10FFFF}]{1,2}",
+        ) {
+            let q = toml::Value::String(v.clone()).to_string();
+            let places = [
+                ("id = \"t\"", format!("id = {q}")),
+                ("[parties.A]", format!("[parties.{q}]")),
+                ("X = \"x\"", format!("{q} = \"x\"")),
+                ("from = [\"A/X\"]", format!("from = [{q}]")),
+                ("to = [\"B\"]", format!("to = [{q}]")),
+                ("categories = [\"runaway\"]", format!("categories = [{q}]")),
+                ("fields = \"all\"", format!("fields = [{q}]")),
+                ("legal_basis = \"L\"", format!("legal_basis = {q}")),
+                ("purpose = \"P\"", format!("purpose = {q}")),
+                ("retention = \"1d\"", format!("retention = {q}")),
+            ];
+            let (from, to) = &places[place];
+            let text = rule(OK_RULE).replacen(from, to, 1);
+            let _ = Agreement::parse(&text, "a.toml");
+        }
     }
 
     #[test]
