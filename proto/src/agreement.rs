@@ -199,9 +199,9 @@ struct RawParty {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     id: Spanned<String>,
-    from: Vec<Spanned<String>>,
-    to: Vec<Spanned<String>>,
-    categories: Vec<Spanned<String>>,
+    from: Spanned<Vec<Spanned<String>>>,
+    to: Spanned<Vec<Spanned<String>>>,
+    categories: Spanned<Vec<Spanned<String>>>,
     fields: Spanned<RawFields>,
     legal_basis: Spanned<String>,
     purpose: Spanned<String>,
@@ -411,20 +411,22 @@ impl Agreement {
             }
             let from = r
                 .from
+                .get_ref()
                 .iter()
                 .map(|s| selector(s, rule))
                 .collect::<Result<Vec<_>, _>>()?;
             let to =
-                r.to.iter()
+                r.to.get_ref()
+                    .iter()
                     .map(|s| selector(s, rule))
                     .collect::<Result<Vec<_>, _>>()?;
             if from.is_empty() {
-                return Err(cx.err(rspan, rule, "from is empty"));
+                return Err(cx.err(r.from.span(), rule, "from is empty"));
             }
             if to.is_empty() {
-                return Err(cx.err(rspan, rule, "to is empty"));
+                return Err(cx.err(r.to.span(), rule, "to is empty"));
             }
-            for (f, fs) in from.iter().zip(&r.from) {
+            for (f, fs) in from.iter().zip(r.from.get_ref()) {
                 for t in &to {
                     let overlap = match (f, t) {
                         (Selector::Party(a), Selector::Party(b)) => a == b,
@@ -442,7 +444,7 @@ impl Agreement {
                 }
             }
             let mut categories = Vec::new();
-            for c in &r.categories {
+            for c in r.categories.get_ref() {
                 let cat: Category = c.get_ref().parse().map_err(|e: String| {
                     cx.err(c.span(), rule, format!("unknown category: {e}"))
                 })?;
@@ -451,7 +453,7 @@ impl Agreement {
                 }
             }
             if categories.is_empty() {
-                return Err(cx.err(rspan, rule, "categories is empty"));
+                return Err(cx.err(r.categories.span(), rule, "categories is empty"));
             }
             let fspan = r.fields.span();
             let fields = match r.fields.into_inner() {
@@ -474,6 +476,13 @@ impl Agreement {
                     set
                 }
             };
+            if fields.is_empty() {
+                return Err(cx.err(
+                    fspan,
+                    rule,
+                    "fields is empty: list the content fields this rule discloses, or \"all\" (a rule that discloses nothing is a mistake; remove it instead)",
+                ));
+            }
             if r.legal_basis.get_ref().trim().is_empty() {
                 return Err(cx.err(r.legal_basis.span(), rule, "legal_basis is empty"));
             }
@@ -846,6 +855,32 @@ mod tests {
                 .starts_with("a.toml:4: unknown party in Q/R")
         );
         assert!(err_of("id = \"t\"\nversion = = 1\n").starts_with("a.toml:2:"));
+    }
+
+    #[test]
+    fn an_empty_list_in_a_rule_is_refused_naming_the_list_as_from_to_and_categories_are() {
+        let cases = [
+            (
+                OK_RULE.replace("[\"A/X\"]", "[]"),
+                "a.toml:11: rule \"r1\": from is empty",
+            ),
+            (
+                OK_RULE.replace("[\"B\"]", "[]"),
+                "a.toml:12: rule \"r1\": to is empty",
+            ),
+            (
+                OK_RULE.replace("[\"runaway\"]", "[]"),
+                "a.toml:13: rule \"r1\": categories is empty",
+            ),
+            (
+                OK_RULE.replace("\"all\"", "[]"),
+                "a.toml:14: rule \"r1\": fields is empty",
+            ),
+        ];
+        for (body, want) in cases {
+            let got = err_of(&rule(&body));
+            assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+        }
     }
 
     #[test]
