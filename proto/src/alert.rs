@@ -37,6 +37,11 @@ pub const MAX_RECIPIENTS: usize = 64;
 pub const DEFAULT_EXPIRY_MS: i64 = 72 * HOUR_MS;
 /// Longest lifetime of an alert: 30 days, in milliseconds.
 pub const MAX_EXPIRY_MS: i64 = 30 * DAY_MS;
+/// Earliest `last_seen.at`: 2000-01-01T00:00:00Z, in milliseconds since the epoch. Earlier
+/// is a mistake (and far enough back, a time no RFC 3339 text can write). A fixed floor, not
+/// one relative to the clock, so that a stored alert or an example file never turns invalid
+/// with time.
+pub const EARLIEST_LAST_SEEN_MS: i64 = 946_684_800_000;
 /// Tolerated clock skew for `last_seen.at` "not in the future", in milliseconds (5 minutes).
 pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
@@ -373,7 +378,7 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LastSeen {
-    /// When (UTC), not in the future.
+    /// When (UTC), not in the future and not before 2000-01-01.
     pub at: Option<Timestamp>,
     /// Where, ≤ 120 characters.
     pub place: Option<String>,
@@ -529,13 +534,21 @@ impl fmt::Display for InvalidAlert {
     }
 }
 
-/// Whether a character is refused in alert text: control characters (Unicode Cc) and the
-/// bidirectional embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069),
-/// which can make a text read differently from what it holds.
+/// Whether a character is refused in alert text: control characters (Unicode Cc), the
+/// bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E–U+200F,
+/// U+202A–U+202E, U+2066–U+2069) and the invisible ones (zero-width space and joiners
+/// U+200B–U+200D, word joiner and invisible operators U+2060–U+2065, the byte order mark
+/// U+FEFF): each can make a text, a name say, read differently from what it holds.
 pub fn is_forbidden_char(c: char) -> bool {
     c.is_control()
-        || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 struct Checker {
@@ -569,7 +582,7 @@ impl Checker {
             self.fail(
                 path,
                 format!(
-                    "character {} (U+{:04X}) is a control or bidirectional control character",
+                    "character {} (U+{:04X}) is a control, bidirectional or invisible formatting character",
                     i + 1,
                     c as u32
                 ),
@@ -665,10 +678,18 @@ impl AlertDraft {
         );
         let ls = &self.content.last_seen;
         if let Some(at) = ls.at {
-            if at.0 > now.0 + CLOCK_SKEW_MS {
+            if at.0 > now.0.saturating_add(CLOCK_SKEW_MS) {
                 c.fail(
                     "last_seen.at",
                     format!("{at} is in the future (relay time {now})"),
+                );
+            } else if at.0 < EARLIEST_LAST_SEEN_MS {
+                c.fail(
+                    "last_seen.at",
+                    format!(
+                        "{at} is before {}, the earliest accepted",
+                        Timestamp(EARLIEST_LAST_SEEN_MS)
+                    ),
                 );
             }
         }
@@ -1026,10 +1047,72 @@ mod tests {
         d.content.instructions = Some("abc\u{202E}def".into());
         assert_eq!(
             d.validate(now()).unwrap_err().to_string(),
-            "instructions: character 4 (U+202E) is a control or bidirectional control character"
+            "instructions: character 4 (U+202E) is a control, bidirectional or invisible formatting character"
         );
         d.content.instructions = Some("a\nb".into());
         assert!(d.validate(now()).is_err());
+    }
+
+    #[test]
+    fn refuses_invisible_formatting_and_bidi_marks_in_every_free_text_field() {
+        let marks = [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}',
+            '\u{2060}', '\u{2064}', '\u{2066}', '\u{2069}', '\u{FEFF}', '\u{061C}',
+        ];
+        for c in marks {
+            let text = format!("ab{c}cd");
+            let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "418");
+            d.kind = Kind::Alert;
+            d.content.subject.given_name = Some(text.clone());
+            d.content.subject.description = Some(text.clone());
+            d.content.last_seen.place = Some(text.clone());
+            d.content.instructions = Some(text.clone());
+            d.content.contact = Some(text.clone());
+            d.note = Some(text.clone());
+            let want = format!(
+                "character 3 (U+{:04X}) is a control, bidirectional or invisible formatting character",
+                c as u32
+            );
+            let errors = d.validate(now()).unwrap_err().errors;
+            let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                [
+                    "subject.given_name",
+                    "subject.description",
+                    "last_seen.place",
+                    "instructions",
+                    "contact",
+                    "note"
+                ],
+                "U+{:04X}",
+                c as u32
+            );
+            assert!(errors.iter().all(|e| e.problem == want), "{errors:?}");
+        }
+        // Letters of right-to-left scripts, and joiners inside them, are not marks.
+        let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "418");
+        d.content.subject.given_name = Some("مريم".into());
+        assert!(d.validate(now()).is_ok());
+    }
+
+    #[test]
+    fn last_seen_at_is_no_earlier_than_2000_and_the_error_names_the_field() {
+        let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "418");
+        let floor: Timestamp = "2000-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(floor.0, EARLIEST_LAST_SEEN_MS);
+        d.content.last_seen.at = Some(floor);
+        assert!(d.validate(now()).is_ok());
+        for at in [floor.plus_ms(-1), Timestamp(0), Timestamp(i64::MIN)] {
+            d.content.last_seen.at = Some(at);
+            let e = d.validate(now()).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "last_seen.at: {at} is before 2000-01-01T00:00:00.000Z, the earliest accepted"
+                )
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ use std::sync::{Arc, RwLock};
 
 use filet_proto::agreement::{Agreement, Disclosure};
 use filet_proto::alert::{
-    AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, DEFAULT_EXPIRY_MS,
+    AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, Status,
+    DEFAULT_EXPIRY_MS,
 };
 use filet_proto::audit::{commitment, committed_content, Entry, Event, RefusalReason};
 use filet_proto::checkpoint::{Checkpoint, NoteSigner};
@@ -177,6 +178,8 @@ struct Thread {
     /// unit of the party posts them.
     sender_unit: UnitRef,
     category: Category,
+    /// The original's status: its follow-ups keep it.
+    status: Status,
     state: AlertState,
     expires_at: Timestamp,
     closed_at: Option<Timestamp>,
@@ -256,6 +259,7 @@ impl Index {
                 sender_party: rec.envelope.sender.party().to_owned(),
                 sender_unit: rec.envelope.sender.unit.clone(),
                 category: rec.envelope.category,
+                status: rec.envelope.status,
                 state: rec.state,
                 expires_at: rec.envelope.expires_at,
                 closed_at: rec.closed_at,
@@ -1060,6 +1064,32 @@ impl Committer {
                         reply,
                         after,
                         refused(RefusalReason::Closed, e.message.clone(), None, &draft),
+                        e,
+                    );
+                }
+                // An exercise stays an exercise: a follow-up may not turn it into a real
+                // alert (nor a real one into an exercise or a test).
+                if draft.status != t.status {
+                    let problem = format!(
+                        "alert {root} is {} and its follow-ups keep that status (not {})",
+                        t.status, draft.status
+                    );
+                    let message = format!("invalid alert: status: {problem}; nothing was posted");
+                    let e = RelayError {
+                        code: ErrorCode::InvalidAlert,
+                        message: message.clone(),
+                        retry_after_ms: None,
+                        invalid: Some(filet_proto::alert::InvalidAlert {
+                            errors: vec![filet_proto::alert::FieldError {
+                                path: "status".into(),
+                                problem,
+                            }],
+                        }),
+                    };
+                    return self.refuse_post(
+                        reply,
+                        after,
+                        refused(RefusalReason::Invalid, message, None, &draft),
                         e,
                     );
                 }

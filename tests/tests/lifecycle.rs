@@ -969,6 +969,72 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[tokio::test]
+async fn a_follow_up_that_switches_the_status_of_its_alert_is_refused_naming_status_and_audited() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut rts = listen(&net, &relay, "DPJ/RTS").await;
+    let mut draft = runaway();
+    draft.status = Status::Exercise;
+    let exercise = esm.post(draft).await.unwrap();
+    let actual = esm.post(runaway()).await.unwrap();
+    for _ in 0..2 {
+        next_delivery(&mut rts.rx).await;
+    }
+
+    for (r, from, to) in [
+        (&exercise, Status::Exercise, Status::Actual),
+        (&actual, Status::Actual, Status::Exercise),
+        (&actual, Status::Actual, Status::Test),
+    ] {
+        for kind in [Kind::Update, Kind::Located, Kind::Cancel] {
+            let mut d = if kind == Kind::Update {
+                update_of(r.alert)
+            } else {
+                follow_up(kind, r.alert, Some("raison"))
+            };
+            d.status = to;
+            let e = refusal(esm.post(d).await);
+            assert_refusal(
+                &e,
+                ErrorCode::InvalidAlert,
+                &format!(
+                    "invalid alert: status: alert {} is {from} and its follow-ups keep that status (not {to}); nothing was posted",
+                    r.alert
+                ),
+            );
+        }
+    }
+    // The alerts are untouched, and a follow-up that keeps the status is taken.
+    let mut d = update_of(exercise.alert);
+    d.status = Status::Exercise;
+    let up = esm.post(d).await.unwrap();
+    let pushed = next_delivery(&mut rts.rx).await;
+    assert_eq!(
+        (pushed.envelope.id, pushed.envelope.status),
+        (up.alert, Status::Exercise)
+    );
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let refused: Vec<(RefusalReason, String)> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Refused { reason, detail, .. } => Some((*reason, detail.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 9, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(r, d)| *r == RefusalReason::Invalid && d.starts_with("invalid alert: status")),
+        "{refused:?}"
+    );
+    close_all([esm, rts.node, table]).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn an_exercise_is_marked_as_one_in_the_inbox_the_cap_export_and_the_audit_report() {
     let net = TestNet::new();
     let relay = net.start_relay().await;
