@@ -263,6 +263,48 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// What each place of an agreement holds, in the product's words (for type errors).
+fn agreement_expects(keys: &[&str]) -> Option<String> {
+    let text = || "text in quotes".to_owned();
+    let units = || "a list of PARTY or PARTY/UNIT in quotes, such as [\"DPJ/RTS\"]".to_owned();
+    Some(match keys {
+        ["id"] | ["title"] => text(),
+        ["version"] => "a whole number above 0".into(),
+        ["effective"] => "a date such as 2026-01-01".into(),
+        ["parties"] => "tables [parties.CODE]".into(),
+        ["parties", _] => "a table with name and units".into(),
+        ["parties", _, "name"] | ["parties", _, "units", _] => text(),
+        ["parties", _, "units"] => {
+            "a table of unit codes and names, such as { RTS = \"…\" }".into()
+        }
+        ["rules"] => "[[rules]] blocks".into(),
+        ["rules", "[]"] => "a [[rules]] block".into(),
+        ["rules", "[]", "id" | "legal_basis" | "purpose"] => text(),
+        ["rules", "[]", "from" | "to"] => units(),
+        ["rules", "[]", "from" | "to", "[]"] => "PARTY or PARTY/UNIT in quotes".into(),
+        ["rules", "[]", "categories"] => format!(
+            "a list of categories in quotes ({})",
+            Category::ALL
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ["rules", "[]", "categories", "[]"] => {
+            crate::toml_words::one_of(&Category::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>())
+        }
+        ["rules", "[]", "fields"] => "\"all\" or a list of field paths in quotes".into(),
+        ["rules", "[]", "fields", "[]"] => "a field path in quotes".into(),
+        ["rules", "[]", "retention"] => {
+            "a retention in quotes such as \"90d\", \"36h\" or \"30m\"".into()
+        }
+        ["audit"] => "a table [audit]".into(),
+        ["audit", "full" | "party"] => "a list of PARTY/UNIT in quotes".into(),
+        ["audit", "full" | "party", "[]"] => "PARTY/UNIT in quotes".into(),
+        _ => return None,
+    })
+}
+
 /// The id of the `[[rules]]` block that holds 1-based line `line`, read from the text (for
 /// errors the TOML parser reports before the rules are known).
 fn rule_at_line(text: &str, line: usize) -> Option<String> {
@@ -324,6 +366,19 @@ impl Agreement {
     pub fn parse(text: &str, file: &str) -> Result<Agreement, AgreementError> {
         let cx = Ctx { file, text };
         let raw: RawAgreement = toml::from_str(text).map_err(|e| {
+            if let Some(t) = crate::toml_words::type_error(text, &e, agreement_expects) {
+                // The rule is named apart: its position in the list says nothing more.
+                let path = match t.path.strip_prefix("rules[") {
+                    Some(rest) => rest.split_once("].").map_or(t.path.as_str(), |(_, p)| p),
+                    None => t.path.as_str(),
+                };
+                return AgreementError {
+                    file: file.to_owned(),
+                    line: Some(t.line),
+                    rule: rule_at_line(text, t.line),
+                    message: format!("{path}: {}", t.problem),
+                };
+            }
             let line = e.span().map(|s| cx.line(s));
             AgreementError {
                 file: file.to_owned(),
@@ -855,6 +910,35 @@ mod tests {
                 .starts_with("a.toml:4: unknown party in Q/R")
         );
         assert!(err_of("id = \"t\"\nversion = = 1\n").starts_with("a.toml:2:"));
+    }
+
+    #[test]
+    fn a_type_error_in_an_agreement_names_the_field_and_what_is_expected() {
+        let cases = [
+            (
+                rule(&OK_RULE.replace("\"all\"", "3")),
+                "a.toml:14: rule \"r1\": fields: expected \"all\" or a list of field paths in quotes, got 3",
+            ),
+            (
+                rule(&OK_RULE.replace("\"1d\"", "14")),
+                "a.toml:17: rule \"r1\": retention: expected a retention in quotes such as \"90d\", \"36h\" or \"30m\", got 14",
+            ),
+            (
+                rule(&OK_RULE.replace("[\"B\"]", "[\"B\", 7]")),
+                "a.toml:12: rule \"r1\": to[1]: expected PARTY or PARTY/UNIT in quotes, got 7",
+            ),
+            (
+                rule(OK_RULE).replace("version = 1", "version = \"1\""),
+                "a.toml:2: version: expected a whole number above 0, got \"1\"",
+            ),
+            (
+                rule(OK_RULE).replace("name = \"B\"", "name = 2"),
+                "a.toml:7: parties.B.name: expected text in quotes, got 2",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err_of(&text), want, "{text}");
+        }
     }
 
     #[test]

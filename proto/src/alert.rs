@@ -818,7 +818,13 @@ impl AlertFile {
     /// list (leaving `to` out means every unit the agreement permits; an empty list would
     /// read as "nobody" to a person and as "everyone" to the relay).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let file: AlertFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let file: AlertFile =
+            toml::from_str(text).map_err(|e| {
+                match crate::toml_words::type_error(text, &e, alert_file_expects) {
+                    Some(t) => format!("{}: {} (line {})", t.path, t.problem, t.line),
+                    None => e.to_string(),
+                }
+            })?;
         if file.to.as_ref().is_some_and(Vec::is_empty) {
             return Err("to: an empty list; name the recipients (PARTY or PARTY/UNIT), or leave `to` out to send to every unit the agreement permits".into());
         }
@@ -845,6 +851,33 @@ impl AlertFile {
             to: self.to.unwrap_or_default(),
         }
     }
+}
+
+/// What each place of an alert file holds, in the product's words (for type errors).
+fn alert_file_expects(keys: &[&str]) -> Option<String> {
+    use crate::toml_words::one_of;
+    let text = || "text in quotes".to_owned();
+    let time = || "a date and time in UTC such as 2026-11-28T22:40:00Z".to_owned();
+    Some(match keys {
+        ["kind"] => one_of(&Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["category"] => one_of(&Category::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["status"] => one_of(&Status::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["risk"] => one_of(&Risk::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["language"] => one_of(&Language::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["references"] => "the id of an alert in quotes, as its receipt gives it".into(),
+        ["expires_at"] | ["last_seen", "at"] => time(),
+        ["contact"] | ["instructions"] | ["note"] | ["last_seen", "place"] => text(),
+        ["subject", "reference" | "given_name" | "description"] => text(),
+        ["subject", "age"] => format!("a whole number from 0 to {MAX_AGE}"),
+        ["last_seen", "geo"] => {
+            "[latitude, longitude] in degrees, such as [46.8123, -71.2345]".into()
+        }
+        ["to"] => "a list of recipients such as [\"DPJ\", \"SPVQ/IKAT\"]".into(),
+        ["to", "[]"] => "a recipient in quotes, PARTY or PARTY/UNIT".into(),
+        ["subject"] => "a table [subject]".into(),
+        ["last_seen"] => "a table [last_seen]".into(),
+        _ => return None,
+    })
 }
 
 /// The part of an alert that every recipient gets whatever its fields (SPEC §4): id, kind,
@@ -1160,6 +1193,48 @@ mod tests {
             msgs,
             vec!["references: required for kind cancel", "note: required"]
         );
+    }
+
+    #[test]
+    fn a_type_error_in_an_alert_file_names_the_field_path_and_what_is_expected() {
+        let head = "category = \"runaway\"\nrisk = \"severe\"\n";
+        let cases = [
+            (
+                format!("{head}[subject]\nage = -1\n"),
+                "subject.age: expected a whole number from 0 to 20, got -1 (line 4)",
+            ),
+            (
+                format!("{head}[subject]\nage = 300\n"),
+                "subject.age: expected a whole number from 0 to 20, got 300 (line 4)",
+            ),
+            (
+                "category = \"runaway\"\nrisk = 3\n".to_owned(),
+                "risk: expected one of extreme, severe, moderate, minor, got 3 (line 2)",
+            ),
+            (
+                "category = \"flood\"\nrisk = \"minor\"\n".to_owned(),
+                "category: expected one of runaway, sighting, exploitation-risk, got \"flood\" (line 1)",
+            ),
+            (
+                format!("{head}to = [\"DPJ\", 3]\n"),
+                "to[1]: expected a recipient in quotes, PARTY or PARTY/UNIT, got 3 (line 3)",
+            ),
+            (
+                format!("{head}contact = 418\n"),
+                "contact: expected text in quotes, got 418 (line 3)",
+            ),
+            (
+                format!("{head}[last_seen]\ngeo = \"ici\"\n"),
+                "last_seen.geo: expected [latitude, longitude] in degrees, such as [46.8123, -71.2345], got \"ici\" (line 4)",
+            ),
+            (
+                format!("{head}subject = 3\n"),
+                "subject: expected a table [subject], got 3 (line 3)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(AlertFile::from_toml(&text).unwrap_err(), want, "{text}");
+        }
     }
 
     #[test]
