@@ -199,9 +199,9 @@ struct RawParty {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     id: Spanned<String>,
-    from: Vec<Spanned<String>>,
-    to: Vec<Spanned<String>>,
-    categories: Vec<Spanned<String>>,
+    from: Spanned<Vec<Spanned<String>>>,
+    to: Spanned<Vec<Spanned<String>>>,
+    categories: Spanned<Vec<Spanned<String>>>,
     fields: Spanned<RawFields>,
     legal_basis: Spanned<String>,
     purpose: Spanned<String>,
@@ -235,8 +235,12 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
         format!("retention {s:?} is not a number of days, hours or minutes such as \"90d\", \"36h\", \"30m\"")
     };
     let s2 = s.trim();
-    let (num, unit) = s2.split_at(s2.len().saturating_sub(1));
-    if !matches!(unit, "d" | "h" | "m")
+    // The unit is the last character, whatever its width: never cut inside one.
+    let Some(unit) = s2.chars().next_back() else {
+        return Err(err());
+    };
+    let num = &s2[..s2.len() - unit.len_utf8()];
+    if !matches!(unit, 'd' | 'h' | 'm')
         || num.is_empty()
         || !num.bytes().all(|b| b.is_ascii_digit())
     {
@@ -246,8 +250,8 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
     // All digits: a failed parse can only be an overflow, far over 10 years.
     let n: i64 = num.parse().map_err(|_| too_long())?;
     let ms = match unit {
-        "d" => n.checked_mul(DAY_MS),
-        "h" => n.checked_mul(HOUR_MS),
+        'd' => n.checked_mul(DAY_MS),
+        'h' => n.checked_mul(HOUR_MS),
         _ => n.checked_mul(60_000),
     }
     .ok_or_else(too_long)?;
@@ -257,6 +261,48 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
         ));
     }
     Ok(ms)
+}
+
+/// What each place of an agreement holds, in the product's words (for type errors).
+fn agreement_expects(keys: &[&str]) -> Option<String> {
+    let text = || "text in quotes".to_owned();
+    let units = || "a list of PARTY or PARTY/UNIT in quotes, such as [\"DPJ/RTS\"]".to_owned();
+    Some(match keys {
+        ["id"] | ["title"] => text(),
+        ["version"] => "a whole number above 0".into(),
+        ["effective"] => "a date such as 2026-01-01".into(),
+        ["parties"] => "tables [parties.CODE]".into(),
+        ["parties", _] => "a table with name and units".into(),
+        ["parties", _, "name"] | ["parties", _, "units", _] => text(),
+        ["parties", _, "units"] => {
+            "a table of unit codes and names, such as { RTS = \"…\" }".into()
+        }
+        ["rules"] => "[[rules]] blocks".into(),
+        ["rules", "[]"] => "a [[rules]] block".into(),
+        ["rules", "[]", "id" | "legal_basis" | "purpose"] => text(),
+        ["rules", "[]", "from" | "to"] => units(),
+        ["rules", "[]", "from" | "to", "[]"] => "PARTY or PARTY/UNIT in quotes".into(),
+        ["rules", "[]", "categories"] => format!(
+            "a list of categories in quotes ({})",
+            Category::ALL
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ["rules", "[]", "categories", "[]"] => {
+            crate::toml_words::one_of(&Category::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>())
+        }
+        ["rules", "[]", "fields"] => "\"all\" or a list of field paths in quotes".into(),
+        ["rules", "[]", "fields", "[]"] => "a field path in quotes".into(),
+        ["rules", "[]", "retention"] => {
+            "a retention in quotes such as \"90d\", \"36h\" or \"30m\"".into()
+        }
+        ["audit"] => "a table [audit]".into(),
+        ["audit", "full" | "party"] => "a list of PARTY/UNIT in quotes".into(),
+        ["audit", "full" | "party", "[]"] => "PARTY/UNIT in quotes".into(),
+        _ => return None,
+    })
 }
 
 /// The id of the `[[rules]]` block that holds 1-based line `line`, read from the text (for
@@ -320,6 +366,19 @@ impl Agreement {
     pub fn parse(text: &str, file: &str) -> Result<Agreement, AgreementError> {
         let cx = Ctx { file, text };
         let raw: RawAgreement = toml::from_str(text).map_err(|e| {
+            if let Some(t) = crate::toml_words::type_error(text, &e, agreement_expects) {
+                // The rule is named apart: its position in the list says nothing more.
+                let path = match t.path.strip_prefix("rules[") {
+                    Some(rest) => rest.split_once("].").map_or(t.path.as_str(), |(_, p)| p),
+                    None => t.path.as_str(),
+                };
+                return AgreementError {
+                    file: file.to_owned(),
+                    line: Some(t.line),
+                    rule: rule_at_line(text, t.line),
+                    message: format!("{path}: {}", t.problem),
+                };
+            }
             let line = e.span().map(|s| cx.line(s));
             AgreementError {
                 file: file.to_owned(),
@@ -407,20 +466,22 @@ impl Agreement {
             }
             let from = r
                 .from
+                .get_ref()
                 .iter()
                 .map(|s| selector(s, rule))
                 .collect::<Result<Vec<_>, _>>()?;
             let to =
-                r.to.iter()
+                r.to.get_ref()
+                    .iter()
                     .map(|s| selector(s, rule))
                     .collect::<Result<Vec<_>, _>>()?;
             if from.is_empty() {
-                return Err(cx.err(rspan, rule, "from is empty"));
+                return Err(cx.err(r.from.span(), rule, "from is empty"));
             }
             if to.is_empty() {
-                return Err(cx.err(rspan, rule, "to is empty"));
+                return Err(cx.err(r.to.span(), rule, "to is empty"));
             }
-            for (f, fs) in from.iter().zip(&r.from) {
+            for (f, fs) in from.iter().zip(r.from.get_ref()) {
                 for t in &to {
                     let overlap = match (f, t) {
                         (Selector::Party(a), Selector::Party(b)) => a == b,
@@ -438,7 +499,7 @@ impl Agreement {
                 }
             }
             let mut categories = Vec::new();
-            for c in &r.categories {
+            for c in r.categories.get_ref() {
                 let cat: Category = c.get_ref().parse().map_err(|e: String| {
                     cx.err(c.span(), rule, format!("unknown category: {e}"))
                 })?;
@@ -447,7 +508,7 @@ impl Agreement {
                 }
             }
             if categories.is_empty() {
-                return Err(cx.err(rspan, rule, "categories is empty"));
+                return Err(cx.err(r.categories.span(), rule, "categories is empty"));
             }
             let fspan = r.fields.span();
             let fields = match r.fields.into_inner() {
@@ -470,6 +531,13 @@ impl Agreement {
                     set
                 }
             };
+            if fields.is_empty() {
+                return Err(cx.err(
+                    fspan,
+                    rule,
+                    "fields is empty: list the content fields this rule discloses, or \"all\" (a rule that discloses nothing is a mistake; remove it instead)",
+                ));
+            }
             if r.legal_basis.get_ref().trim().is_empty() {
                 return Err(cx.err(r.legal_basis.span(), rule, "legal_basis is empty"));
             }
@@ -675,6 +743,20 @@ mod tests {
             let e = parse_retention(bad).unwrap_err();
             assert!(e.contains(not_a_number), "{bad:?}: {e}");
         }
+        // Regression: a retention ending in a multi-byte character panicked (the unit was
+        // cut as the last byte).
+        for bad in [
+            "14é",
+            "é",
+            "14d\u{301}",
+            "1\u{FEFF}",
+            "\u{10FFFF}",
+            "٣d",
+            "14ｄ",
+        ] {
+            let e = parse_retention(bad).unwrap_err();
+            assert!(e.contains(not_a_number), "{bad:?}: {e}");
+        }
         for too_long in ["0d", "3661d", "99999999999999d", "99999999999999999999999m"] {
             let e = parse_retention(too_long).unwrap_err();
             assert!(
@@ -828,6 +910,99 @@ mod tests {
                 .starts_with("a.toml:4: unknown party in Q/R")
         );
         assert!(err_of("id = \"t\"\nversion = = 1\n").starts_with("a.toml:2:"));
+    }
+
+    #[test]
+    fn a_type_error_in_an_agreement_names_the_field_and_what_is_expected() {
+        let cases = [
+            (
+                rule(&OK_RULE.replace("\"all\"", "3")),
+                "a.toml:14: rule \"r1\": fields: expected \"all\" or a list of field paths in quotes, got 3",
+            ),
+            (
+                rule(&OK_RULE.replace("\"1d\"", "14")),
+                "a.toml:17: rule \"r1\": retention: expected a retention in quotes such as \"90d\", \"36h\" or \"30m\", got 14",
+            ),
+            (
+                rule(&OK_RULE.replace("[\"B\"]", "[\"B\", 7]")),
+                "a.toml:12: rule \"r1\": to[1]: expected PARTY or PARTY/UNIT in quotes, got 7",
+            ),
+            (
+                rule(OK_RULE).replace("version = 1", "version = \"1\""),
+                "a.toml:2: version: expected a whole number above 0, got \"1\"",
+            ),
+            (
+                rule(OK_RULE).replace("name = \"B\"", "name = 2"),
+                "a.toml:7: parties.B.name: expected text in quotes, got 2",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err_of(&text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn an_empty_list_in_a_rule_is_refused_naming_the_list_as_from_to_and_categories_are() {
+        let cases = [
+            (
+                OK_RULE.replace("[\"A/X\"]", "[]"),
+                "a.toml:11: rule \"r1\": from is empty",
+            ),
+            (
+                OK_RULE.replace("[\"B\"]", "[]"),
+                "a.toml:12: rule \"r1\": to is empty",
+            ),
+            (
+                OK_RULE.replace("[\"runaway\"]", "[]"),
+                "a.toml:13: rule \"r1\": categories is empty",
+            ),
+            (
+                OK_RULE.replace("\"all\"", "[]"),
+                "a.toml:14: rule \"r1\": fields is empty",
+            ),
+        ];
+        for (body, want) in cases {
+            let got = err_of(&rule(&body));
+            assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn a_retention_ending_in_a_multibyte_character_is_an_error_naming_the_rule_and_retention() {
+        for bad in ["14é", "é", "14d\u{301}"] {
+            let quoted = toml::Value::String(bad.into()).to_string();
+            let text = rule(&OK_RULE.replace("\"1d\"", &quoted));
+            assert_eq!(
+                err_of(&text),
+                format!("a.toml:17: rule \"r1\": retention {bad:?} is not a number of days, hours or minutes such as \"90d\", \"36h\", \"30m\"")
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// No text in any string of an agreement reaches a panic: each is read or refused.
+        #[test]
+        fn any_string_in_any_place_of_an_agreement_is_read_or_refused_never_a_panic(
+            place in 0usize..10,
+            v in "\\PC{0,6}|.{0,6}|[0-9]{0,3}[\\u{80}-\\u{10FFFF}]{1,2}",
+        ) {
+            let q = toml::Value::String(v.clone()).to_string();
+            let places = [
+                ("id = \"t\"", format!("id = {q}")),
+                ("[parties.A]", format!("[parties.{q}]")),
+                ("X = \"x\"", format!("{q} = \"x\"")),
+                ("from = [\"A/X\"]", format!("from = [{q}]")),
+                ("to = [\"B\"]", format!("to = [{q}]")),
+                ("categories = [\"runaway\"]", format!("categories = [{q}]")),
+                ("fields = \"all\"", format!("fields = [{q}]")),
+                ("legal_basis = \"L\"", format!("legal_basis = {q}")),
+                ("purpose = \"P\"", format!("purpose = {q}")),
+                ("retention = \"1d\"", format!("retention = {q}")),
+            ];
+            let (from, to) = &places[place];
+            let text = rule(OK_RULE).replacen(from, to, 1);
+            let _ = Agreement::parse(&text, "a.toml");
+        }
     }
 
     #[test]

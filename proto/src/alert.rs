@@ -28,7 +28,8 @@ pub const MAX_PLACE: usize = 120;
 pub const MAX_INSTRUCTIONS: usize = 280;
 /// Longest `contact`, in characters.
 pub const MAX_CONTACT: usize = 120;
-/// Longest `note` (the reason of a cancel, the note of a located), in characters.
+/// Longest `note` (free text on any message: the reason of a cancel, the note of a
+/// located), in characters.
 pub const MAX_NOTE: usize = 280;
 /// Most explicit recipients (`to`) in one post.
 pub const MAX_RECIPIENTS: usize = 64;
@@ -36,6 +37,11 @@ pub const MAX_RECIPIENTS: usize = 64;
 pub const DEFAULT_EXPIRY_MS: i64 = 72 * HOUR_MS;
 /// Longest lifetime of an alert: 30 days, in milliseconds.
 pub const MAX_EXPIRY_MS: i64 = 30 * DAY_MS;
+/// Earliest `last_seen.at`: 2000-01-01T00:00:00Z, in milliseconds since the epoch. Earlier
+/// is a mistake (and far enough back, a time no RFC 3339 text can write). A fixed floor, not
+/// one relative to the clock, so that a stored alert or an example file never turns invalid
+/// with time.
+pub const EARLIEST_LAST_SEEN_MS: i64 = 946_684_800_000;
 /// Tolerated clock skew for `last_seen.at` "not in the future", in milliseconds (5 minutes).
 pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
@@ -136,7 +142,8 @@ pub struct HistoryItem {
     pub id: AlertId,
     /// When the relay received it (or when the alert expired).
     pub at: Timestamp,
-    /// The note of a `located` or the reason of a `cancel`.
+    /// The note of the message (content: present only where the recipient's rules allow
+    /// `note`).
     pub note: Option<String>,
 }
 
@@ -204,6 +211,9 @@ text_enum!(
         Instructions = "instructions",
         /// `contact`.
         Contact = "contact",
+        /// `note`: the free text of a message (the reason of a cancel, the note of a
+        /// located, or a note on an alert or update). Content like any other field.
+        Note = "note",
     }
 );
 
@@ -368,7 +378,7 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LastSeen {
-    /// When (UTC), not in the future.
+    /// When (UTC), not in the future and not before 2000-01-01.
     pub at: Option<Timestamp>,
     /// Where, ≤ 120 characters.
     pub place: Option<String>,
@@ -487,7 +497,9 @@ pub struct AlertDraft {
     pub expires_at: Option<Timestamp>,
     /// The content.
     pub content: Content,
-    /// For `located` and `cancel`: a note or the reason, ≤ 280 characters.
+    /// Free text, ≤ 280 characters: the reason of a `cancel` (required), the note of a
+    /// `located`, or a note on an alert or update. Disclosed only under rules allowing
+    /// `note`.
     pub note: Option<String>,
     /// Explicit recipients; empty means every unit the agreement permits.
     pub to: Vec<Selector>,
@@ -522,13 +534,21 @@ impl fmt::Display for InvalidAlert {
     }
 }
 
-/// Whether a character is refused in alert text: control characters (Unicode Cc) and the
-/// bidirectional embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069),
-/// which can make a text read differently from what it holds.
+/// Whether a character is refused in alert text: control characters (Unicode Cc), the
+/// bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E–U+200F,
+/// U+202A–U+202E, U+2066–U+2069) and the invisible ones (zero-width space and joiners
+/// U+200B–U+200D, word joiner and invisible operators U+2060–U+2065, the byte order mark
+/// U+FEFF): each can make a text, a name say, read differently from what it holds.
 pub fn is_forbidden_char(c: char) -> bool {
     c.is_control()
-        || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 struct Checker {
@@ -562,7 +582,7 @@ impl Checker {
             self.fail(
                 path,
                 format!(
-                    "character {} (U+{:04X}) is a control or bidirectional control character",
+                    "character {} (U+{:04X}) is a control, bidirectional or invisible formatting character",
                     i + 1,
                     c as u32
                 ),
@@ -658,10 +678,18 @@ impl AlertDraft {
         );
         let ls = &self.content.last_seen;
         if let Some(at) = ls.at {
-            if at.0 > now.0 + CLOCK_SKEW_MS {
+            if at.0 > now.0.saturating_add(CLOCK_SKEW_MS) {
                 c.fail(
                     "last_seen.at",
                     format!("{at} is in the future (relay time {now})"),
+                );
+            } else if at.0 < EARLIEST_LAST_SEEN_MS {
+                c.fail(
+                    "last_seen.at",
+                    format!(
+                        "{at} is before {}, the earliest accepted",
+                        Timestamp(EARLIEST_LAST_SEEN_MS)
+                    ),
                 );
             }
         }
@@ -772,7 +800,7 @@ pub struct AlertFile {
     pub contact: Option<String>,
     /// What to do.
     pub instructions: Option<String>,
-    /// Note or reason for `located` / `cancel`.
+    /// Free text (the reason of a `cancel`); field `note` of the agreement.
     pub note: Option<String>,
     /// Explicit recipients (`PARTY` or `PARTY/UNIT`).
     pub to: Option<Vec<Selector>>,
@@ -790,7 +818,13 @@ impl AlertFile {
     /// list (leaving `to` out means every unit the agreement permits; an empty list would
     /// read as "nobody" to a person and as "everyone" to the relay).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let file: AlertFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let file: AlertFile =
+            toml::from_str(text).map_err(|e| {
+                match crate::toml_words::type_error(text, &e, alert_file_expects) {
+                    Some(t) => format!("{}: {} (line {})", t.path, t.problem, t.line),
+                    None => e.to_string(),
+                }
+            })?;
         if file.to.as_ref().is_some_and(Vec::is_empty) {
             return Err("to: an empty list; name the recipients (PARTY or PARTY/UNIT), or leave `to` out to send to every unit the agreement permits".into());
         }
@@ -817,6 +851,33 @@ impl AlertFile {
             to: self.to.unwrap_or_default(),
         }
     }
+}
+
+/// What each place of an alert file holds, in the product's words (for type errors).
+fn alert_file_expects(keys: &[&str]) -> Option<String> {
+    use crate::toml_words::one_of;
+    let text = || "text in quotes".to_owned();
+    let time = || "a date and time in UTC such as 2026-11-28T22:40:00Z".to_owned();
+    Some(match keys {
+        ["kind"] => one_of(&Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["category"] => one_of(&Category::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["status"] => one_of(&Status::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["risk"] => one_of(&Risk::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["language"] => one_of(&Language::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        ["references"] => "the id of an alert in quotes, as its receipt gives it".into(),
+        ["expires_at"] | ["last_seen", "at"] => time(),
+        ["contact"] | ["instructions"] | ["note"] | ["last_seen", "place"] => text(),
+        ["subject", "reference" | "given_name" | "description"] => text(),
+        ["subject", "age"] => format!("a whole number from 0 to {MAX_AGE}"),
+        ["last_seen", "geo"] => {
+            "[latitude, longitude] in degrees, such as [46.8123, -71.2345]".into()
+        }
+        ["to"] => "a list of recipients such as [\"DPJ\", \"SPVQ/IKAT\"]".into(),
+        ["to", "[]"] => "a recipient in quotes, PARTY or PARTY/UNIT".into(),
+        ["subject"] => "a table [subject]".into(),
+        ["last_seen"] => "a table [last_seen]".into(),
+        _ => return None,
+    })
 }
 
 /// The part of an alert that every recipient gets whatever its fields (SPEC §4): id, kind,
@@ -853,7 +914,7 @@ pub struct Disclosed {
     pub envelope: Envelope,
     /// Only the allowed fields; the others are absent.
     pub content: Content,
-    /// Note or reason of a `located` / `cancel`.
+    /// The message's note (content: present only where `fields` holds `note`).
     pub note: Option<String>,
     /// Ids of the rules that permitted this disclosure (at least one).
     pub rules: Vec<String>,
@@ -868,6 +929,23 @@ pub struct Disclosed {
 }
 
 impl Disclosed {
+    /// This disclosure reduced to `fields ∩ keep`: content fields outside it are removed,
+    /// and so are the note and the note of every step of the history unless it holds
+    /// `note`; `fields` becomes `fields ∩ keep`. The one place where a recipient's view is
+    /// cut to its rules.
+    pub fn narrowed(mut self, keep: FieldSet) -> Disclosed {
+        let keep = self.fields.intersection(keep);
+        self.content = self.content.redact(keep);
+        if !keep.contains(FieldPath::Note) {
+            self.note = None;
+            for h in &mut self.history {
+                h.note = None;
+            }
+        }
+        self.fields = self.fields.intersection(keep);
+        self
+    }
+
     /// The JSON object `filet inbox --json` prints: `id`, `kind`, `category`, `status`,
     /// `risk`, `sender`, `rule` (the first permitting rule), `rules`, times, `language`,
     /// `references` and `note` when set, `state` and `history`, and the disclosed content nested as in the alert
@@ -965,7 +1043,8 @@ mod tests {
         assert_eq!(v.content.subject.age, Some(15));
         assert_eq!(v.content.last_seen.geo, Some(Geo(46.8123, -71.2345)));
         assert_eq!(v.expires_at, Some(now().plus_ms(72 * HOUR_MS)));
-        assert_eq!(v.content.present(), FieldSet::all());
+        // Every field but the note, which the file does not have.
+        assert_eq!(v.content.present().with(FieldPath::Note), FieldSet::all());
     }
 
     #[test]
@@ -1001,10 +1080,72 @@ mod tests {
         d.content.instructions = Some("abc\u{202E}def".into());
         assert_eq!(
             d.validate(now()).unwrap_err().to_string(),
-            "instructions: character 4 (U+202E) is a control or bidirectional control character"
+            "instructions: character 4 (U+202E) is a control, bidirectional or invisible formatting character"
         );
         d.content.instructions = Some("a\nb".into());
         assert!(d.validate(now()).is_err());
+    }
+
+    #[test]
+    fn refuses_invisible_formatting_and_bidi_marks_in_every_free_text_field() {
+        let marks = [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}',
+            '\u{2060}', '\u{2064}', '\u{2066}', '\u{2069}', '\u{FEFF}', '\u{061C}',
+        ];
+        for c in marks {
+            let text = format!("ab{c}cd");
+            let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "418");
+            d.kind = Kind::Alert;
+            d.content.subject.given_name = Some(text.clone());
+            d.content.subject.description = Some(text.clone());
+            d.content.last_seen.place = Some(text.clone());
+            d.content.instructions = Some(text.clone());
+            d.content.contact = Some(text.clone());
+            d.note = Some(text.clone());
+            let want = format!(
+                "character 3 (U+{:04X}) is a control, bidirectional or invisible formatting character",
+                c as u32
+            );
+            let errors = d.validate(now()).unwrap_err().errors;
+            let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                [
+                    "subject.given_name",
+                    "subject.description",
+                    "last_seen.place",
+                    "instructions",
+                    "contact",
+                    "note"
+                ],
+                "U+{:04X}",
+                c as u32
+            );
+            assert!(errors.iter().all(|e| e.problem == want), "{errors:?}");
+        }
+        // Letters of right-to-left scripts, and joiners inside them, are not marks.
+        let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "418");
+        d.content.subject.given_name = Some("مريم".into());
+        assert!(d.validate(now()).is_ok());
+    }
+
+    #[test]
+    fn last_seen_at_is_no_earlier_than_2000_and_the_error_names_the_field() {
+        let mut d = AlertDraft::new(Category::Runaway, Risk::Minor, "R-1", "418");
+        let floor: Timestamp = "2000-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(floor.0, EARLIEST_LAST_SEEN_MS);
+        d.content.last_seen.at = Some(floor);
+        assert!(d.validate(now()).is_ok());
+        for at in [floor.plus_ms(-1), Timestamp(0), Timestamp(i64::MIN)] {
+            d.content.last_seen.at = Some(at);
+            let e = d.validate(now()).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "last_seen.at: {at} is before 2000-01-01T00:00:00.000Z, the earliest accepted"
+                )
+            );
+        }
     }
 
     #[test]
@@ -1052,6 +1193,48 @@ mod tests {
             msgs,
             vec!["references: required for kind cancel", "note: required"]
         );
+    }
+
+    #[test]
+    fn a_type_error_in_an_alert_file_names_the_field_path_and_what_is_expected() {
+        let head = "category = \"runaway\"\nrisk = \"severe\"\n";
+        let cases = [
+            (
+                format!("{head}[subject]\nage = -1\n"),
+                "subject.age: expected a whole number from 0 to 20, got -1 (line 4)",
+            ),
+            (
+                format!("{head}[subject]\nage = 300\n"),
+                "subject.age: expected a whole number from 0 to 20, got 300 (line 4)",
+            ),
+            (
+                "category = \"runaway\"\nrisk = 3\n".to_owned(),
+                "risk: expected one of extreme, severe, moderate, minor, got 3 (line 2)",
+            ),
+            (
+                "category = \"flood\"\nrisk = \"minor\"\n".to_owned(),
+                "category: expected one of runaway, sighting, exploitation-risk, got \"flood\" (line 1)",
+            ),
+            (
+                format!("{head}to = [\"DPJ\", 3]\n"),
+                "to[1]: expected a recipient in quotes, PARTY or PARTY/UNIT, got 3 (line 3)",
+            ),
+            (
+                format!("{head}contact = 418\n"),
+                "contact: expected text in quotes, got 418 (line 3)",
+            ),
+            (
+                format!("{head}[last_seen]\ngeo = \"ici\"\n"),
+                "last_seen.geo: expected [latitude, longitude] in degrees, such as [46.8123, -71.2345], got \"ici\" (line 4)",
+            ),
+            (
+                format!("{head}subject = 3\n"),
+                "subject: expected a table [subject], got 3 (line 3)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(AlertFile::from_toml(&text).unwrap_err(), want, "{text}");
+        }
     }
 
     #[test]

@@ -12,14 +12,15 @@
 //! The Merkle leaf of entry `i` is `SHA-256(0x00 ‖ bytes)` (RFC 9162 §2.1.1), so a verifier
 //! needs only the bytes; the JSON is for reading them. Entries hold metadata and a salted
 //! commitment to the content, never the content: `commitment = SHA-256(salt ‖ content)`
-//! where `content` is the alert's content as compact JSON and `salt` 32 random bytes kept
+//! where `content` is the alert's content as compact JSON (its note, when there is one, as
+//! a last key `"note"`: see [`committed_content`]) and `salt` 32 random bytes kept
 //! with the alert (and purged with it). `subject.reference` appears only as
 //! `HMAC-SHA256(relay key, reference)` (`subject_ref`). `docs/audit-log.md` gives the format
 //! with a worked example.
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{Category, FieldSet, Kind, Risk, Status};
+use crate::alert::{Category, Content, FieldSet, Kind, Risk, Status};
 use crate::id::AlertId;
 use crate::principal::{Principal, UnitRef};
 use crate::time::Timestamp;
@@ -365,6 +366,27 @@ pub fn commitment(salt: &[u8; 32], content_json: &[u8]) -> String {
     hex(ctx.finish().as_ref())
 }
 
+/// The bytes an alert's commitment covers: its content as compact JSON, with the message's
+/// note as a last key `"note"` when there is one (without a note, exactly the content's
+/// JSON). The note is content: changing it changes the commitment.
+pub fn committed_content(content: &Content, note: Option<&str>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Committed<'a> {
+        #[serde(flatten)]
+        content: &'a Content,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<&'a str>,
+    }
+    // Serializing these types to JSON cannot fail (string keys, finite floats checked at
+    // validation; a non-finite one would serialize as null).
+    serde_json::to_vec(&Committed { content, note }).unwrap_or_default()
+}
+
+/// The commitment of a `posted` entry: [`commitment`] of [`committed_content`].
+pub fn content_commitment(salt: &[u8; 32], content: &Content, note: Option<&str>) -> String {
+    commitment(salt, &committed_content(content, note))
+}
+
 /// The keyed hash of a subject reference: `HMAC-SHA256(key, reference)`, lowercase hex.
 /// Only holders of the relay's key can link an entry to a file number.
 pub fn subject_ref_mac(key: &[u8], reference: &str) -> String {
@@ -449,6 +471,30 @@ mod tests {
         let c = commitment(&[0; 32], b"{}");
         assert_eq!(c.len(), 64);
         assert_ne!(c, commitment(&[1; 32], b"{}"));
+    }
+
+    #[test]
+    fn the_note_is_committed_content_and_a_note_change_changes_the_commitment() {
+        let content = Content {
+            contact: Some("418".into()),
+            ..Content::default()
+        };
+        let plain = serde_json::to_vec(&content).unwrap();
+        // Without a note: exactly the content's JSON, as before notes were committed.
+        assert_eq!(committed_content(&content, None), plain);
+        let with = committed_content(&content, Some("vue au parc"));
+        assert_eq!(
+            std::str::from_utf8(&with).unwrap(),
+            format!(
+                "{},\"note\":\"vue au parc\"}}",
+                std::str::from_utf8(&plain[..plain.len() - 1]).unwrap()
+            )
+        );
+        let salt = [7; 32];
+        let a = content_commitment(&salt, &content, Some("vue au parc"));
+        assert_ne!(a, content_commitment(&salt, &content, Some("vue au parc.")));
+        assert_ne!(a, content_commitment(&salt, &content, None));
+        assert_eq!(a, commitment(&salt, &with));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub mod profile;
 pub mod time;
 pub mod wire;
 
+mod toml_words;
+
 pub use alert::{
     AlertDraft, Category, Content, Disclosed, FieldPath, FieldSet, Kind, Risk, Status,
 };

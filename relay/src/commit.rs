@@ -26,9 +26,10 @@ use std::sync::{Arc, RwLock};
 
 use filet_proto::agreement::{Agreement, Disclosure};
 use filet_proto::alert::{
-    AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, DEFAULT_EXPIRY_MS,
+    AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, Status,
+    DEFAULT_EXPIRY_MS,
 };
-use filet_proto::audit::{commitment, Entry, Event, RefusalReason};
+use filet_proto::audit::{commitment, committed_content, Entry, Event, RefusalReason};
 use filet_proto::checkpoint::{Checkpoint, NoteSigner};
 use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
@@ -177,6 +178,8 @@ struct Thread {
     /// unit of the party posts them.
     sender_unit: UnitRef,
     category: Category,
+    /// The original's status: its follow-ups keep it.
+    status: Status,
     state: AlertState,
     expires_at: Timestamp,
     closed_at: Option<Timestamp>,
@@ -259,6 +262,7 @@ impl Index {
                 sender_party: rec.envelope.sender.party().to_owned(),
                 sender_unit: rec.envelope.sender.unit.clone(),
                 category: rec.envelope.category,
+                status: rec.envelope.status,
                 state: rec.state,
                 expires_at: rec.envelope.expires_at,
                 closed_at: rec.closed_at,
@@ -1127,6 +1131,32 @@ impl Committer {
                         e,
                     );
                 }
+                // An exercise stays an exercise: a follow-up may not turn it into a real
+                // alert (nor a real one into an exercise or a test).
+                if draft.status != t.status {
+                    let problem = format!(
+                        "alert {root} is {} and its follow-ups keep that status (not {})",
+                        t.status, draft.status
+                    );
+                    let message = format!("invalid alert: status: {problem}; nothing was posted");
+                    let e = RelayError {
+                        code: ErrorCode::InvalidAlert,
+                        message: message.clone(),
+                        retry_after_ms: None,
+                        invalid: Some(filet_proto::alert::InvalidAlert {
+                            errors: vec![filet_proto::alert::FieldError {
+                                path: "status".into(),
+                                problem,
+                            }],
+                        }),
+                    };
+                    return self.refuse_post(
+                        reply,
+                        after,
+                        refused(RefusalReason::Invalid, message, None, &draft),
+                        e,
+                    );
+                }
                 // A follow-up keeps the category of its alert and lives as long as it.
                 draft.category = t.category;
                 let original_received = t
@@ -1274,7 +1304,8 @@ impl Committer {
         }
         let id = AlertId::from_parts(received_at.0.max(0) as u64, self.random()?);
         let salt: [u8; 32] = self.random()?;
-        let content_json = serde_json::to_vec(&draft.content).unwrap_or_default();
+        // The note is content: committed with the rest.
+        let content_json = committed_content(&draft.content, draft.note.as_deref());
         let expires_at = draft.expires_at.unwrap_or(received_at);
         let envelope = Envelope {
             id,

@@ -119,16 +119,21 @@ async fn reload_inner(
     cfg: &RelayConfig,
 ) -> Result<String, String> {
     let keep = |e: String| format!("{e}; the relay keeps its current agreement and CRL");
-    let agreement = crate::load_agreement(&cfg.agreement).map_err(|e| keep(e.to_string()))?;
-    let pki = Pki::load(&cfg.pki).map_err(|e| keep(e.to_string()))?;
-    let server_config =
-        identity::server_config(&pki, &cfg.limits).map_err(|e| keep(e.to_string()))?;
-    let mut revoked = HashSet::new();
-    for crl in &pki.crls {
-        let info = filet_certs::describe_crl(crl.as_ref())
-            .map_err(|e| keep(format!("{}: {e}", cfg.pki.crl.display())))?;
-        revoked.extend(info.revoked.into_iter().map(|r| r.serial));
-    }
+    // Reading the files is plain code over untrusted bytes: should it ever panic, the
+    // reload is refused and the controller keeps serving later reloads.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_inputs(cfg)))
+        .unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!(
+                "{} or the PKI files: internal error while reading them ({what})",
+                cfg.agreement.display(),
+            ))
+        });
+    let (agreement, server_config, revoked) = read.map_err(keep)?;
     let old = shared.agreement();
     let changed = old.sha256 != agreement.sha256;
     if agreement.id != old.id {
@@ -217,6 +222,26 @@ async fn reload_inner(
     let s = summary(changed, &name, revoked.len(), cut_revoked, cut_removed);
     info!("reload: {s}");
     Ok(s)
+}
+
+/// The agreement, the TLS configuration and the revoked serials, read and validated.
+type Inputs = (
+    filet_proto::agreement::Agreement,
+    quinn::ServerConfig,
+    HashSet<String>,
+);
+
+fn read_inputs(cfg: &RelayConfig) -> Result<Inputs, String> {
+    let agreement = crate::load_agreement(&cfg.agreement).map_err(|e| e.to_string())?;
+    let pki = Pki::load(&cfg.pki).map_err(|e| e.to_string())?;
+    let server_config = identity::server_config(&pki, &cfg.limits).map_err(|e| e.to_string())?;
+    let mut revoked = HashSet::new();
+    for crl in &pki.crls {
+        let info = filet_certs::describe_crl(crl.as_ref())
+            .map_err(|e| format!("{}: {e}", cfg.pki.crl.display()))?;
+        revoked.extend(info.revoked.into_iter().map(|r| r.serial));
+    }
+    Ok((agreement, server_config, revoked))
 }
 
 /// The control socket's path in a data directory.

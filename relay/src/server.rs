@@ -715,18 +715,21 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
         Some(v) => (v.state, v.history),
         None => (rec.state, rec.history.clone()),
     };
-    // Never more than was disclosed (and logged) at posting time.
-    let fields = r.fields.intersection(now.fields);
-    Some(Disclosed {
-        envelope,
-        content: content.redact(fields),
-        note: rec.note.clone(),
-        rules: r.rules.clone(),
-        fields,
-        seq,
-        state,
-        history,
-    })
+    // Never more than was disclosed (and logged) at posting time, nor than the agreement
+    // in force allows now: content, note and the notes of the history alike.
+    Some(
+        Disclosed {
+            envelope,
+            content: content.clone(),
+            note: rec.note.clone(),
+            rules: r.rules.clone(),
+            fields: r.fields,
+            seq,
+            state,
+            history,
+        }
+        .narrowed(now.fields),
+    )
 }
 
 /// When a message stops being delivered: the thread's current expiry (an update may move
@@ -772,10 +775,14 @@ async fn get_alert(
     };
     if rec.envelope.sender.unit == *ctx.unit() {
         let content = rec.content.clone().unwrap_or_default();
+        let mut fields = content.present();
+        if rec.note.is_some() {
+            fields = fields.with(filet_proto::FieldPath::Note);
+        }
         return Ok(Response::Alert {
             alert: Disclosed {
                 envelope,
-                fields: content.present(),
+                fields,
                 content,
                 note: rec.note.clone(),
                 rules: Vec::new(),
@@ -822,14 +829,9 @@ async fn get_alert(
                 rules: Vec::new(),
                 seq: 0,
                 state,
-                history: history
-                    .into_iter()
-                    .map(|mut h| {
-                        h.note = None;
-                        h
-                    })
-                    .collect(),
-            },
+                history,
+            }
+            .narrowed(filet_proto::FieldSet::EMPTY),
             recipients: Vec::new(),
         });
     }

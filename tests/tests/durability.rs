@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use filet_client::Node;
-use filet_proto::audit::{commitment, Entry, Event};
+use filet_proto::audit::{content_commitment, Entry, Event};
 use filet_proto::checkpoint::NoteVerifier;
 use filet_proto::wire::Receipt;
 use filet_proto::{AlertId, Category};
@@ -152,10 +152,9 @@ fn assert_store_matches_log(data_dir: &Path, posted: &[Posted]) {
         else {
             panic!("entry {} is not `posted`", r.posted_index)
         };
-        let json = serde_json::to_vec(content).unwrap();
         assert_eq!(
             *logged,
-            commitment(&rec.salt, &json),
+            content_commitment(&rec.salt, content, rec.note.as_deref()),
             "the log commits to the stored content of {}",
             r.alert
         );

@@ -366,10 +366,10 @@ async fn control_and_bidirectional_override_characters_are_refused_naming_each_f
     assert_refusal(
         &e,
         ErrorCode::InvalidAlert,
-        "invalid alert: subject.given_name: character 3 (U+202E) is a control or bidirectional control character; \
-         subject.description: character 8 (U+2066) is a control or bidirectional control character; \
-         last_seen.place: character 5 (U+0000) is a control or bidirectional control character; \
-         instructions: character 8 (U+0007) is a control or bidirectional control character",
+        "invalid alert: subject.given_name: character 3 (U+202E) is a control, bidirectional or invisible formatting character; \
+         subject.description: character 8 (U+2066) is a control, bidirectional or invisible formatting character; \
+         last_seen.place: character 5 (U+0000) is a control, bidirectional or invisible formatting character; \
+         instructions: character 8 (U+0007) is a control, bidirectional or invisible formatting character",
     );
     well_behaved(&net, relay.addr, "CTRL-AFTER").await;
     let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
@@ -520,7 +520,7 @@ fn an_agreement_naming_an_unknown_category_is_refused_with_file_line_and_rule() 
 fn an_agreement_naming_an_unknown_field_path_is_refused_with_file_line_and_rule() {
     assert_eq!(
         load_error(&edited("[\"contact\"]", "[\"contact\", \"subject.photo\"]")),
-        "FILE:15: rule \"r1\": unknown field path \"subject.photo\" (known: all, subject.*, last_seen.*, subject.reference, subject.given_name, subject.age, subject.description, last_seen.at, last_seen.place, last_seen.geo, instructions, contact)"
+        "FILE:15: rule \"r1\": unknown field path \"subject.photo\" (known: all, subject.*, last_seen.*, subject.reference, subject.given_name, subject.age, subject.description, last_seen.at, last_seen.place, last_seen.geo, instructions, contact, note)"
     );
 }
 

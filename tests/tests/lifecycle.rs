@@ -219,8 +219,22 @@ async fn located_reaches_every_recipient_of_the_original_including_one_offline_w
             l.unit
         );
         assert_eq!(d.state, AlertState::Located, "{}", l.unit);
-        assert_eq!(d.note.as_deref(), Some(FOUND));
-        assert_eq!(d.history, history);
+        // The note is content: the patrols' rule does not allow `note`.
+        if l.unit.starts_with("SPVQ/") {
+            assert_eq!(d.note, None, "{}", l.unit);
+            assert_eq!(
+                d.history,
+                [
+                    step(Kind::Alert, &original, None),
+                    step(Kind::Located, &located, None),
+                ],
+                "{}",
+                l.unit
+            );
+        } else {
+            assert_eq!(d.note.as_deref(), Some(FOUND));
+            assert_eq!(d.history, history);
+        }
     }
     // The late-comer gets both, the original already showing that the youth was found.
     let mut cjq = listen(&net, &relay, "CJQ/PIVOT").await;
@@ -266,6 +280,162 @@ async fn located_reaches_every_recipient_of_the_original_including_one_offline_w
     close_all(online.into_iter().map(|l| l.node)).await;
     esm.close().await;
     relay.stop().await;
+}
+
+/// What the notes of the next test say: what a patrol may not be told (the file number,
+/// the position, a full name).
+const NOTE_ALERT: &str = "Dossier SPVQ-2026-04417, Maëlle Tremblay, vue à 46.8123,-71.2345";
+const NOTE_UPDATE: &str = "Confirmé par SPVQ-2026-04417 : 46.8150,-71.2300";
+
+#[tokio::test]
+async fn a_unit_whose_rule_withholds_note_never_receives_a_note_and_the_audit_lists_note_where_it_was_disclosed(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    // DPJ/RTS's rule is "all" (note included); SPVQ/IKAT's lists fields without `note`.
+    let mut rts = listen(&net, &relay, "DPJ/RTS").await;
+    let mut ikat = listen(&net, &relay, "SPVQ/IKAT").await;
+
+    let mut draft = runaway();
+    draft.note = Some(NOTE_ALERT.into());
+    let original = esm.post(draft.clone()).await.unwrap();
+    let mut update = update_of(original.alert);
+    update.note = Some(NOTE_UPDATE.into());
+    let updated = esm.post(update).await.unwrap();
+    let located = esm
+        .post(follow_up(Kind::Located, original.alert, Some(FOUND)))
+        .await
+        .unwrap();
+    let notes = [
+        (original.alert, NOTE_ALERT),
+        (updated.alert, NOTE_UPDATE),
+        (located.alert, FOUND),
+    ];
+    let full_history = [
+        step(Kind::Alert, &original, None),
+        step(Kind::Update, &updated, Some(NOTE_UPDATE)),
+        step(Kind::Located, &located, Some(FOUND)),
+    ];
+    let bare_history: Vec<HistoryItem> = full_history
+        .iter()
+        .cloned()
+        .map(|mut h| {
+            h.note = None;
+            h
+        })
+        .collect();
+
+    // Pushed: the alert, the update, the located.
+    for (id, note) in notes {
+        let d = next_delivery(&mut rts.rx).await;
+        assert_eq!((d.envelope.id, d.note.as_deref()), (id, Some(note)));
+        assert!(d.fields.contains(FieldPath::Note));
+        let d = next_delivery(&mut ikat.rx).await;
+        assert_eq!(d.envelope.id, id);
+        assert_eq!(d.note, None, "IKAT was pushed the note of {id}");
+        assert!(!d.fields.contains(FieldPath::Note));
+        assert!(
+            d.history.iter().all(|h| h.note.is_none()),
+            "IKAT was pushed a history note with {id}: {:?}",
+            d.history
+        );
+    }
+    // The inbox and GetAlert: the whole thread's history, with notes only for RTS.
+    let inbox = ikat.node.inbox().await.unwrap();
+    assert_eq!(inbox.len(), 3);
+    for d in &inbox {
+        assert_eq!(
+            d.note, None,
+            "IKAT's inbox holds the note of {}",
+            d.envelope.id
+        );
+        assert_eq!(d.history, bare_history);
+    }
+    for (id, note) in notes {
+        let (d, _) = ikat.node.get_alert(id).await.unwrap();
+        assert_eq!((d.note, &d.history), (None, &bare_history), "GetAlert {id}");
+        let (d, _) = rts.node.get_alert(id).await.unwrap();
+        assert_eq!(
+            (d.note.as_deref(), &d.history[..]),
+            (Some(note), &full_history[..]),
+            "GetAlert {id}"
+        );
+    }
+    let out = filet_as(&net, "SPVQ/IKAT", relay.addr, &["--json", "inbox"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for needle in ["SPVQ-2026-04417", "46.81", "Tremblay", "Retrouvée"] {
+        assert!(
+            !out.stdout.contains(needle),
+            "`filet inbox` of IKAT shows {needle:?}: {}",
+            out.stdout
+        );
+    }
+
+    // The audit: `note` is listed in `disclosed` and `delivered` exactly where it was.
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let ids: Vec<AlertId> = notes.iter().map(|(id, _)| *id).collect();
+    let (mut disclosed, mut delivered) = (0, 0);
+    for e in &log {
+        let (alert, unit, fields) = match &e.event {
+            Event::Disclosed {
+                alert,
+                recipient,
+                fields,
+                ..
+            } => (alert, recipient.to_string(), fields),
+            Event::Delivered {
+                alert,
+                recipient,
+                fields,
+                ..
+            } => (alert, recipient.unit.to_string(), fields),
+            _ => continue,
+        };
+        if !ids.contains(alert) {
+            continue;
+        }
+        if e.event.name() == "disclosed" {
+            disclosed += 1;
+        } else {
+            delivered += 1;
+        }
+        let note_allowed = matches!(unit.as_str(), "DPJ/RTS" | "CJQ/PIVOT");
+        assert_eq!(
+            fields.contains(FieldPath::Note),
+            note_allowed,
+            "entry {}: {:?}",
+            e.index,
+            e.event
+        );
+    }
+    // 3 messages × 4 recipients; deliveries to RTS and IKAT.
+    assert_eq!(disclosed, 12);
+    assert!(delivered >= 6, "{delivered} delivered entries");
+    close_all([esm, rts.node, ikat.node, table]).await;
+    relay.stop().await;
+
+    // The commitment covers the note: the logged one is that of the content with it.
+    let entries = offline_log(&net.data_dir());
+    let store = filet_relay::store::Store::open(&net.data_dir().join("store")).unwrap();
+    for r in [&original, &updated, &located] {
+        let rec = store.get(&r.alert).unwrap().unwrap();
+        let Event::Posted { commitment, .. } = at(&entries, r.posted_index) else {
+            panic!("entry {} is not posted", r.posted_index)
+        };
+        let content = rec.content.as_ref().unwrap();
+        assert_eq!(
+            *commitment,
+            filet_proto::audit::content_commitment(&rec.salt, content, rec.note.as_deref())
+        );
+        assert_ne!(
+            *commitment,
+            filet_proto::audit::content_commitment(&rec.salt, content, None),
+            "the commitment of {} ignores its note",
+            r.alert
+        );
+    }
 }
 
 /// SPVQ/ESM posts the runaway alert; `unit` (its node `node`) tries an update, a located
@@ -799,6 +969,72 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[tokio::test]
+async fn a_follow_up_that_switches_the_status_of_its_alert_is_refused_naming_status_and_audited() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut rts = listen(&net, &relay, "DPJ/RTS").await;
+    let mut draft = runaway();
+    draft.status = Status::Exercise;
+    let exercise = esm.post(draft).await.unwrap();
+    let actual = esm.post(runaway()).await.unwrap();
+    for _ in 0..2 {
+        next_delivery(&mut rts.rx).await;
+    }
+
+    for (r, from, to) in [
+        (&exercise, Status::Exercise, Status::Actual),
+        (&actual, Status::Actual, Status::Exercise),
+        (&actual, Status::Actual, Status::Test),
+    ] {
+        for kind in [Kind::Update, Kind::Located, Kind::Cancel] {
+            let mut d = if kind == Kind::Update {
+                update_of(r.alert)
+            } else {
+                follow_up(kind, r.alert, Some("raison"))
+            };
+            d.status = to;
+            let e = refusal(esm.post(d).await);
+            assert_refusal(
+                &e,
+                ErrorCode::InvalidAlert,
+                &format!(
+                    "invalid alert: status: alert {} is {from} and its follow-ups keep that status (not {to}); nothing was posted",
+                    r.alert
+                ),
+            );
+        }
+    }
+    // The alerts are untouched, and a follow-up that keeps the status is taken.
+    let mut d = update_of(exercise.alert);
+    d.status = Status::Exercise;
+    let up = esm.post(d).await.unwrap();
+    let pushed = next_delivery(&mut rts.rx).await;
+    assert_eq!(
+        (pushed.envelope.id, pushed.envelope.status),
+        (up.alert, Status::Exercise)
+    );
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let log = full_log(&table, &relay.verifier()).await;
+    let refused: Vec<(RefusalReason, String)> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Refused { reason, detail, .. } => Some((*reason, detail.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 9, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(r, d)| *r == RefusalReason::Invalid && d.starts_with("invalid alert: status")),
+        "{refused:?}"
+    );
+    close_all([esm, rts.node, table]).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn an_exercise_is_marked_as_one_in_the_inbox_the_cap_export_and_the_audit_report() {
     let net = TestNet::new();
     let relay = net.start_relay().await;
@@ -1046,7 +1282,8 @@ fn case() -> impl Strategy<Value = Case> {
         1u8..32,
         1u8..32,
         1u8..8,
-        proptest::option::of(0u16..512),
+        // Any non-empty subset of the fields, `note` (bit 9) included.
+        proptest::option::of(1u16..1024),
         1u8..100,
     )
         .prop_map(
@@ -1146,9 +1383,15 @@ async fn run_case(case: &Case) {
             );
             let x = next_delivery(&mut l.rx).await;
             assert_eq!(x.envelope.id, located.alert, "{}", l.unit);
+            // The note is content: only under rules that allow `note`.
             assert_eq!(
                 (x.state, x.note.as_deref()),
-                (AlertState::Located, Some(FOUND))
+                (
+                    AlertState::Located,
+                    fields.contains(FieldPath::Note).then_some(FOUND)
+                ),
+                "{}",
+                l.unit
             );
             assert_eq!(x.content, Content::default());
         }

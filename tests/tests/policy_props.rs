@@ -26,7 +26,7 @@ struct GenRule {
     from: Vec<Sel>,
     to: Vec<Sel>,
     categories: Vec<Category>,
-    /// `None`: `"all"`; otherwise the listed paths (maybe none).
+    /// `None`: `"all"`; otherwise the listed paths (at least one).
     fields: Option<Vec<FieldPath>>,
 }
 
@@ -96,7 +96,8 @@ fn agreement_strategy() -> impl Strategy<Value = GenAgreement> {
             prop::sample::subsequence(Category::ALL.to_vec(), 1..=3),
             prop::option::weighted(
                 0.8,
-                prop::sample::subsequence(FieldPath::ALL.to_vec(), 0..=FieldPath::ALL.len()),
+                // A rule discloses at least one field (`fields = []` is refused).
+                prop::sample::subsequence(FieldPath::ALL.to_vec(), 1..=FieldPath::ALL.len()),
             ),
         )
             .prop_map(|(from, to, categories, fields)| {

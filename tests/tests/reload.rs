@@ -665,5 +665,44 @@ async fn a_unit_that_lost_its_rule_since_the_original_still_gets_the_closing_not
     for n in [esm, gripp, ikat, auditor] {
         n.close().await;
     }
+async fn an_agreement_whose_retention_ends_in_a_multibyte_character_is_refused_at_reload_and_a_later_reload_succeeds(
+) {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let v1 = std::fs::read_to_string(&net.agreement).unwrap();
+    let line = v1.lines().position(|l| l == "retention = \"14d\"").unwrap() + 1;
+    for bad in ["14é", "é", "14d\u{301}"] {
+        let broken = agreement_without_ikat(2).replacen(
+            "retention = \"14d\"",
+            &format!("retention = \"{bad}\""),
+            1,
+        );
+        std::fs::write(&net.agreement, broken).unwrap();
+
+        let r = relay.handle.reload().await;
+
+        let e = r.unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "{}:{}: rule \"police-vers-ecoles\": retention {bad:?} is not a number",
+                net.agreement.display(),
+                // The amendment removes no line before this rule.
+                line
+            )),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("; the relay keeps its current agreement and CRL"),
+            "{e}"
+        );
+        assert_eq!(esm.whoami().await.unwrap().agreement_version, 1);
+    }
+    // The controller still serves: a valid amendment is taken.
+    std::fs::write(&net.agreement, agreement_without_ikat(2)).unwrap();
+    let summary = relay.handle.reload().await.unwrap();
+    assert!(summary.contains("v2"), "{summary}");
+    assert_eq!(esm.whoami().await.unwrap().agreement_version, 2);
+    esm.close().await;
     relay.stop().await;
 }
