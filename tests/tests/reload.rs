@@ -665,6 +665,10 @@ async fn a_unit_that_lost_its_rule_since_the_original_still_gets_the_closing_not
     for n in [esm, gripp, ikat, auditor] {
         n.close().await;
     }
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn an_agreement_whose_retention_ends_in_a_multibyte_character_is_refused_at_reload_and_a_later_reload_succeeds(
 ) {
     let net = TestNet::new();
