@@ -110,22 +110,18 @@ fn init_tracing(json: bool, default: &str) {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, registered now: a signal that comes once the relay says it listens
+/// (a service manager's stop, a test) shuts it down gracefully instead of killing it.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -147,12 +143,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             let relay = Relay::start(cfg, Arc::new(SystemClock)).await?;
+            let stop = shutdown_signal()?;
             tracing::info!(
                 "listening on {} — audit verifier key {}",
                 relay.local_addr()?,
                 relay.verifier_key()
             );
-            relay.run(shutdown_signal()).await?;
+            relay.run(stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {
