@@ -112,7 +112,7 @@ pub fn server_config(pki: &Pki, limits: &Limits) -> Result<quinn::ServerConfig, 
         .map_err(|e| IdentityError::Tls(e.to_string()))?,
     ));
     cfg.transport_config(Arc::new(transport));
-    // Address validation (Retry) is left to quinn's defaults.
+    // Address validation (Retry) is decided per connection attempt: see `server::admit`.
     Ok(cfg)
 }
 

@@ -470,6 +470,10 @@ impl Relay {
             clock,
             rate: RateLimiter::new(cfg.limits.posts_per_minute),
             connections: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
+            handshakes: ratelimit::HandshakeBudget::new(
+                server::MAX_HANDSHAKES,
+                server::MAX_HANDSHAKES_PER_PREFIX,
+            ),
             registry: control::Registry::default(),
             handshake_refusals: ratelimit::PerAddress::new(
                 ratelimit::HANDSHAKE_REFUSALS_PER_MINUTE,

@@ -1,8 +1,15 @@
-//! Per-principal post rate limit: a token bucket of `per_minute` tokens, refilled
-//! continuously. A refused post gets the delay after which one token is back.
+//! Rate limits and budgets: per-principal posts (a token bucket of `per_minute` tokens,
+//! refilled continuously; a refused post gets the delay after which one token is back),
+//! audit entries per source prefix ([`PerAddress`]), and handshakes in progress per source
+//! prefix and in total ([`HandshakeBudget`]).
+//!
+//! A source *prefix* is what one network holds: the /24 of an IPv4 address, the /64 of an
+//! IPv6 address (one IPv6 host usually holds a whole /64), an IPv4-mapped IPv6 address
+//! counting as its IPv4 address.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use filet_proto::{Principal, Timestamp};
 
@@ -41,6 +48,136 @@ impl RateLimiter {
             Ok(())
         } else {
             Err(((1.0 - *tokens) / per_ms).ceil() as u64)
+        }
+    }
+}
+
+/// The network a source address belongs to: its /24 (IPv4) or /64 (IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prefix {
+    /// The first three bytes of an IPv4 address.
+    V4([u8; 3]),
+    /// The first eight bytes of an IPv6 address.
+    V6([u8; 8]),
+}
+
+impl Prefix {
+    /// The prefix of `ip`.
+    pub fn of(ip: IpAddr) -> Prefix {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                Prefix::V4([o[0], o[1], o[2]])
+            }
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                let mut p = [0u8; 8];
+                p.copy_from_slice(&o[..8]);
+                Prefix::V6(p)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prefix::V4([a, b, c]) => write!(f, "{a}.{b}.{c}.0/24"),
+            Prefix::V6(p) => {
+                let mut o = [0u8; 16];
+                o[..8].copy_from_slice(p);
+                write!(f, "{}/64", std::net::Ipv6Addr::from(o))
+            }
+        }
+    }
+}
+
+/// Why a handshake could not begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeRefusal {
+    /// The relay has its limit of handshakes in progress.
+    #[error("{0} handshakes are in progress, the relay's limit")]
+    Total(usize),
+    /// The source's network has its limit of handshakes in progress.
+    #[error("{1} handshakes from {0} are in progress, the limit per network")]
+    Prefix(Prefix, usize),
+}
+
+/// Handshakes in progress, bounded per source prefix and in total. A handshake holds a
+/// [`HandshakeSlot`] from its first (address-validated) packet until it completes, fails
+/// or times out; a connection slot is taken only afterwards.
+pub struct HandshakeBudget {
+    total: usize,
+    per_prefix: usize,
+    state: Arc<Mutex<BudgetState>>,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    in_progress: usize,
+    by_prefix: HashMap<Prefix, usize>,
+}
+
+/// One handshake in progress; dropping it gives the slot back.
+pub struct HandshakeSlot {
+    prefix: Prefix,
+    state: Arc<Mutex<BudgetState>>,
+}
+
+impl HandshakeBudget {
+    /// At most `total` handshakes in progress, `per_prefix` of them from one network.
+    pub fn new(total: usize, per_prefix: usize) -> Self {
+        HandshakeBudget {
+            total: total.max(1),
+            per_prefix: per_prefix.max(1),
+            state: Arc::new(Mutex::new(BudgetState::default())),
+        }
+    }
+
+    /// Takes a slot for a handshake from `ip`.
+    ///
+    /// # Errors
+    /// Which limit is reached.
+    pub fn begin(&self, ip: IpAddr) -> Result<HandshakeSlot, HandshakeRefusal> {
+        let prefix = Prefix::of(ip);
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.in_progress >= self.total {
+            return Err(HandshakeRefusal::Total(s.in_progress));
+        }
+        let n = s.by_prefix.entry(prefix).or_insert(0);
+        if *n >= self.per_prefix {
+            return Err(HandshakeRefusal::Prefix(prefix, *n));
+        }
+        *n += 1;
+        s.in_progress += 1;
+        Ok(HandshakeSlot {
+            prefix,
+            state: self.state.clone(),
+        })
+    }
+
+    /// Handshakes in progress now.
+    pub fn in_progress(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .in_progress
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.in_progress = s.in_progress.saturating_sub(1);
+        if let Some(n) = s.by_prefix.get_mut(&self.prefix) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.by_prefix.remove(&self.prefix);
+            }
         }
     }
 }
@@ -89,6 +226,38 @@ impl PerAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_are_the_24_of_ipv4_and_the_64_of_ipv6() {
+        let p = |s: &str| Prefix::of(s.parse().unwrap());
+        assert_eq!(p("192.0.2.1"), p("192.0.2.254"));
+        assert_ne!(p("192.0.2.1"), p("192.0.3.1"));
+        assert_eq!(p("2001:db8:1:2::1"), p("2001:db8:1:2:ffff::9"));
+        assert_ne!(p("2001:db8:1:2::1"), p("2001:db8:1:3::1"));
+        assert_eq!(p("::ffff:192.0.2.7"), p("192.0.2.1"));
+        assert_eq!(p("192.0.2.1").to_string(), "192.0.2.0/24");
+        assert_eq!(p("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn the_handshake_budget_bounds_each_network_and_the_total_and_frees_on_drop() {
+        let b = HandshakeBudget::new(3, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let s1 = b.begin(ip("192.0.2.1")).unwrap();
+        let _s2 = b.begin(ip("192.0.2.2")).unwrap();
+        assert!(matches!(
+            b.begin(ip("192.0.2.3")),
+            Err(HandshakeRefusal::Prefix(_, 2))
+        ));
+        let _s3 = b.begin(ip("198.51.100.1")).unwrap();
+        assert_eq!(
+            b.begin(ip("203.0.113.1")).err(),
+            Some(HandshakeRefusal::Total(3))
+        );
+        drop(s1);
+        assert_eq!(b.in_progress(), 2);
+        assert!(b.begin(ip("192.0.2.3")).is_ok());
+    }
 
     #[test]
     fn refuses_past_the_limit_and_refills() {

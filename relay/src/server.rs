@@ -35,6 +35,12 @@ use crate::store::{AlertRecord, Store};
 
 /// Longest a QUIC + TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once, in total: a handshake on a working network takes a few
+/// round trips, so this is far above what a province's nodes reconnecting together need.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress at once from one source network (/24 or /64): the nodes of an
+/// agency behind one NAT reconnecting together, not a flood from one host.
+pub const MAX_HANDSHAKES_PER_PREFIX: usize = 32;
 /// Frames queued for one stream's writer.
 const OUT_QUEUE: usize = 256;
 /// Deliveries sent per wake-up of a delivery loop before looking again.
@@ -67,8 +73,11 @@ pub struct Shared {
     pub limits: Limits,
     /// Posts per principal.
     pub rate: RateLimiter,
-    /// Open connections (for the connection limit).
+    /// Open, identified connections (for the connection limit); a slot is taken once the
+    /// handshake is done.
     pub connections: Arc<Semaphore>,
+    /// Handshakes in progress, per source network and in total.
+    pub handshakes: crate::ratelimit::HandshakeBudget,
     /// Open, identified connections (for reloads and metrics).
     pub registry: crate::control::Registry,
     /// Audit entries for failed handshakes, per source address.
@@ -122,17 +131,11 @@ pub async fn serve(
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                    warn!(remote = %incoming.remote_address(), "connection refused: limit of {} connections reached", shared.limits.max_connections);
-                    incoming.refuse();
-                    continue;
-                };
-                let shared = shared.clone();
-                let shutdown = shutdown.clone();
-                conns.spawn(async move {
-                    connection(shared, incoming, shutdown).await;
-                    drop(permit);
-                });
+                if let Some((incoming, handshake)) = admit(&shared, incoming) {
+                    let shared = shared.clone();
+                    let shutdown = shutdown.clone();
+                    conns.spawn(connection(shared, incoming, handshake, shutdown));
+                }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = shutdown.changed() => {
@@ -145,10 +148,48 @@ pub async fn serve(
     endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
 }
 
+/// Decides what to do with a connection attempt, before any TLS work:
+/// - an Initial from an address not yet validated gets a Retry (RFC 9000 §8.1): whoever
+///   cannot receive at its source address (a spoofed flood) never gets further;
+/// - a relay whose connection slots are all held by identified connections refuses at once;
+/// - otherwise the handshake needs a slot of the handshake budget (per source network and
+///   in total), held until the handshake ends. The connection slot is taken only once the
+///   handshake is done and the principal known (see [`connection`]), so handshakes that
+///   never finish cannot keep nodes out.
+fn admit(
+    shared: &Shared,
+    incoming: quinn::Incoming,
+) -> Option<(quinn::Incoming, crate::ratelimit::HandshakeSlot)> {
+    let remote = incoming.remote_address();
+    if !incoming.remote_address_validated() {
+        if let Err(e) = incoming.retry() {
+            // Cannot happen (an unvalidated Initial may always be retried): refuse it.
+            e.into_incoming().refuse();
+        }
+        return None;
+    }
+    if shared.connections.available_permits() == 0 {
+        warn!(%remote, "connection refused: limit of {} connections reached", shared.limits.max_connections);
+        incoming.refuse();
+        return None;
+    }
+    match shared.handshakes.begin(remote.ip()) {
+        Ok(slot) => Some((incoming, slot)),
+        Err(e) => {
+            // At the rate a flood arrives: counted, not logged one by one.
+            shared.metrics.handshake_refused(&e);
+            debug!(%remote, "connection refused before its handshake: {e}");
+            incoming.refuse();
+            None
+        }
+    }
+}
+
 async fn connection(
     shared: Arc<Shared>,
     incoming: quinn::Incoming,
-    shutdown: watch::Receiver<bool>,
+    handshake: crate::ratelimit::HandshakeSlot,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
@@ -158,7 +199,13 @@ async fn connection(
             return;
         }
     };
-    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+    // A stopping relay does not wait for handshakes in progress.
+    let handshake_result = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => r,
+        _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    drop(handshake);
+    let conn = match handshake_result {
         Ok(Ok(c)) => c,
         Ok(Err(quinn::ConnectionError::ConnectionClosed(c))) => {
             // The node ended the handshake: it refused this relay (its certificate, name
@@ -241,6 +288,16 @@ async fn connection(
         conn.close(close::BUSY.into(), reason.as_bytes());
         return;
     }
+    // The connection slot, now that the handshake is done and the principal known.
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        let reason = format!(
+            "the relay is busy: it has {} open connections, its limit; retry later",
+            shared.limits.max_connections
+        );
+        warn!(%principal, "connection refused: {reason}");
+        conn.close(close::BUSY.into(), reason.as_bytes());
+        return;
+    };
     shared.registry.add(crate::control::ConnEntry {
         principal: principal.clone(),
         serial: serial_of(&leaf),
@@ -319,6 +376,7 @@ async fn connection(
             close::SHUTDOWN.into(),
             b"relay shutting down; reconnect later",
         );
+        drop(permit);
     }
     .instrument(span)
     .await
