@@ -41,7 +41,8 @@ pub const MAX_HANDSHAKES: usize = 256;
 /// Handshakes in progress at once from one source network (/24 or /64): the nodes of an
 /// agency behind one NAT reconnecting together, not a flood from one host.
 pub const MAX_HANDSHAKES_PER_PREFIX: usize = 32;
-/// Frames queued for one stream's writer.
+/// Frames queued for one stream's writer (their bytes are bounded per connection too, see
+/// [`OutQueue`]).
 const OUT_QUEUE: usize = 256;
 /// Deliveries sent per wake-up of a delivery loop before looking again.
 const DELIVERY_CHUNK: usize = 64;
@@ -345,6 +346,9 @@ async fn connection(
             shared,
             principal,
             conn: conn.clone(),
+            out_budget: Arc::new(Semaphore::new(
+                crate::identity::TRANSPORT_SIZES.out_queue_bytes,
+            )),
         });
         let mut streams = JoinSet::new();
         let mut shutdown2 = shutdown.clone();
@@ -414,6 +418,8 @@ struct ConnCtx {
     shared: Arc<Shared>,
     principal: Principal,
     conn: quinn::Connection,
+    /// Bytes of frames queued for this connection's streams.
+    out_budget: Arc<Semaphore>,
 }
 
 impl ConnCtx {
@@ -438,11 +444,15 @@ async fn stream(
     mut recv: quinn::RecvStream,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+    let (tx, mut rx) = mpsc::channel(OUT_QUEUE);
+    let tx = OutQueue {
+        tx,
+        budget: ctx.out_budget.clone(),
+    };
     // The writer ends (and finishes the stream) once every sender is gone: after the
     // handlers' answers and, at shutdown, after the Closing frame.
     let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
+        while let Some((buf, _budget)) = rx.recv().await {
             if send.write_all(&buf).await.is_err() {
                 return;
             }
@@ -527,6 +537,35 @@ async fn stream(
     let _ = writer.wait().await;
 }
 
+/// The frames waiting for one stream's writer. Each holds its size in the connection's
+/// byte budget ([`crate::identity::TRANSPORT_SIZES`]`.out_queue_bytes`) until written: a
+/// node that does not read makes its own senders wait, not the relay's memory grow.
+#[derive(Clone)]
+struct OutQueue {
+    tx: mpsc::Sender<(Vec<u8>, tokio::sync::OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+}
+
+impl OutQueue {
+    /// Queues a frame once the budget has room for it.
+    ///
+    /// # Errors
+    /// If the stream's writer is gone.
+    async fn send(&self, b: Vec<u8>) -> Result<(), ()> {
+        let n = b
+            .len()
+            .min(crate::identity::TRANSPORT_SIZES.out_queue_bytes);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| ())?;
+        self.tx.send((b, permit)).await.map_err(|_| ())
+    }
+}
+
 /// A task handle that aborts the task if dropped before it is awaited.
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
 
@@ -552,11 +591,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Pushes this unit's mailbox: everything waiting, then each new entry as it is published.
-async fn deliveries(
-    ctx: Arc<ConnCtx>,
-    tx: mpsc::Sender<Vec<u8>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiver<bool>) {
     let hub = ctx.shared.hub.clone();
     let mut newest = hub.subscribe(ctx.unit());
     let mut cursor = 0u64;

@@ -264,3 +264,24 @@ async fn handshakes_that_never_finish_cannot_keep_a_node_out_of_the_relay() {
     esm.close().await;
     relay.stop().await;
 }
+
+/// Issue 10, item 11: quinn's defaults were kept, among them a 1.25 MB buffer of QUIC
+/// datagrams per connection, which Filet never reads.
+#[tokio::test]
+async fn the_relay_takes_no_quic_datagrams_it_would_never_read() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let c = raw_esm(&net, relay.addr).await;
+    raw_whoami(&c).await;
+
+    let offered = c.conn.max_datagram_size();
+    let sent = c.conn.send_datagram(bytes::Bytes::from_static(b"unread"));
+
+    assert_eq!(offered, None, "the relay offers to buffer datagrams");
+    assert!(
+        matches!(sent, Err(quinn::SendDatagramError::UnsupportedByPeer)),
+        "{sent:?}"
+    );
+    c.conn.close(0u32.into(), b"bye");
+    relay.stop().await;
+}
