@@ -1,6 +1,6 @@
 //! Rate limits and budgets: per-principal posts (a token bucket of `per_minute` tokens,
 //! refilled continuously; a refused post gets the delay after which one token is back),
-//! audit entries per source prefix ([`PerAddress`]), and handshakes in progress per source
+//! audited refusals per principal or source prefix ([`RefusalLimiter`]), and handshakes in progress per source
 //! prefix and in total ([`HandshakeBudget`]).
 //!
 //! A source *prefix* is what one network holds: the /24 of an IPv4 address, the /64 of an
@@ -182,44 +182,118 @@ impl Drop for HandshakeSlot {
     }
 }
 
-/// How many failed handshakes per source address and minute get their own audit entry.
-pub const HANDSHAKE_REFUSALS_PER_MINUTE: u32 = 10;
-
-/// A token bucket per source address that counts what it turns away.
-pub struct PerAddress {
-    per_minute: u32,
-    buckets: Mutex<HashMap<std::net::IpAddr, (f64, Timestamp, u64)>>,
+/// Who an audited refusal is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Refused {
+    /// An identified principal (or the one a certificate names).
+    Principal(String),
+    /// A source network, before anyone is identified.
+    Network(Prefix),
 }
 
-impl PerAddress {
-    /// `per_minute` admissions per address.
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Principal(p) => write!(f, "principal {p}"),
+            Refused::Network(n) => write!(f, "network {n}"),
+        }
+    }
+}
+
+/// Refusals of one principal or network, for one reason, that get their own audit entry
+/// per minute; the rest are counted and logged as one entry per window.
+pub const REFUSALS_ITEMIZED_PER_MINUTE: u32 = 10;
+/// Refusals counted but not itemized are logged in one entry this long after the first.
+pub const SUPPRESSION_WINDOW_MS: i64 = 60_000;
+
+/// Refusals counted but not itemized, to be logged as one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppressed {
+    /// Whose.
+    pub who: Refused,
+    /// Why they were refused.
+    pub reason: filet_proto::audit::RefusalReason,
+    /// How many.
+    pub count: u64,
+    /// The time of the first.
+    pub since: Timestamp,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Timestamp,
+    suppressed: u64,
+    since: Timestamp,
+}
+
+/// A token bucket per principal or network and refusal reason, on audited refusals: what
+/// a peer can make the relay append (and fsync) is bounded, and nothing goes uncounted.
+pub struct RefusalLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<(Refused, filet_proto::audit::RefusalReason), Bucket>>,
+}
+
+impl RefusalLimiter {
+    /// `per_minute` itemized refusals per principal or network and reason.
     pub fn new(per_minute: u32) -> Self {
-        PerAddress {
+        RefusalLimiter {
             per_minute,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Admits one event from `addr` at `now`: `Some(n)` with the number turned away since
-    /// the last admission, or `None` if over the limit (counted).
-    pub fn admit(&self, addr: std::net::IpAddr, now: Timestamp) -> Option<u64> {
+    /// Whether this refusal gets its own audit entry; if not, it is counted.
+    pub fn admit(
+        &self,
+        who: &Refused,
+        reason: filet_proto::audit::RefusalReason,
+        now: Timestamp,
+    ) -> bool {
         let cap = f64::from(self.per_minute.max(1));
         let per_ms = cap / 60_000.0;
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if b.len() > 100_000 {
-            // Bounded memory under a spoofed-address flood: forget idle addresses.
-            b.retain(|_, (_, last, _)| now.ms_since(*last) < 60_000);
+            // Bounded memory under a flood from many networks: forget idle buckets with
+            // nothing left to log.
+            b.retain(|_, k| k.suppressed > 0 || now.ms_since(k.last) < 60_000);
         }
-        let (tokens, last, skipped) = b.entry(addr).or_insert((cap, now, 0));
-        *tokens = (*tokens + now.ms_since(*last).max(0) as f64 * per_ms).min(cap);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Some(std::mem::take(skipped))
+        let k = b.entry((who.clone(), reason)).or_insert(Bucket {
+            tokens: cap,
+            last: now,
+            suppressed: 0,
+            since: now,
+        });
+        k.tokens = (k.tokens + now.ms_since(k.last).max(0) as f64 * per_ms).min(cap);
+        k.last = now;
+        if k.tokens >= 1.0 {
+            k.tokens -= 1.0;
+            true
         } else {
-            *skipped += 1;
-            None
+            if k.suppressed == 0 {
+                k.since = now;
+            }
+            k.suppressed += 1;
+            false
         }
+    }
+
+    /// Takes the counts whose window ([`SUPPRESSION_WINDOW_MS`] from the first) has ended
+    /// at `now`, or every count if `all` (when the relay stops).
+    pub fn take_suppressed(&self, now: Timestamp, all: bool) -> Vec<Suppressed> {
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for ((who, reason), k) in b.iter_mut() {
+            if k.suppressed > 0 && (all || now.ms_since(k.since) >= SUPPRESSION_WINDOW_MS) {
+                out.push(Suppressed {
+                    who: who.clone(),
+                    reason: *reason,
+                    count: std::mem::take(&mut k.suppressed),
+                    since: k.since,
+                });
+            }
+        }
+        out.sort_by_key(|s| (s.since, s.reason));
+        out
     }
 }
 
@@ -276,15 +350,42 @@ mod tests {
     }
 
     #[test]
-    fn per_address_counts_what_it_turns_away() {
-        let r = PerAddress::new(2);
-        let a: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    fn refusals_past_the_limit_are_counted_and_taken_once_their_window_ends() {
+        use filet_proto::audit::RefusalReason as R;
+        let r = RefusalLimiter::new(2);
+        let a = Refused::Principal("A/B/c".into());
+        let net = Refused::Network(Prefix::of("2001:db8::1".parse().unwrap()));
         let t0 = Timestamp(0);
-        assert_eq!(r.admit(a, t0), Some(0));
-        assert_eq!(r.admit(a, t0), Some(0));
-        assert_eq!(r.admit(a, t0), None);
-        assert_eq!(r.admit(a, t0), None);
-        assert_eq!(r.admit(a, t0.plus_ms(30_000)), Some(2));
-        assert_eq!(r.admit("127.0.0.2".parse().unwrap(), t0), Some(0));
+        assert!(r.admit(&a, R::AuditDenied, t0));
+        assert!(r.admit(&a, R::AuditDenied, t0));
+        assert!(!r.admit(&a, R::AuditDenied, t0.plus_ms(10)));
+        assert!(!r.admit(&a, R::AuditDenied, t0.plus_ms(20)));
+        // Another reason, another principal: their own buckets.
+        assert!(r.admit(&a, R::UnknownIdentity, t0));
+        assert!(r.admit(&net, R::UnknownIdentity, t0));
+        assert!(r.admit(&net, R::UnknownIdentity, t0));
+        // The same /64 is the same network.
+        let same = Refused::Network(Prefix::of("2001:db8::ffff:1".parse().unwrap()));
+        assert!(!r.admit(&same, R::UnknownIdentity, t0.plus_ms(5)));
+        assert_eq!(r.take_suppressed(t0.plus_ms(59_000), false), []);
+        let taken = r.take_suppressed(t0.plus_ms(60_010), false);
+        assert_eq!(
+            taken,
+            [
+                Suppressed {
+                    who: net.clone(),
+                    reason: R::UnknownIdentity,
+                    count: 1,
+                    since: t0.plus_ms(5)
+                },
+                Suppressed {
+                    who: a.clone(),
+                    reason: R::AuditDenied,
+                    count: 2,
+                    since: t0.plus_ms(10)
+                },
+            ]
+        );
+        assert_eq!(r.take_suppressed(t0.plus_ms(120_000), true), []);
     }
 }

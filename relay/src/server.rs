@@ -30,7 +30,7 @@ use crate::commit::{Op, Route};
 use crate::config::Limits;
 use crate::hub::Hub;
 use crate::identity;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, Refused};
 use crate::store::{AlertRecord, Store};
 
 /// Longest a QUIC + TLS handshake may take.
@@ -81,8 +81,9 @@ pub struct Shared {
     pub handshakes: crate::ratelimit::HandshakeBudget,
     /// Open, identified connections (for reloads and metrics).
     pub registry: crate::control::Registry,
-    /// Audit entries for failed handshakes, per source address.
-    pub handshake_refusals: crate::ratelimit::PerAddress,
+    /// Audited refusals per principal or source network and reason: past the limit,
+    /// counted and logged together ([`flush_suppressed`]).
+    pub refusals: crate::ratelimit::RefusalLimiter,
     /// Serials (lowercase hex) revoked by the CRL in force; replaced on reload before the
     /// open connections are swept.
     pub revoked: RwLock<std::collections::HashSet<String>>,
@@ -107,6 +108,38 @@ impl Shared {
             .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))
     }
 
+    /// Audits a refusal with no alert attached, unless `who` is past its limit of
+    /// itemized refusals for this reason: then it is counted, and logged with the others
+    /// of its window in one entry ([`flush_suppressed`]). `wait`: until it is durable.
+    /// Returns whether it got its own entry.
+    pub(crate) async fn audit_refusal(
+        &self,
+        who: Refused,
+        principal: Option<String>,
+        reason: RefusalReason,
+        detail: String,
+        wait: bool,
+    ) -> Result<bool, RelayError> {
+        if !self.refusals.admit(&who, reason, self.clock.now()) {
+            debug!("{detail} (not itemized in the audit log: {who} is over its limit of refusals logged per minute; counted)");
+            return Ok(false);
+        }
+        let event = Event::Refused {
+            principal,
+            reason,
+            detail,
+            category: None,
+            recipient: None,
+            alert: None,
+        };
+        if wait {
+            self.audit(event).await?;
+        } else {
+            self.op(Op::Audit { event, reply: None }).await?;
+        }
+        Ok(true)
+    }
+
     /// Appends an audit event and waits until it is durable.
     pub(crate) async fn audit(&self, event: Event) -> Result<u64, RelayError> {
         let (tx, rx) = oneshot::channel();
@@ -117,6 +150,39 @@ impl Shared {
         .await?;
         rx.await
             .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))?
+    }
+}
+
+/// Logs the refusals counted but not itemized whose window has ended (every one if
+/// `all`, when the relay stops): one `refused` entry per principal or network and reason,
+/// whose detail says how many, since when.
+pub async fn flush_suppressed(shared: &Shared, all: bool) {
+    for s in shared.refusals.take_suppressed(shared.clock.now(), all) {
+        let principal = match &s.who {
+            Refused::Principal(p) => Some(p.clone()),
+            Refused::Network(_) => None,
+        };
+        let detail = format!(
+            "{} more refusals of {} for {} since {} were not itemized: over the limit of {} itemized per minute",
+            s.count,
+            s.who,
+            s.reason.as_str(),
+            s.since,
+            crate::ratelimit::REFUSALS_ITEMIZED_PER_MINUTE
+        );
+        let _ = shared
+            .op(Op::Audit {
+                event: Event::Refused {
+                    principal,
+                    reason: s.reason,
+                    detail,
+                    category: None,
+                    recipient: None,
+                    alert: None,
+                },
+                reply: None,
+            })
+            .await;
     }
 }
 
@@ -215,35 +281,13 @@ async fn connection(
             return;
         }
         Ok(Err(e)) => {
-            let mut detail = format!("TLS handshake from {remote} failed: {e}");
+            let detail = format!("TLS handshake from {remote} failed: {e}");
             // An unauthenticated peer must not grow the audit log at the rate it can make
-            // handshakes: at most a few entries per address and minute; the next entry
-            // says how many were not itemized.
-            let Some(skipped) = shared
-                .handshake_refusals
-                .admit(remote.ip(), shared.clock.now())
-            else {
-                debug!("{detail} (not itemized in the audit log: this address is over its limit)");
-                return;
-            };
-            if skipped > 0 {
-                detail.push_str(&format!(
-                    " ({skipped} earlier refused handshakes from this address were not itemized)"
-                ));
-            }
+            // handshakes: a few entries per network and minute, the rest counted.
+            let who = Refused::Network(crate::ratelimit::Prefix::of(remote.ip()));
             warn!("{detail}");
             let _ = shared
-                .op(Op::Audit {
-                    event: Event::Refused {
-                        principal: None,
-                        reason: RefusalReason::UnknownIdentity,
-                        detail,
-                        category: None,
-                        recipient: None,
-                        alert: None,
-                    },
-                    reply: None,
-                })
+                .audit_refusal(who, None, RefusalReason::UnknownIdentity, detail, false)
                 .await;
             return;
         }
@@ -259,21 +303,19 @@ async fn connection(
         Err(e) => {
             let detail = format!("connection from {remote} refused: {e}");
             warn!("{detail}");
+            let principal = match &e {
+                identity::PrincipalError::UnknownParty { principal, .. }
+                | identity::PrincipalError::UnknownUnit { principal, .. } => {
+                    Some(principal.to_string())
+                }
+                _ => None,
+            };
+            let who = match &principal {
+                Some(p) => Refused::Principal(p.clone()),
+                None => Refused::Network(crate::ratelimit::Prefix::of(remote.ip())),
+            };
             let _ = shared
-                .audit(Event::Refused {
-                    principal: match &e {
-                        identity::PrincipalError::UnknownParty { principal, .. }
-                        | identity::PrincipalError::UnknownUnit { principal, .. } => {
-                            Some(principal.to_string())
-                        }
-                        _ => None,
-                    },
-                    reason: RefusalReason::UnknownIdentity,
-                    detail: detail.clone(),
-                    category: None,
-                    recipient: None,
-                    alert: None,
-                })
+                .audit_refusal(who, principal, RefusalReason::UnknownIdentity, detail, true)
                 .await;
             conn.close(close::UNKNOWN_PRINCIPAL.into(), e.to_string().as_bytes());
             return;
@@ -328,14 +370,13 @@ async fn connection(
         warn!(%principal, "closing: {reason}");
         conn.close(code.into(), reason.as_bytes());
         let _ = shared
-            .audit(Event::Refused {
-                principal: Some(principal.to_string()),
-                reason: RefusalReason::UnknownIdentity,
-                detail: format!("connection from {remote} refused: {reason}"),
-                category: None,
-                recipient: None,
-                alert: None,
-            })
+            .audit_refusal(
+                Refused::Principal(principal.to_string()),
+                Some(principal.to_string()),
+                RefusalReason::UnknownIdentity,
+                format!("connection from {remote} refused: {reason}"),
+                true,
+            )
             .await;
         return;
     }
@@ -1014,14 +1055,13 @@ async fn audit_scope(ctx: &ConnCtx, what: &str) -> Result<AuditScope, RelayError
                 ctx.unit()
             );
             ctx.shared
-                .audit(Event::Refused {
-                    principal: Some(ctx.principal.to_string()),
-                    reason: RefusalReason::AuditDenied,
-                    detail: detail.clone(),
-                    category: None,
-                    recipient: None,
-                    alert: None,
-                })
+                .audit_refusal(
+                    Refused::Principal(ctx.principal.to_string()),
+                    Some(ctx.principal.to_string()),
+                    RefusalReason::AuditDenied,
+                    detail.clone(),
+                    true,
+                )
                 .await?;
             Err(RelayError::new(ErrorCode::AuditDenied, detail))
         }

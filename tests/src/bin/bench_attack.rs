@@ -17,6 +17,7 @@
 //! | post flood | a compromised node (`SPVQ/IJP`) | 64 posts in flight, as fast as the relay answers, until the rate limit refuses them |
 //! | garbage | a compromised node (`SQ/EILP`) | 8 loops: connect, send a malformed frame, get closed, reconnect |
 //! | slowloris | a compromised node (`CJQ/ESCALE`) | 200 connections × 8 streams, each with a frame header cut short, held until the frame timeout |
+//! | refusal flood | a node without audit rights (`CSSC/PIVOT`) | 8 loops asking for audit entries as fast as the relay refuses them (each refusal was an fsynced audit entry) |
 //! | Initial flood | anyone on the network (from `127.0.1.1`, another /24 than the nodes') | one UDP socket: 64 QUIC handshakes at once, then 100 a second, each answering the relay's Retry and then never finishing; meanwhile `CJQ/PIVOT` connects afresh every 200 ms |
 //!
 //! ```text
@@ -411,6 +412,39 @@ fn slowloris(net: Arc<TestNet>, relay: SocketAddr, stop: Arc<AtomicBool>) -> Str
     })
 }
 
+fn refusal_flood(net: Arc<TestNet>, relay: SocketAddr, stop: Arc<AtomicBool>) -> String {
+    on_own_runtime(async move {
+        let Ok(node) = Node::connect(&net.node_config("CSSC/PIVOT", relay)).await else {
+            return "cannot connect".into();
+        };
+        let node = Arc::new(node);
+        let (denied, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (node, stop, denied, other) =
+                (node.clone(), stop.clone(), denied.clone(), other.clone());
+            loops.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match node.audit_entries(0, 1, 1, false).await {
+                        Err(e)
+                            if e.relay_error().map(|r| r.code) == Some(ErrorCode::AuditDenied) =>
+                        {
+                            denied.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => other.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+        while loops.join_next().await.is_some() {}
+        format!(
+            "{} audit requests refused, {} other answers",
+            denied.load(Ordering::Relaxed),
+            other.load(Ordering::Relaxed)
+        )
+    })
+}
+
 fn initial_flood(net: Arc<TestNet>, relay: SocketAddr, stop: Arc<AtomicBool>) -> String {
     on_own_runtime(async move {
         let ca = net.node_config("SPVQ/ESM", relay).ca;
@@ -621,13 +655,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut warm = Phase::default();
     measure(&mut m, 1, interval, &mut warm).await;
 
-    let attacks: [(&str, Option<Attack>); 7] = [
+    let attacks: [(&str, Option<Attack>); 8] = [
         ("alone", None),
         ("bad-certificate handshakes", Some(bad_handshakes)),
         ("thousands of streams", Some(streams)),
         ("post flood (rate limit)", Some(post_flood)),
         ("garbage frames, reconnecting", Some(garbage)),
         ("slowloris (truncated frames)", Some(slowloris)),
+        (
+            "refusal flood (audit requests without the right)",
+            Some(refusal_flood),
+        ),
         (
             "Initial flood (handshakes never finished)",
             Some(initial_flood),
