@@ -16,7 +16,8 @@
 //!
 //! Data directory: `store/` (sled), `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
 //! (the checkpoint signing key, 0600), `keys/subject-ref.key` (the HMAC key of subject
-//! references, 0600), `origin` (the log's checkpoint origin).
+//! references, 0600), `origin` (the log's checkpoint origin), `control/control.sock` (the
+//! control socket, in a directory of mode 0700).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
