@@ -632,8 +632,10 @@ fn record(args: &Args, phases: &[Phase]) -> anyhow::Result<PathBuf> {
     }
     let _ = writeln!(
         s,
-        "`bench-attack` (`tests/src/bin/bench_attack.rs`, release build): the relay in process on its own thread, default limits but `posts_per_minute = 6000`; `SPVQ/ESM` posts to `DPJ/RTS` every {} ms, one at a time, `DPJ/RTS` subscribed and acknowledging; {} s per phase; attacks from another thread (see the program's documentation). Shared 2-core machine.\n",
-        args.interval_ms, args.phase_secs
+        "`bench-attack` (`tests/src/bin/bench_attack.rs`, {} build): the relay in process on its own thread, default limits but `posts_per_minute = 6000`; `SPVQ/ESM` posts to `DPJ/RTS` every {} ms, one at a time, `DPJ/RTS` subscribed and acknowledging; {} s per phase; attacks from another thread (see the program's documentation). Shared 2-core machine.\n",
+        if cfg!(debug_assertions) { "**debug**" } else { "release" },
+        args.interval_ms,
+        args.phase_secs
     );
     s.push_str(&table(phases));
     let _ = writeln!(
