@@ -1,5 +1,5 @@
 //! Operating a running relay: the registry of open connections, live reload of the
-//! agreement and the CRL, and the local control socket (`DATA/control.sock`) that
+//! agreement and the CRL, and the local control socket (`DATA/control/control.sock`) that
 //! `filet-relay reload` talks to.
 //!
 //! A reload validates everything before changing anything: a bad agreement or PKI file
@@ -244,14 +244,43 @@ fn read_inputs(cfg: &RelayConfig) -> Result<Inputs, String> {
     Ok((agreement, server_config, revoked))
 }
 
-/// The control socket's path in a data directory.
+/// The control socket's path in a data directory: `control/control.sock`.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("control.sock")
+    data_dir.join("control").join("control.sock")
+}
+
+/// Makes `dir` a directory of mode 0700 (created so, or set so): a socket bound in it is
+/// never reachable by another user, not even between its creation and its chmod.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(std::io::Error::other(
+                "exists and is not a directory (remove it)",
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        }
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Serves the control socket: one line per request (`reload`), one line per answer
-/// (`ok: …` or `error: …`). The socket is created with mode 0600 in the data directory.
+/// (`ok: …` or `error: …`). The socket is bound in a directory of mode 0700 (see
+/// [`socket_path`]) and then set to 0600.
 pub async fn serve_socket(path: PathBuf, control: mpsc::Sender<Control>) {
+    if let Some(dir) = path.parent() {
+        if let Err(e) = private_dir(dir) {
+            warn!(
+                "control socket directory {}: {e}; reload with SIGHUP instead",
+                dir.display()
+            );
+            return;
+        }
+    }
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(l) => l,

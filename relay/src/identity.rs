@@ -102,18 +102,72 @@ pub fn server_config(pki: &Pki, limits: &Limits) -> Result<quinn::ServerConfig, 
     tls.max_early_data_size = 0;
     let qc = QuicServerConfig::try_from(tls).map_err(|e| IdentityError::Tls(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(qc));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(limits.max_streams_per_connection.into());
-    transport.max_concurrent_uni_streams(0u32.into());
-    transport.max_idle_timeout(Some(
+    let transport = transport_config(limits)?;
+    cfg.transport_config(Arc::new(transport));
+    // Packets of a connection attempt wait for the accept loop, which decides at once.
+    cfg.incoming_buffer_size(INCOMING_BUFFER as u64);
+    cfg.incoming_buffer_size_total(INCOMING_BUFFER_TOTAL as u64);
+    // Address validation (Retry) is decided per connection attempt: see `server::admit`.
+    Ok(cfg)
+}
+
+/// One whole frame on the wire: its header and the largest body.
+pub const FRAME_BYTES: usize = filet_proto::codec::HEADER_LEN + filet_proto::codec::MAX_FRAME_LEN;
+/// Bytes buffered for one connection attempt before the accept loop decides.
+const INCOMING_BUFFER: usize = 64 * 1024;
+/// Bytes buffered for all connection attempts before the accept loop decides.
+const INCOMING_BUFFER_TOTAL: usize = 8 * 1024 * 1024;
+
+/// The flow-control windows and buffers of a node's connection, sized to Filet's frames
+/// rather than quinn's defaults (datagrams on with a 1.25 MB buffer, an unlimited
+/// connection receive window, a 10 MB send window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportSizes {
+    /// Bytes a node may send on one stream ahead of the relay's reading: one whole frame.
+    pub stream_receive_window: u32,
+    /// Bytes a node may send on all its streams together ahead of the relay's reading:
+    /// two whole frames.
+    pub receive_window: u32,
+    /// Bytes the relay keeps written but not yet acknowledged by the node: four frames.
+    pub send_window: u64,
+    /// Incoming QUIC datagrams: off (Filet uses none).
+    pub datagram_receive_buffer: Option<usize>,
+    /// Frames queued for a connection's streams, in bytes, before their senders wait
+    /// (see `server::OutQueue`): four frames.
+    pub out_queue_bytes: usize,
+}
+
+/// The sizes of every node connection.
+pub const TRANSPORT_SIZES: TransportSizes = TransportSizes {
+    stream_receive_window: FRAME_BYTES as u32,
+    receive_window: 2 * FRAME_BYTES as u32,
+    send_window: 4 * FRAME_BYTES as u64,
+    datagram_receive_buffer: None,
+    out_queue_bytes: 4 * FRAME_BYTES,
+};
+
+/// The QUIC transport settings of a node's connection: [`TRANSPORT_SIZES`], the stream
+/// limits and the idle timeout of `limits`.
+///
+/// # Errors
+/// [`IdentityError::Tls`] if the idle timeout does not fit QUIC's.
+pub fn transport_config(limits: &Limits) -> Result<quinn::TransportConfig, IdentityError> {
+    let z = TRANSPORT_SIZES;
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(std::time::Duration::from_secs(
             limits.idle_timeout_secs.max(1),
         ))
         .map_err(|e| IdentityError::Tls(e.to_string()))?,
     ));
-    cfg.transport_config(Arc::new(transport));
-    // Address validation (Retry) is left to quinn's defaults.
-    Ok(cfg)
+    t.stream_receive_window(z.stream_receive_window.into());
+    t.receive_window(z.receive_window.into());
+    t.send_window(z.send_window);
+    t.datagram_receive_buffer_size(z.datagram_receive_buffer);
+    t.datagram_send_buffer_size(0);
+    Ok(t)
 }
 
 /// The peer's leaf certificate (DER), if the handshake produced one.
@@ -185,5 +239,26 @@ pub fn check_principal(p: &Principal, agreement: &Agreement) -> Result<(), Princ
             })
         }
         Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_buffers_a_few_frames_at_most_and_no_datagrams() {
+        let z = TRANSPORT_SIZES;
+        assert_eq!(FRAME_BYTES, 262_148);
+        assert_eq!(z.datagram_receive_buffer, None);
+        assert_eq!(z.stream_receive_window, 262_148);
+        assert_eq!(z.receive_window, 524_296);
+        assert_eq!(z.send_window, 1_048_592);
+        assert_eq!(z.out_queue_bytes, 1_048_592);
+        // What one connection may make the relay hold, whatever the node does: its
+        // receive window, its send window, its queued frames.
+        let budget = z.receive_window as usize + z.send_window as usize + z.out_queue_bytes;
+        assert!(budget < 3 * 1024 * 1024, "{budget}");
+        assert!(transport_config(&Limits::default()).is_ok());
     }
 }

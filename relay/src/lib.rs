@@ -16,7 +16,8 @@
 //!
 //! Data directory: `store/` (sled), `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
 //! (the checkpoint signing key, 0600), `keys/subject-ref.key` (the HMAC key of subject
-//! references, 0600), `origin` (the log's checkpoint origin).
+//! references, 0600), `origin` (the log's checkpoint origin), `control/control.sock` (the
+//! control socket, in a directory of mode 0700).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -471,10 +472,12 @@ impl Relay {
             clock,
             rate: RateLimiter::new(cfg.limits.posts_per_minute),
             connections: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
-            registry: control::Registry::default(),
-            handshake_refusals: ratelimit::PerAddress::new(
-                ratelimit::HANDSHAKE_REFUSALS_PER_MINUTE,
+            handshakes: ratelimit::HandshakeBudget::new(
+                server::MAX_HANDSHAKES,
+                server::MAX_HANDSHAKES_PER_PREFIX,
             ),
+            registry: control::Registry::default(),
+            refusals: ratelimit::RefusalLimiter::new(ratelimit::REFUSALS_ITEMIZED_PER_MINUTE),
             revoked: RwLock::new(revoked_serials(&pki)),
             metrics,
             limits: cfg.limits.clone(),
@@ -561,6 +564,16 @@ impl Relay {
                 }
             }
         });
+        // Refusals counted but not itemized are logged once their window ends.
+        let flush_shared = self.shared.clone();
+        let flusher = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                server::flush_suppressed(&flush_shared, false).await;
+            }
+        });
         // Reloads: from the handle, the control socket, and SIGHUP.
         let mut control_rx = self.control_rx.take();
         let (shared, endpoint, cfg) =
@@ -627,12 +640,14 @@ impl Relay {
                 serve.await;
             }
         }
-        for t in [ticker, controller, socket, metrics_task] {
+        for t in [ticker, flusher, controller, socket, metrics_task] {
             t.abort();
             let _ = t.await;
         }
         let _ = std::fs::remove_file(control::socket_path(&self.cfg.data_dir));
         self.endpoint.wait_idle().await;
+        // Nothing counted goes unlogged.
+        server::flush_suppressed(&self.shared, true).await;
         // Every sender of the op channel is in `shared`: dropping the last one ends the
         // commit thread after it has committed what was queued.
         let handle = self.committer.take();

@@ -18,6 +18,7 @@
 //! | `filet_commit_flush_seconds` | histogram | | one group commit: audit fsync, checkpoint, store flush + fsync |
 //! | `filet_commit_batch_ops` | histogram | | operations per group commit |
 //! | `filet_reloads_total` | counter | `result` (`ok`, `refused`) | agreement/CRL reloads |
+//! | `filet_handshakes_refused_total` | counter | `limit` (`total`, `network`) | connection attempts refused before their handshake: too many handshakes in progress |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,14 @@ pub struct Metrics {
     /// Operations per group commit.
     pub batch: Histogram,
     reloads: Family<Outcome, Counter>,
+    handshakes_refused: Family<Limit, Counter>,
+}
+
+/// One label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Limit {
+    /// `total` or `network`.
+    pub limit: String,
 }
 
 impl Default for Metrics {
@@ -118,6 +127,7 @@ impl Metrics {
             flush: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             reloads: Family::default(),
+            handshakes_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -174,6 +184,11 @@ impl Metrics {
             "Agreement and CRL reloads, by result",
             m.reloads.clone(),
         );
+        registry.register(
+            "handshakes_refused",
+            "Connection attempts refused before their handshake, by limit reached",
+            m.handshakes_refused.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -212,6 +227,19 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// Counts a connection attempt refused by the handshake budget.
+    pub fn handshake_refused(&self, e: &crate::ratelimit::HandshakeRefusal) {
+        let limit = match e {
+            crate::ratelimit::HandshakeRefusal::Total(_) => "total",
+            crate::ratelimit::HandshakeRefusal::Prefix(..) => "network",
+        };
+        self.handshakes_refused
+            .get_or_create(&Limit {
+                limit: limit.into(),
+            })
+            .inc();
     }
 
     /// Counts a reload.

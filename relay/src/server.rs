@@ -30,12 +30,19 @@ use crate::commit::{Op, Route, CLOSING_NOTICE};
 use crate::config::Limits;
 use crate::hub::Hub;
 use crate::identity;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, Refused};
 use crate::store::{AlertRecord, Store};
 
 /// Longest a QUIC + TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames queued for one stream's writer.
+/// Handshakes in progress at once, in total: a handshake on a working network takes a few
+/// round trips, so this is far above what a province's nodes reconnecting together need.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress at once from one source network (/24 or /64): the nodes of an
+/// agency behind one NAT reconnecting together, not a flood from one host.
+pub const MAX_HANDSHAKES_PER_PREFIX: usize = 32;
+/// Frames queued for one stream's writer (their bytes are bounded per connection too, see
+/// [`OutQueue`]).
 const OUT_QUEUE: usize = 256;
 /// Deliveries sent per wake-up of a delivery loop before looking again.
 const DELIVERY_CHUNK: usize = 64;
@@ -92,12 +99,16 @@ pub struct Shared {
     pub limits: Limits,
     /// Posts per principal.
     pub rate: RateLimiter,
-    /// Open connections (for the connection limit).
+    /// Open, identified connections (for the connection limit); a slot is taken once the
+    /// handshake is done.
     pub connections: Arc<Semaphore>,
+    /// Handshakes in progress, per source network and in total.
+    pub handshakes: crate::ratelimit::HandshakeBudget,
     /// Open, identified connections (for reloads and metrics).
     pub registry: crate::control::Registry,
-    /// Audit entries for failed handshakes, per source address.
-    pub handshake_refusals: crate::ratelimit::PerAddress,
+    /// Audited refusals per principal or source network and reason: past the limit,
+    /// counted and logged together ([`flush_suppressed`]).
+    pub refusals: crate::ratelimit::RefusalLimiter,
     /// Serials (lowercase hex) revoked by the CRL in force; replaced on reload before the
     /// open connections are swept.
     pub revoked: RwLock<std::collections::HashSet<String>>,
@@ -122,6 +133,38 @@ impl Shared {
             .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))
     }
 
+    /// Audits a refusal with no alert attached, unless `who` is past its limit of
+    /// itemized refusals for this reason: then it is counted, and logged with the others
+    /// of its window in one entry ([`flush_suppressed`]). `wait`: until it is durable.
+    /// Returns whether it got its own entry.
+    pub(crate) async fn audit_refusal(
+        &self,
+        who: Refused,
+        principal: Option<String>,
+        reason: RefusalReason,
+        detail: String,
+        wait: bool,
+    ) -> Result<bool, RelayError> {
+        if !self.refusals.admit(&who, reason, self.clock.now()) {
+            debug!("{detail} (not itemized in the audit log: {who} is over its limit of refusals logged per minute; counted)");
+            return Ok(false);
+        }
+        let event = Event::Refused {
+            principal,
+            reason,
+            detail,
+            category: None,
+            recipient: None,
+            alert: None,
+        };
+        if wait {
+            self.audit(event).await?;
+        } else {
+            self.op(Op::Audit { event, reply: None }).await?;
+        }
+        Ok(true)
+    }
+
     /// Appends an audit event and waits until it is durable.
     pub(crate) async fn audit(&self, event: Event) -> Result<u64, RelayError> {
         let (tx, rx) = oneshot::channel();
@@ -132,6 +175,39 @@ impl Shared {
         .await?;
         rx.await
             .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))?
+    }
+}
+
+/// Logs the refusals counted but not itemized whose window has ended (every one if
+/// `all`, when the relay stops): one `refused` entry per principal or network and reason,
+/// whose detail says how many, since when.
+pub async fn flush_suppressed(shared: &Shared, all: bool) {
+    for s in shared.refusals.take_suppressed(shared.clock.now(), all) {
+        let principal = match &s.who {
+            Refused::Principal(p) => Some(p.clone()),
+            Refused::Network(_) => None,
+        };
+        let detail = format!(
+            "{} more refusals of {} for {} since {} were not itemized: over the limit of {} itemized per minute",
+            s.count,
+            s.who,
+            s.reason.as_str(),
+            s.since,
+            crate::ratelimit::REFUSALS_ITEMIZED_PER_MINUTE
+        );
+        let _ = shared
+            .op(Op::Audit {
+                event: Event::Refused {
+                    principal,
+                    reason: s.reason,
+                    detail,
+                    category: None,
+                    recipient: None,
+                    alert: None,
+                },
+                reply: None,
+            })
+            .await;
     }
 }
 
@@ -147,17 +223,11 @@ pub async fn serve(
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                    warn!(remote = %incoming.remote_address(), "connection refused: limit of {} connections reached", shared.limits.max_connections);
-                    incoming.refuse();
-                    continue;
-                };
-                let shared = shared.clone();
-                let shutdown = shutdown.clone();
-                conns.spawn(async move {
-                    connection(shared, incoming, shutdown).await;
-                    drop(permit);
-                });
+                if let Some((incoming, handshake)) = admit(&shared, incoming) {
+                    let shared = shared.clone();
+                    let shutdown = shutdown.clone();
+                    conns.spawn(connection(shared, incoming, handshake, shutdown));
+                }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = shutdown.changed() => {
@@ -170,10 +240,48 @@ pub async fn serve(
     endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
 }
 
+/// Decides what to do with a connection attempt, before any TLS work:
+/// - an Initial from an address not yet validated gets a Retry (RFC 9000 §8.1): whoever
+///   cannot receive at its source address (a spoofed flood) never gets further;
+/// - a relay whose connection slots are all held by identified connections refuses at once;
+/// - otherwise the handshake needs a slot of the handshake budget (per source network and
+///   in total), held until the handshake ends. The connection slot is taken only once the
+///   handshake is done and the principal known (see [`connection`]), so handshakes that
+///   never finish cannot keep nodes out.
+fn admit(
+    shared: &Shared,
+    incoming: quinn::Incoming,
+) -> Option<(quinn::Incoming, crate::ratelimit::HandshakeSlot)> {
+    let remote = incoming.remote_address();
+    if !incoming.remote_address_validated() {
+        if let Err(e) = incoming.retry() {
+            // Cannot happen (an unvalidated Initial may always be retried): refuse it.
+            e.into_incoming().refuse();
+        }
+        return None;
+    }
+    if shared.connections.available_permits() == 0 {
+        warn!(%remote, "connection refused: limit of {} connections reached", shared.limits.max_connections);
+        incoming.refuse();
+        return None;
+    }
+    match shared.handshakes.begin(remote.ip()) {
+        Ok(slot) => Some((incoming, slot)),
+        Err(e) => {
+            // At the rate a flood arrives: counted, not logged one by one.
+            shared.metrics.handshake_refused(&e);
+            debug!(%remote, "connection refused before its handshake: {e}");
+            incoming.refuse();
+            None
+        }
+    }
+}
+
 async fn connection(
     shared: Arc<Shared>,
     incoming: quinn::Incoming,
-    shutdown: watch::Receiver<bool>,
+    handshake: crate::ratelimit::HandshakeSlot,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
@@ -183,7 +291,13 @@ async fn connection(
             return;
         }
     };
-    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+    // A stopping relay does not wait for handshakes in progress.
+    let handshake_result = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => r,
+        _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    drop(handshake);
+    let conn = match handshake_result {
         Ok(Ok(c)) => c,
         Ok(Err(quinn::ConnectionError::ConnectionClosed(c))) => {
             // The node ended the handshake: it refused this relay (its certificate, name
@@ -192,35 +306,13 @@ async fn connection(
             return;
         }
         Ok(Err(e)) => {
-            let mut detail = format!("TLS handshake from {remote} failed: {e}");
+            let detail = format!("TLS handshake from {remote} failed: {e}");
             // An unauthenticated peer must not grow the audit log at the rate it can make
-            // handshakes: at most a few entries per address and minute; the next entry
-            // says how many were not itemized.
-            let Some(skipped) = shared
-                .handshake_refusals
-                .admit(remote.ip(), shared.clock.now())
-            else {
-                debug!("{detail} (not itemized in the audit log: this address is over its limit)");
-                return;
-            };
-            if skipped > 0 {
-                detail.push_str(&format!(
-                    " ({skipped} earlier refused handshakes from this address were not itemized)"
-                ));
-            }
+            // handshakes: a few entries per network and minute, the rest counted.
+            let who = Refused::Network(crate::ratelimit::Prefix::of(remote.ip()));
             warn!("{detail}");
             let _ = shared
-                .op(Op::Audit {
-                    event: Event::Refused {
-                        principal: None,
-                        reason: RefusalReason::UnknownIdentity,
-                        detail,
-                        category: None,
-                        recipient: None,
-                        alert: None,
-                    },
-                    reply: None,
-                })
+                .audit_refusal(who, None, RefusalReason::UnknownIdentity, detail, false)
                 .await;
             return;
         }
@@ -236,21 +328,19 @@ async fn connection(
         Err(e) => {
             let detail = format!("connection from {remote} refused: {e}");
             warn!("{detail}");
+            let principal = match &e {
+                identity::PrincipalError::UnknownParty { principal, .. }
+                | identity::PrincipalError::UnknownUnit { principal, .. } => {
+                    Some(principal.to_string())
+                }
+                _ => None,
+            };
+            let who = match &principal {
+                Some(p) => Refused::Principal(p.clone()),
+                None => Refused::Network(crate::ratelimit::Prefix::of(remote.ip())),
+            };
             let _ = shared
-                .audit(Event::Refused {
-                    principal: match &e {
-                        identity::PrincipalError::UnknownParty { principal, .. }
-                        | identity::PrincipalError::UnknownUnit { principal, .. } => {
-                            Some(principal.to_string())
-                        }
-                        _ => None,
-                    },
-                    reason: RefusalReason::UnknownIdentity,
-                    detail: detail.clone(),
-                    category: None,
-                    recipient: None,
-                    alert: None,
-                })
+                .audit_refusal(who, principal, RefusalReason::UnknownIdentity, detail, true)
                 .await;
             conn.close(close::UNKNOWN_PRINCIPAL.into(), e.to_string().as_bytes());
             return;
@@ -266,6 +356,16 @@ async fn connection(
         conn.close(close::BUSY.into(), reason.as_bytes());
         return;
     }
+    // The connection slot, now that the handshake is done and the principal known.
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        let reason = format!(
+            "the relay is busy: it has {} open connections, its limit; retry later",
+            shared.limits.max_connections
+        );
+        warn!(%principal, "connection refused: {reason}");
+        conn.close(close::BUSY.into(), reason.as_bytes());
+        return;
+    };
     shared.registry.add(crate::control::ConnEntry {
         principal: principal.clone(),
         serial: serial_of(&leaf),
@@ -295,14 +395,13 @@ async fn connection(
         warn!(%principal, "closing: {reason}");
         conn.close(code.into(), reason.as_bytes());
         let _ = shared
-            .audit(Event::Refused {
-                principal: Some(principal.to_string()),
-                reason: RefusalReason::UnknownIdentity,
-                detail: format!("connection from {remote} refused: {reason}"),
-                category: None,
-                recipient: None,
-                alert: None,
-            })
+            .audit_refusal(
+                Refused::Principal(principal.to_string()),
+                Some(principal.to_string()),
+                RefusalReason::UnknownIdentity,
+                format!("connection from {remote} refused: {reason}"),
+                true,
+            )
             .await;
         return;
     }
@@ -313,6 +412,9 @@ async fn connection(
             shared,
             principal,
             conn: conn.clone(),
+            out_budget: Arc::new(Semaphore::new(
+                crate::identity::TRANSPORT_SIZES.out_queue_bytes,
+            )),
         });
         let mut streams = JoinSet::new();
         let mut shutdown2 = shutdown.clone();
@@ -344,6 +446,7 @@ async fn connection(
             close::SHUTDOWN.into(),
             b"relay shutting down; reconnect later",
         );
+        drop(permit);
     }
     .instrument(span)
     .await
@@ -381,6 +484,8 @@ struct ConnCtx {
     shared: Arc<Shared>,
     principal: Principal,
     conn: quinn::Connection,
+    /// Bytes of frames queued for this connection's streams.
+    out_budget: Arc<Semaphore>,
 }
 
 impl ConnCtx {
@@ -405,11 +510,16 @@ async fn stream(
     mut recv: quinn::RecvStream,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Out>(OUT_QUEUE);
+    let (tx, mut rx) = mpsc::channel(OUT_QUEUE);
+    let tx = OutQueue {
+        tx,
+        budget: ctx.out_budget.clone(),
+    };
     // The writer ends (and finishes the stream) once every sender is gone: after the
     // handlers' answers and, at shutdown, after the Closing frame.
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        while let Some((out, _budget)) = rx.recv().await {
+            let out: Out = out;
             if send.write_all(&out.bytes).await.is_err() {
                 return;
             }
@@ -502,7 +612,7 @@ async fn stream(
 /// answer that was not sent is logged as delivered.
 async fn answer(
     ctx: &ConnCtx,
-    tx: &mpsc::Sender<Out>,
+    tx: &OutQueue,
     id: u64,
     result: Result<Response, RelayError>,
     mut sent: Vec<Sent>,
@@ -546,6 +656,36 @@ async fn answer(
     }
 }
 
+/// The frames waiting for one stream's writer. Each holds its size in the connection's
+/// byte budget ([`crate::identity::TRANSPORT_SIZES`]`.out_queue_bytes`) until written: a
+/// node that does not read makes its own senders wait, not the relay's memory grow.
+#[derive(Clone)]
+struct OutQueue {
+    tx: mpsc::Sender<(Out, tokio::sync::OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+}
+
+impl OutQueue {
+    /// Queues a frame once the budget has room for it.
+    ///
+    /// # Errors
+    /// If the stream's writer is gone.
+    async fn send(&self, out: Out) -> Result<(), ()> {
+        let n = out
+            .bytes
+            .len()
+            .min(crate::identity::TRANSPORT_SIZES.out_queue_bytes);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| ())?;
+        self.tx.send((out, permit)).await.map_err(|_| ())
+    }
+}
+
 /// A task handle that aborts the task if dropped before it is awaited.
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
 
@@ -571,7 +711,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Pushes this unit's mailbox: everything waiting, then each new entry as it is published.
-async fn deliveries(ctx: Arc<ConnCtx>, tx: mpsc::Sender<Out>, mut shutdown: watch::Receiver<bool>) {
+async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiver<bool>) {
     let hub = ctx.shared.hub.clone();
     let mut newest = hub.subscribe(ctx.unit());
     let mut cursor = 0u64;
@@ -1103,14 +1243,13 @@ async fn audit_scope(ctx: &ConnCtx, what: &str) -> Result<AuditScope, RelayError
                 ctx.unit()
             );
             ctx.shared
-                .audit(Event::Refused {
-                    principal: Some(ctx.principal.to_string()),
-                    reason: RefusalReason::AuditDenied,
-                    detail: detail.clone(),
-                    category: None,
-                    recipient: None,
-                    alert: None,
-                })
+                .audit_refusal(
+                    Refused::Principal(ctx.principal.to_string()),
+                    Some(ctx.principal.to_string()),
+                    RefusalReason::AuditDenied,
+                    detail.clone(),
+                    true,
+                )
                 .await?;
             Err(RelayError::new(ErrorCode::AuditDenied, detail))
         }

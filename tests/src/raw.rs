@@ -136,3 +136,101 @@ pub fn application_close(e: &quinn::ConnectionError) -> (u64, String) {
         other => panic!("expected an application close, got {other:?}"),
     }
 }
+
+/// What a [`hold_handshakes`] flood saw.
+#[derive(Debug, Default)]
+pub struct FloodCounts {
+    /// Initial packets sent (first ones and those after a Retry).
+    pub initials: std::sync::atomic::AtomicU64,
+    /// Retry packets received from the relay (and answered).
+    pub retries: std::sync::atomic::AtomicU64,
+    /// Other datagrams received (handshake packets, refusals), never answered.
+    pub others: std::sync::atomic::AtomicU64,
+}
+
+/// Floods `relay` with QUIC handshakes that never finish, from one UDP socket bound to
+/// `bind`: `burst` at once, then one more every `every` until `stop`. Each presents a
+/// ClientHello (no certificate would ever follow), answers the relay's Retry as a real
+/// client does (so it passes address validation), and then ignores everything the relay
+/// sends: the relay holds the handshake until its timeout. Built on quinn's own state
+/// machine, fed only the Retry packets.
+///
+/// # Panics
+/// If the socket cannot be bound or the client configuration is refused (a bug in the test).
+pub async fn hold_handshakes(
+    bind: std::net::IpAddr,
+    relay: SocketAddr,
+    ca: &[CertificateDer<'static>],
+    burst: usize,
+    every: Duration,
+    counts: Arc<FloodCounts>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let socket = tokio::net::UdpSocket::bind(SocketAddr::new(bind, 0))
+        .await
+        .expect("a UDP socket for the flood");
+    let cfg = client_config(ca, ClientAuth::None);
+    let mut endpoint = quinn_proto::Endpoint::new(
+        Arc::new(quinn_proto::EndpointConfig::default()),
+        None,
+        false,
+        None,
+    );
+    type Conns = std::collections::HashMap<quinn_proto::ConnectionHandle, quinn_proto::Connection>;
+    let mut conns = Conns::new();
+    let mut out = Vec::new();
+    fn send_all(conn: &mut quinn_proto::Connection, out: &mut Vec<u8>) -> Vec<Vec<u8>> {
+        let mut datagrams = Vec::new();
+        loop {
+            out.clear();
+            match conn.poll_transmit(std::time::Instant::now(), 1, out) {
+                Some(t) => datagrams.push(out[..t.size].to_vec()),
+                None => return datagrams,
+            }
+        }
+    }
+    let open = |endpoint: &mut quinn_proto::Endpoint, conns: &mut Conns, out: &mut Vec<u8>| {
+        let (handle, mut conn) = endpoint
+            .connect(std::time::Instant::now(), cfg.clone(), relay, "127.0.0.1")
+            .expect("a valid client configuration");
+        let datagrams = send_all(&mut conn, out);
+        conns.insert(handle, conn);
+        datagrams
+    };
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..burst {
+        pending.extend(open(&mut endpoint, &mut conns, &mut out));
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        for d in pending.drain(..) {
+            if socket.send_to(&d, relay).await.is_ok() {
+                counts.initials.fetch_add(1, Relaxed);
+            }
+        }
+        tokio::select! {
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            _ = tick.tick() => pending.extend(open(&mut endpoint, &mut conns, &mut out)),
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                // A Retry is a long-header packet of type 3 (RFC 9000 §17.2.5).
+                if n == 0 || buf[0] & 0xf0 != 0xf0 {
+                    counts.others.fetch_add(1, Relaxed);
+                    continue;
+                }
+                counts.retries.fetch_add(1, Relaxed);
+                let data = bytes::BytesMut::from(&buf[..n]);
+                let event = endpoint.handle(std::time::Instant::now(), from, None, None, data, &mut out);
+                if let Some(quinn_proto::DatagramEvent::ConnectionEvent(handle, event)) = event {
+                    if let Some(conn) = conns.get_mut(&handle) {
+                        conn.handle_event(event);
+                        pending.extend(send_all(conn, &mut out));
+                    }
+                }
+            }
+        }
+    }
+}

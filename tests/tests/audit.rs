@@ -217,6 +217,67 @@ async fn a_unit_without_audit_rights_is_refused_and_the_refusal_is_logged() {
     relay.stop().await;
 }
 
+/// Issue 10, item 7: every audit request of a unit without audit rights appended (and
+/// fsynced) an entry: 30 requests, 30 entries.
+#[tokio::test]
+async fn refusals_past_the_limit_per_principal_are_counted_in_one_entry_not_logged_one_by_one() {
+    let net = TestNet::new();
+    // The clock stands still while the requests are refused: no token comes back.
+    let clock = filet_relay::clock::ManualClock::new(filet_proto::Timestamp::now());
+    let relay =
+        TestRelay::start_with_clock(net.relay_config(), std::sync::Arc::new(clock.clone())).await;
+    let cssc = net.node("CSSC/PIVOT", relay.addr).await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let denied_entries = |log: &[Entry]| -> Vec<String> {
+        log.iter()
+            .filter_map(|e| match &e.event {
+                Event::Refused {
+                    principal: Some(p),
+                    reason: RefusalReason::AuditDenied,
+                    detail,
+                    ..
+                } if p == "CSSC/PIVOT/cssc-pivot-01" => Some(detail.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    for _ in 0..30 {
+        let e = refusal(cssc.audit_entries(0, 1, 1, false).await);
+        assert_eq!(e.code, ErrorCode::AuditDenied, "{e:?}");
+    }
+    let itemized = denied_entries(&full_log(&table, &relay.verifier()).await);
+    // A minute later, the 20 not itemized are logged in one entry.
+    clock.advance(61_000);
+    let deadline = std::time::Instant::now() + WAIT;
+    let log = loop {
+        let log = denied_entries(&full_log(&table, &relay.verifier()).await);
+        if log.len() > itemized.len() || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+
+    assert_eq!(
+        itemized.len(),
+        10,
+        "30 refused audit requests made {} entries",
+        itemized.len()
+    );
+    assert_eq!(log.len(), 11, "{log:#?}");
+    let last = &log[10];
+    assert!(
+        last.starts_with(
+            "20 more refusals of principal CSSC/PIVOT/cssc-pivot-01 for audit_denied since "
+        ) && last.ends_with("were not itemized: over the limit of 10 itemized per minute"),
+        "{last}"
+    );
+    for n in [cssc, table] {
+        n.close().await;
+    }
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn every_audit_entry_of_a_post_matches_its_receipt() {
     let net = TestNet::new();

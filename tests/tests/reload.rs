@@ -382,7 +382,7 @@ async fn filet_relay_reload_and_sighup_reload_a_serving_relay_and_refuse_a_broke
         })
         .await
     };
-    let socket = net.data_dir().join("control.sock");
+    let socket = filet_relay::control::socket_path(&net.data_dir());
     blocking(move || wait_for_path(&socket)).await;
     let data_dir = path_str(&net.data_dir()).to_owned();
     let reload = |args: Vec<String>| {
@@ -708,5 +708,37 @@ async fn an_agreement_whose_retention_ends_in_a_multibyte_character_is_refused_a
     assert!(summary.contains("v2"), "{summary}");
     assert_eq!(esm.whoami().await.unwrap().agreement_version, 2);
     esm.close().await;
+    relay.stop().await;
+}
+
+/// Issue 10, item 25: the control socket was bound in the data directory and chmod'ed
+/// after: for an instant it had the umask's mode, reachable by other users.
+#[tokio::test]
+async fn the_control_socket_is_bound_in_a_directory_only_the_relay_user_can_enter() {
+    use std::os::unix::fs::PermissionsExt;
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let socket = filet_relay::control::socket_path(&net.data_dir());
+    let found = socket.clone();
+    tokio::task::spawn_blocking(move || wait_for_path(&found))
+        .await
+        .unwrap();
+
+    let dir = socket.parent().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    assert_eq!(
+        mode(dir),
+        0o700,
+        "{} holds the control socket with mode {:o}",
+        dir.display(),
+        mode(dir)
+    );
+    // The socket itself is set to 0600 just after its bind.
+    let deadline = std::time::Instant::now() + WAIT;
+    while mode(&socket) != 0o600 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(mode(&socket), 0o600);
     relay.stop().await;
 }

@@ -1,14 +1,18 @@
 //! Transport limits of the relay configuration (docs/operations.md "Limits") that
 //! `limits.rs` does not cover: concurrent streams per connection, pipelined requests per
-//! stream, and the idle timeout, each seen from a hand-made QUIC connection.
+//! stream, the idle timeout, and admission under a flood of handshakes that never finish,
+//! each seen from a hand-made QUIC connection.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use filet_client::Node;
 use filet_proto::wire::{Request, Response, ServerFrame};
 use filet_proto::{Category, Selector};
-use filet_tests::raw::{connect, node_client_config, RawConn};
+use filet_tests::raw::{connect, hold_handshakes, node_client_config, FloodCounts, RawConn};
 use filet_tests::*;
 
 /// How long a test waits to see that something does NOT happen: long enough for a
@@ -170,5 +174,114 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
         "closed after {after:?}, before the idle timeout of 1 s"
     );
     assert_relay_serves(&net, relay.addr).await;
+    relay.stop().await;
+}
+
+/// Issue 10, item 1: connection slots were taken before the handshake and held until its
+/// 10 s timeout, with no Retry: Initials from one UDP socket, never finished, kept every
+/// slot busy and nodes got "the relay is busy".
+#[tokio::test]
+async fn handshakes_that_never_finish_cannot_keep_a_node_out_of_the_relay() {
+    /// Handshakes the flood opens at once, then one more every 10 ms (100 a second).
+    const BURST: usize = 64;
+    /// Bound on one post → receipt during the flood.
+    const POST_BOUND: Duration = Duration::from_secs(2);
+    let net = TestNet::new();
+    let mut cfg = net.relay_config();
+    cfg.limits.max_connections = 16;
+    let relay = TestRelay::start(cfg).await;
+    let ca = net.node_config("SPVQ/ESM", relay.addr).ca;
+    let counts = Arc::new(FloodCounts::default());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    // From another network than the node's: 127.0.1.0/24 is loopback too.
+    let flood = {
+        let (counts, addr) = (counts.clone(), relay.addr);
+        tokio::spawn(async move {
+            let bind = std::net::IpAddr::from([127, 0, 1, 1]);
+            hold_handshakes(
+                bind,
+                addr,
+                &ca,
+                BURST,
+                Duration::from_millis(10),
+                counts,
+                stop_rx,
+            )
+            .await;
+        })
+    };
+    // Until the relay has answered every handshake of the burst at least once.
+    let deadline = Instant::now() + WAIT;
+    while counts.others.load(Ordering::Relaxed) < BURST as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not answer the flood's handshakes within {WAIT:?}: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A node connects, and posts, during the flood.
+    let connected = tokio::time::timeout(
+        Duration::from_secs(5),
+        Node::connect(&net.node_config("SPVQ/ESM", relay.addr)),
+    )
+    .await;
+    let esm = match connected {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => panic!("SPVQ/ESM cannot connect during the flood: {e} ({counts:?})"),
+        Err(_) => panic!("SPVQ/ESM did not connect within 5 s during the flood ({counts:?})"),
+    };
+    for i in 0..10 {
+        let mut draft = alert(Category::Runaway, &format!("FLOOD-{i}"));
+        draft.to = vec![Selector::Unit(unit("DPJ/RTS"))];
+        let t0 = Instant::now();
+        let r = tokio::time::timeout(POST_BOUND, esm.post(draft)).await;
+        assert!(
+            matches!(r, Ok(Ok(_))),
+            "post {i} during the flood: {r:?} after {:?}",
+            t0.elapsed()
+        );
+    }
+    // Another node, later in the flood, gets in too.
+    let rts = tokio::time::timeout(
+        Duration::from_secs(5),
+        Node::connect(&net.node_config("DPJ/RTS", relay.addr)),
+    )
+    .await;
+    assert!(
+        matches!(rts, Ok(Ok(_))),
+        "DPJ/RTS during the flood: {:?}",
+        rts.map(|r| r.map(|_| ()))
+    );
+
+    let _ = stop.send(true);
+    flood.await.unwrap();
+    // The flood followed the relay's Retry packets: it is not a spoofed-address flood.
+    assert!(
+        counts.retries.load(Ordering::Relaxed) >= BURST as u64,
+        "the relay sent a Retry to each Initial without a token: {counts:?}"
+    );
+    esm.close().await;
+    relay.stop().await;
+}
+
+/// Issue 10, item 11: quinn's defaults were kept, among them a 1.25 MB buffer of QUIC
+/// datagrams per connection, which Filet never reads.
+#[tokio::test]
+async fn the_relay_takes_no_quic_datagrams_it_would_never_read() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let c = raw_esm(&net, relay.addr).await;
+    raw_whoami(&c).await;
+
+    let offered = c.conn.max_datagram_size();
+    let sent = c.conn.send_datagram(bytes::Bytes::from_static(b"unread"));
+
+    assert_eq!(offered, None, "the relay offers to buffer datagrams");
+    assert!(
+        matches!(sent, Err(quinn::SendDatagramError::UnsupportedByPeer)),
+        "{sent:?}"
+    );
+    c.conn.close(0u32.into(), b"bye");
     relay.stop().await;
 }

@@ -17,6 +17,8 @@
 //! | post flood | a compromised node (`SPVQ/IJP`) | 64 posts in flight, as fast as the relay answers, until the rate limit refuses them |
 //! | garbage | a compromised node (`SQ/EILP`) | 8 loops: connect, send a malformed frame, get closed, reconnect |
 //! | slowloris | a compromised node (`CJQ/ESCALE`) | 200 connections × 8 streams, each with a frame header cut short, held until the frame timeout |
+//! | refusal flood | a node without audit rights (`CSSC/PIVOT`) | 8 loops asking for audit entries as fast as the relay refuses them (each refusal was an fsynced audit entry) |
+//! | Initial flood | anyone on the network (from `127.0.1.1`, another /24 than the nodes') | one UDP socket: 64 QUIC handshakes at once, then 100 a second, each answering the relay's Retry and then never finishing; meanwhile `CJQ/PIVOT` connects afresh every 200 ms |
 //!
 //! ```text
 //! cargo run --release -p filet-tests --bin bench-attack -- [--phase-secs 5] [--record]
@@ -42,7 +44,9 @@ use filet_proto::checkpoint::{open_checkpoint, NoteVerifier};
 use filet_proto::codec::encode_frame;
 use filet_proto::wire::{ClientFrame, ErrorCode, Request, ServerFrame};
 use filet_proto::{AlertId, Category, Selector, Timestamp};
-use filet_tests::raw::{client_config, node_client_config, ClientAuth};
+use filet_tests::raw::{
+    client_config, hold_handshakes, node_client_config, ClientAuth, FloodCounts,
+};
 use filet_tests::{alert, unit, TestNet};
 use tokio::sync::mpsc;
 
@@ -408,6 +412,86 @@ fn slowloris(net: Arc<TestNet>, relay: SocketAddr, stop: Arc<AtomicBool>) -> Str
     })
 }
 
+fn refusal_flood(net: Arc<TestNet>, relay: SocketAddr, stop: Arc<AtomicBool>) -> String {
+    on_own_runtime(async move {
+        let Ok(node) = Node::connect(&net.node_config("CSSC/PIVOT", relay)).await else {
+            return "cannot connect".into();
+        };
+        let node = Arc::new(node);
+        let (denied, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (node, stop, denied, other) =
+                (node.clone(), stop.clone(), denied.clone(), other.clone());
+            loops.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match node.audit_entries(0, 1, 1, false).await {
+                        Err(e)
+                            if e.relay_error().map(|r| r.code) == Some(ErrorCode::AuditDenied) =>
+                        {
+                            denied.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => other.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+        while loops.join_next().await.is_some() {}
+        format!(
+            "{} audit requests refused, {} other answers",
+            denied.load(Ordering::Relaxed),
+            other.load(Ordering::Relaxed)
+        )
+    })
+}
+
+fn initial_flood(net: Arc<TestNet>, relay: SocketAddr, stop: Arc<AtomicBool>) -> String {
+    on_own_runtime(async move {
+        let ca = net.node_config("SPVQ/ESM", relay).ca;
+        let counts = Arc::new(FloodCounts::default());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let flood = {
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let bind = std::net::IpAddr::from([127, 0, 1, 1]);
+                hold_handshakes(
+                    bind,
+                    relay,
+                    &ca,
+                    64,
+                    Duration::from_millis(10),
+                    counts,
+                    stop_rx,
+                )
+                .await;
+            })
+        };
+        // A node that connects afresh during the flood (a node restarting, a new one).
+        let cfg = net.node_config("CJQ/PIVOT", relay);
+        let (mut fresh_ok, mut fresh_failed, mut fresh_max) = (0u64, 0u64, Duration::ZERO);
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = Instant::now();
+            match tokio::time::timeout(Duration::from_secs(5), Node::connect(&cfg)).await {
+                Ok(Ok(n)) => {
+                    fresh_ok += 1;
+                    fresh_max = fresh_max.max(t0.elapsed());
+                    n.close().await;
+                }
+                _ => fresh_failed += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let _ = stop_tx.send(true);
+        let _ = flood.await;
+        format!(
+            "{} Initials ({} after a Retry), never finished; fresh connections of CJQ/PIVOT: {fresh_ok} ok (slowest {:.1} ms), {fresh_failed} failed",
+            counts.initials.load(Ordering::Relaxed),
+            counts.retries.load(Ordering::Relaxed),
+            fresh_max.as_secs_f64() * 1000.0
+        )
+    })
+}
+
 // ---- the measured node ---------------------------------------------------------------------
 
 struct Measured {
@@ -548,8 +632,10 @@ fn record(args: &Args, phases: &[Phase]) -> anyhow::Result<PathBuf> {
     }
     let _ = writeln!(
         s,
-        "`bench-attack` (`tests/src/bin/bench_attack.rs`, release build): the relay in process on its own thread, default limits but `posts_per_minute = 6000`; `SPVQ/ESM` posts to `DPJ/RTS` every {} ms, one at a time, `DPJ/RTS` subscribed and acknowledging; {} s per phase; attacks from another thread (see the program's documentation). Shared 2-core machine.\n",
-        args.interval_ms, args.phase_secs
+        "`bench-attack` (`tests/src/bin/bench_attack.rs`, {} build): the relay in process on its own thread, default limits but `posts_per_minute = 6000`; `SPVQ/ESM` posts to `DPJ/RTS` every {} ms, one at a time, `DPJ/RTS` subscribed and acknowledging; {} s per phase; attacks from another thread (see the program's documentation). Shared 2-core machine.\n",
+        if cfg!(debug_assertions) { "**debug**" } else { "release" },
+        args.interval_ms,
+        args.phase_secs
     );
     s.push_str(&table(phases));
     let _ = writeln!(
@@ -571,13 +657,21 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut warm = Phase::default();
     measure(&mut m, 1, interval, &mut warm).await;
 
-    let attacks: [(&str, Option<Attack>); 6] = [
+    let attacks: [(&str, Option<Attack>); 8] = [
         ("alone", None),
         ("bad-certificate handshakes", Some(bad_handshakes)),
         ("thousands of streams", Some(streams)),
         ("post flood (rate limit)", Some(post_flood)),
         ("garbage frames, reconnecting", Some(garbage)),
         ("slowloris (truncated frames)", Some(slowloris)),
+        (
+            "refusal flood (audit requests without the right)",
+            Some(refusal_flood),
+        ),
+        (
+            "Initial flood (handshakes never finished)",
+            Some(initial_flood),
+        ),
     ];
     let mut phases = Vec::new();
     for (name, attack) in attacks {

@@ -253,6 +253,18 @@ fn sched_by_thread(pid: u32) -> HashMap<String, (f64, f64)> {
     out
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS`: resident now, `VmHWM`: peak resident).
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Busy and total CPU seconds of the whole machine (all cores), from `/proc/stat`.
 fn machine_cpu() -> (f64, f64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -824,6 +836,11 @@ async fn drive(
         first_error: Mutex::new(None),
     });
     let r = args.recipients;
+    let relay_pid = match relay {
+        RelayProc::Child { child, .. } => child.id(),
+        RelayProc::InProcess { .. } => std::process::id(),
+    };
+    let rss_base = proc_kib(relay_pid, "VmRSS");
 
     // 3. Recipients connect and subscribe; each acknowledges what it receives.
     let mut recipients = Vec::new();
@@ -932,6 +949,7 @@ async fn drive(
     let mut first = draft.clone();
     first.content.subject.reference = Some("W-0".into());
     posters[0].post(first).await?;
+    let rss_idle = proc_kib(relay_pid, "VmRSS");
 
     let warm = Duration::from_secs_f64(args.warmup_secs.max(0.0));
     let measured = Duration::from_secs(args.duration_secs.max(1));
@@ -992,10 +1010,6 @@ async fn drive(
 
     // 5. Counters at the edges of the measured period.
     let self_pid = std::process::id();
-    let relay_pid = match relay {
-        RelayProc::Child { child, .. } => child.id(),
-        RelayProc::InProcess { .. } => self_pid,
-    };
     tokio::time::sleep(warm_end.saturating_sub(book.t0.elapsed())).await;
     let cpu0 = (cpu_by_thread(relay_pid), cpu_by_thread(self_pid));
     let mach0 = machine_cpu();
@@ -1017,6 +1031,7 @@ async fn drive(
     };
     let stats1 = relay.stats();
     let wall = wall0.elapsed().as_secs_f64();
+    let (rss_busy, rss_peak) = (proc_kib(relay_pid, "VmRSS"), proc_kib(relay_pid, "VmHWM"));
 
     // 6. Drain: outstanding posts, then deliveries of every receipt, then acks.
     let drain_deadline = Instant::now() + Duration::from_secs(args.drain_timeout_secs);
@@ -1221,6 +1236,24 @@ async fn drive(
     };
     let _ = (st0, st1);
     figures.push(("CPU (cores)".to_owned(), cpu));
+    let nodes = (r + args.posters) as u64;
+    let mib = |k: u64| k as f64 / 1024.0;
+    figures.push((
+        "relay memory (RSS)".to_owned(),
+        match (rss_base, rss_idle, rss_busy, rss_peak) {
+            (Some(b), Some(i), Some(u), Some(h)) => format!(
+                "{:.1} MiB before the nodes; {:.1} MiB with {nodes} idle nodes ({} KiB per idle node); {:.1} MiB busy, peak {:.1} MiB ({} KiB per busy node, from the peak){}",
+                mib(b),
+                mib(i),
+                i.saturating_sub(b) / nodes.max(1),
+                mib(u),
+                mib(h),
+                h.saturating_sub(b) / nodes.max(1),
+                if args.in_process { "; in process: the nodes' memory counts too" } else { "" }
+            ),
+            _ => "n/a (no /proc)".to_owned(),
+        },
+    ));
     let net_name = if args.in_process {
         "filet-relay-rt"
     } else {
