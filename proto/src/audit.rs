@@ -112,6 +112,22 @@ pub enum Event {
         /// SHA-256 of the file, hex.
         sha256: String,
     },
+    /// A certificate revocation list was put in force (at start, and at each reload that
+    /// changed it), before any connection is checked against it.
+    CrlLoaded {
+        /// Its issuer (the agreement's CA), as a distinguished name.
+        issuer: String,
+        /// Its CRL number, decimal, when it has one.
+        crl_number: Option<String>,
+        /// SHA-256 of the CRL (DER), hex.
+        sha256: String,
+        /// When it was issued (`thisUpdate`).
+        this_update: Timestamp,
+        /// When the next one is due (`nextUpdate`); past it the list is stale.
+        next_update: Timestamp,
+        /// How many certificates it revokes.
+        revoked: u64,
+    },
     /// An alert (or update, located, cancel) was accepted.
     Posted {
         /// The alert id.
@@ -237,6 +253,7 @@ impl Event {
             Event::RelayStarted { .. } => "relay_started",
             Event::RelayStopped { .. } => "relay_stopped",
             Event::AgreementLoaded { .. } => "agreement_loaded",
+            Event::CrlLoaded { .. } => "crl_loaded",
             Event::Posted { .. } => "posted",
             Event::Disclosed { .. } => "disclosed",
             Event::Delivered { .. } => "delivered",
@@ -255,7 +272,8 @@ impl Event {
         match self {
             Event::RelayStarted { .. }
             | Event::RelayStopped { .. }
-            | Event::AgreementLoaded { .. } => false,
+            | Event::AgreementLoaded { .. }
+            | Event::CrlLoaded { .. } => false,
             Event::Posted {
                 sender, recipients, ..
             } => sender.party() == party || recipients.iter().any(|r| r.party == party),
@@ -303,7 +321,8 @@ impl Event {
             Event::Refused { alert, .. } => *alert,
             Event::RelayStarted { .. }
             | Event::RelayStopped { .. }
-            | Event::AgreementLoaded { .. } => None,
+            | Event::AgreementLoaded { .. }
+            | Event::CrlLoaded { .. } => None,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod control;
+pub mod crl;
 pub mod demo;
 pub mod hub;
 pub mod identity;
@@ -250,15 +251,6 @@ impl Keys {
     }
 }
 
-/// The serials revoked by the loaded CRLs (lowercase hex).
-fn revoked_serials(pki: &Pki) -> std::collections::HashSet<String> {
-    pki.crls
-        .iter()
-        .filter_map(|c| filet_certs::describe_crl(c.as_ref()).ok())
-        .flat_map(|i| i.revoked.into_iter().map(|r| r.serial))
-        .collect()
-}
-
 /// A weak handle on a running relay.
 #[derive(Clone)]
 pub struct RelayHandle {
@@ -427,6 +419,10 @@ impl Relay {
             version: agreement.version,
             sha256: agreement.sha256_hex(),
         })?;
+        // The CRL in force, logged before any connection is checked against it.
+        for event in pki.crl.events() {
+            committer.append(event)?;
+        }
         committer.sync()?;
         let audit = committer.audit_reader();
         let stats = committer.stats.clone();
@@ -474,10 +470,13 @@ impl Relay {
             handshake_refusals: ratelimit::PerAddress::new(
                 ratelimit::HANDSHAKE_REFUSALS_PER_MINUTE,
             ),
-            revoked: RwLock::new(revoked_serials(&pki)),
+            revoked: RwLock::new(pki.crl.revoked()),
+            crl: RwLock::new(Arc::new(pki.crl.clone())),
+            crl_alarm: std::sync::Mutex::new(crl::Alarm::default()),
             metrics,
             limits: cfg.limits.clone(),
         });
+        shared.check_crl();
         let (control_tx, control_rx) = mpsc::channel(16);
         let metrics_listener = match cfg.metrics.listen {
             Some(addr) => {
@@ -599,6 +598,17 @@ impl Relay {
             control::socket_path(&self.cfg.data_dir),
             self.control_tx.clone(),
         ));
+        // The CRL's freshness: a warning a day before its nextUpdate, an error every hour
+        // once past it (`crl`); the relay keeps serving.
+        let crl_shared = self.shared.clone();
+        let crl_watch = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                crl_shared.check_crl();
+            }
+        });
         let metrics_task = match self.metrics_listener.take() {
             Some(l) => tokio::spawn(metrics::serve(l, self.shared.clone())),
             None => tokio::spawn(async {}),
@@ -626,7 +636,7 @@ impl Relay {
                 serve.await;
             }
         }
-        for t in [ticker, controller, socket, metrics_task] {
+        for t in [ticker, controller, socket, metrics_task, crl_watch] {
             t.abort();
             let _ = t.await;
         }

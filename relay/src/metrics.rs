@@ -18,6 +18,8 @@
 //! | `filet_commit_flush_seconds` | histogram | | one group commit: audit fsync, checkpoint, store flush + fsync |
 //! | `filet_commit_batch_ops` | histogram | | operations per group commit |
 //! | `filet_reloads_total` | counter | `result` (`ok`, `refused`) | agreement/CRL reloads |
+//! | `filet_crl_next_update_seconds` | gauge | | seconds until the CRL's nextUpdate, negative once past |
+//! | `filet_crl_stale` | gauge | | 1 when the CRL in force is past its nextUpdate (still used: fail-open), else 0 |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +93,8 @@ pub struct Metrics {
     /// Operations per group commit.
     pub batch: Histogram,
     reloads: Family<Outcome, Counter>,
+    crl_next_update: Gauge,
+    crl_stale: Gauge,
 }
 
 impl Default for Metrics {
@@ -118,6 +122,8 @@ impl Metrics {
             flush: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             reloads: Family::default(),
+            crl_next_update: Gauge::default(),
+            crl_stale: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -173,6 +179,16 @@ impl Metrics {
             "reloads",
             "Agreement and CRL reloads, by result",
             m.reloads.clone(),
+        );
+        registry.register(
+            "crl_next_update_seconds",
+            "Seconds until the nextUpdate of the CRL in force, negative once past",
+            m.crl_next_update.clone(),
+        );
+        registry.register(
+            "crl_stale",
+            "1 when the CRL in force is past its nextUpdate (it is still used), else 0",
+            m.crl_stale.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -238,6 +254,9 @@ impl Metrics {
                 .set(n as i64);
         }
         self.audit_entries.set(shared.audit.size() as i64);
+        let left = shared.crl().seconds_left(shared.clock.now());
+        self.crl_next_update.set(left);
+        self.crl_stale.set(i64::from(left <= 0));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             warn!("cannot encode metrics: {e}");
