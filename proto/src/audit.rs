@@ -117,6 +117,9 @@ pub enum Event {
     CrlLoaded {
         /// Its issuer (the agreement's CA), as a distinguished name.
         issuer: String,
+        /// Its authority key identifier, hex, when it has one: which key of that CA
+        /// signed it.
+        authority_key_id: Option<String>,
         /// Its CRL number, decimal, when it has one.
         crl_number: Option<String>,
         /// SHA-256 of the CRL (DER), hex.

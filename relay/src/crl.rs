@@ -268,6 +268,7 @@ impl CrlInForce {
             .iter()
             .map(|l| Event::CrlLoaded {
                 issuer: l.issuer.clone(),
+                authority_key_id: l.authority_key_id.clone(),
                 crl_number: l.crl_number.clone(),
                 sha256: l.sha256_hex(),
                 this_update: Timestamp::from_offset(l.this_update),
@@ -276,6 +277,65 @@ impl CrlInForce {
             })
             .collect()
     }
+}
+
+/// The CRL last in force according to the audit log: for each issuer and issuing key, its
+/// newest `crl_loaded` entry. `None` for a log without any.
+///
+/// # Errors
+/// A message naming the entry that cannot be read.
+pub fn last_in_log(
+    log: &crate::audit_log::AuditReader,
+    file: &Path,
+) -> Result<Option<CrlInForce>, String> {
+    let mut lists: Vec<CrlInfo> = Vec::new();
+    for index in 0..log.size() {
+        let bytes = log
+            .entry(index)
+            .map_err(|e| format!("audit entry {index}: {e}"))?;
+        // Cheap test first: only `crl_loaded` entries are parsed.
+        let head = bytes.get(..bytes.len().min(120)).unwrap_or_default();
+        if !head.windows(20).any(|w| w == b"\"event\":\"crl_loaded\"") {
+            continue;
+        }
+        let entry = filet_proto::audit::Entry::from_bytes(&bytes)
+            .map_err(|e| format!("audit entry {index}: {e}"))?;
+        let Event::CrlLoaded {
+            issuer,
+            authority_key_id,
+            crl_number,
+            sha256,
+            this_update,
+            next_update,
+            ..
+        } = entry.event
+        else {
+            continue;
+        };
+        let colon = sha256
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(":");
+        let info = CrlInfo {
+            issuer,
+            crl_number,
+            this_update: this_update
+                .to_offset()
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            next_update: next_update.to_offset(),
+            revoked: Vec::new(),
+            sha256: colon,
+            authority_key_id,
+        };
+        lists.retain(|l| !(l.issuer == info.issuer && l.authority_key_id == info.authority_key_id));
+        lists.push(info);
+    }
+    Ok((!lists.is_empty()).then(|| CrlInForce {
+        file: file.to_path_buf(),
+        lists,
+    }))
 }
 
 /// When the log last spoke of the CRL's freshness, so that it repeats itself every

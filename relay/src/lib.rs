@@ -348,6 +348,17 @@ impl Relay {
         let verifier_key = keys.signer.verifier_key();
 
         let (log, rec) = AuditLog::open(&cfg.data_dir.join("audit"))?;
+        // Never back to an older CRL, across restarts too: compared with the CRL the log
+        // last recorded in force.
+        if let Some(before) = crl::last_in_log(&log.reader(), &cfg.pki.crl)
+            .map_err(|e| RelayError::Identity(IdentityError::Load(e)))?
+        {
+            before.check_successor(&pki.crl).map_err(|e| {
+                RelayError::Identity(IdentityError::Load(format!(
+                    "{e} (the CRL in force is the one the audit log last records as crl_loaded); the relay does not start"
+                )))
+            })?;
+        }
         if rec.torn_tail_bytes > 0 {
             warn!(
                 "audit log: removed an incomplete last record of {} bytes (written, never synced, never acknowledged)",

@@ -311,3 +311,47 @@ async fn an_older_crl_on_reload_is_refused_and_every_revocation_stays_in_force()
     auditor.close().await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_restart_with_a_crl_older_than_the_one_the_log_records_in_force_is_refused() {
+    let net = TestNet::new();
+    let layout = Layout::new(&net.pki);
+    let first = std::fs::read(layout.crl()).unwrap();
+    let relay = net.start_relay().await;
+    filet_certs::revoke(
+        &net.pki,
+        &layout.node_cert("DPJ-RTS"),
+        RevocationReason::KeyCompromise,
+    )
+    .unwrap();
+    relay.handle.reload().await.unwrap();
+    relay.stop().await;
+    // A restored backup of the PKI directory.
+    let newest = std::fs::read(layout.crl()).unwrap();
+    std::fs::write(layout.crl(), &first).unwrap();
+
+    let refused = filet_relay::Relay::start(
+        net.relay_config(),
+        Arc::new(filet_relay::clock::SystemClock),
+    )
+    .await;
+
+    let Err(e) = refused else {
+        panic!("the relay started with CRL number 1 after number 2 was in force")
+    };
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: CRL number 1 is older than the CRL in force (number 2): loading it would un-revoke the certificates revoked since; sign a new list (filet-certs crl renew) or put back the newest crl.pem (the CRL in force is the one the audit log last records as crl_loaded); the relay does not start",
+            layout.crl().display()
+        )
+    );
+    // The newest list starts, and the revocation holds.
+    std::fs::write(layout.crl(), &newest).unwrap();
+    let relay = net.start_relay().await;
+    assert_eq!(
+        refused_message(&net, "DPJ/RTS", relay.addr).await,
+        REVOKED_AT_HANDSHAKE
+    );
+    relay.stop().await;
+}
