@@ -169,6 +169,21 @@ impl Ca {
     /// [`CertError::Invalid`] for a malformed serial, [`CertError::Generate`].
     pub fn crl(&self, list: &RevocationList, source: &Path) -> Result<String, CertError> {
         let now = OffsetDateTime::now_utc();
+        self.crl_dated(list, source, now, now + CRL_VALIDITY)
+    }
+
+    /// Signs a revocation list (PEM) as [`Ca::crl`] does, with the given `thisUpdate` and
+    /// `nextUpdate` (tests make stale and nearly stale lists with it).
+    ///
+    /// # Errors
+    /// As [`Ca::crl`].
+    pub fn crl_dated(
+        &self,
+        list: &RevocationList,
+        source: &Path,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<String, CertError> {
         let revoked_certs = list
             .revoked
             .iter()
@@ -188,8 +203,8 @@ impl Ca {
             source,
         };
         CertificateRevocationListParams {
-            this_update: now,
-            next_update: now + CRL_VALIDITY,
+            this_update,
+            next_update,
             crl_number: SerialNumber::from_slice(&number[skip..]),
             issuing_distribution_point: None,
             revoked_certs,
@@ -272,11 +287,139 @@ pub fn revoke(
             ca: layout.ca_cert(),
         });
     }
-    let serial = hex(cert.raw_serial());
+    add(
+        &layout,
+        &ca,
+        hex(cert.raw_serial()),
+        cert.subject().to_string(),
+        reason,
+        cert_file,
+    )
+}
+
+/// The node certificates this PKI directory holds (`nodes/*.crt.pem`), as (file,
+/// certificate DER), in file name order.
+fn node_certs(layout: &Layout) -> Result<Vec<(PathBuf, CertificateDer<'static>)>, CertError> {
+    let dir = layout.nodes_dir();
+    let read = |source| CertError::Read {
+        path: dir.clone(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(read(e)),
+    };
+    files.retain(|p| p.to_string_lossy().ends_with(".crt.pem"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        if let Some(der) = crate::load::load_certs(&f)?.into_iter().next() {
+            out.push((f, der));
+        }
+    }
+    Ok(out)
+}
+
+/// `filet-certs revoke --node NAME`: revokes the node certificate of this PKI directory
+/// whose node name (its CN) or whole principal (`PARTY/UNIT/node`) is `name`.
+///
+/// # Errors
+/// [`CertError::Invalid`] naming `nodes/` when no certificate, or more than one, has that
+/// name; then as [`revoke`].
+pub fn revoke_node(
+    dir: &Path,
+    name: &str,
+    reason: RevocationReason,
+) -> Result<Revocation, CertError> {
+    let layout = Layout::new(dir);
+    let mut found = Vec::new();
+    for (file, der) in node_certs(&layout)? {
+        if let Ok(p) = crate::identity::principal_of(der.as_ref()) {
+            if p.node == name || p.to_string() == name {
+                found.push(file);
+            }
+        }
+    }
+    match found.as_slice() {
+        [file] => revoke(dir, file, reason),
+        [] => Err(CertError::Invalid {
+            path: layout.nodes_dir(),
+            reason: format!(
+                "no node certificate named {} (give its node name, PARTY/UNIT/node, or the certificate file)",
+                name.escape_debug()
+            ),
+        }),
+        many => Err(CertError::Invalid {
+            path: layout.nodes_dir(),
+            reason: format!(
+                "{} node certificates are named {} ({}): give PARTY/UNIT/node or the certificate file",
+                many.len(),
+                name.escape_debug(),
+                many.iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// A serial as the operator may type it (`0a1b…`, `0A:1B:…`), as lowercase hex without
+/// separators; `None` if it is not hexadecimal.
+pub fn normalize_serial(serial: &str) -> Option<String> {
+    let s: String = serial
+        .trim()
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let s = if s.len() % 2 == 1 { format!("0{s}") } else { s };
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
+}
+
+/// `filet-certs revoke --serial HEX`: revokes the certificate of that serial. When a node
+/// certificate of this PKI directory has it, its subject is recorded; a serial no longer on
+/// disk (a certificate replaced with `node --force`) is revoked all the same, without a
+/// subject.
+///
+/// # Errors
+/// [`CertError::BadSerial`] for a serial that is not hexadecimal; then as [`revoke`].
+pub fn revoke_serial(
+    dir: &Path,
+    serial: &str,
+    reason: RevocationReason,
+) -> Result<Revocation, CertError> {
+    let layout = Layout::new(dir);
+    let wanted = normalize_serial(serial).ok_or_else(|| CertError::BadSerial {
+        serial: serial.to_owned(),
+    })?;
+    for (file, der) in node_certs(&layout)? {
+        if crate::identity::serial_hex(der.as_ref()).ok().as_deref() == Some(wanted.as_str()) {
+            return revoke(dir, &file, reason);
+        }
+    }
+    let ca = Ca::load(dir)?;
+    let cert_file = layout.nodes_dir();
+    add(&layout, &ca, wanted, String::new(), reason, &cert_file)
+}
+
+/// Adds one revocation to `revoked.toml` and re-signs `crl.pem` with the next number.
+fn add(
+    layout: &Layout,
+    ca: &Ca,
+    serial: String,
+    subject: String,
+    reason: RevocationReason,
+    named: &Path,
+) -> Result<Revocation, CertError> {
     let mut list = RevocationList::load(&layout.revoked())?;
     if list.contains(&serial) {
         return Err(CertError::AlreadyRevoked {
-            path: cert_file.to_path_buf(),
+            path: named.to_path_buf(),
             serial,
         });
     }
@@ -286,12 +429,28 @@ pub fn revoke(
             .replace_nanosecond(0)
             .unwrap_or_else(|_| OffsetDateTime::now_utc()),
         reason,
-        subject: cert.subject().to_string(),
+        subject,
     };
     list.revoked.push(revocation.clone());
     list.crl_number += 1;
-    write(&layout, &ca, &list)?;
+    write(layout, ca, &list)?;
     Ok(revocation)
+}
+
+/// `filet-certs crl renew`: re-signs `crl.pem` with the same revocations, the next CRL
+/// number and a new validity of [`CRL_VALIDITY`] from now, before the relay's copy passes
+/// its nextUpdate. Returns the list as written.
+///
+/// # Errors
+/// [`CertError::NoCa`]; [`CertError::Read`]/[`CertError::Invalid`] for `revoked.toml`;
+/// [`CertError::Write`].
+pub fn renew_crl(dir: &Path) -> Result<RevocationList, CertError> {
+    let layout = Layout::new(dir);
+    let ca = Ca::load(dir)?;
+    let mut list = RevocationList::load(&layout.revoked())?;
+    list.crl_number += 1;
+    write(&layout, &ca, &list)?;
+    Ok(list)
 }
 
 #[cfg(test)]

@@ -158,6 +158,12 @@ pub enum CertError {
         /// Its serial, in hex.
         serial: String,
     },
+    /// A serial given on the command line is not hexadecimal.
+    #[error("--serial: {serial:?} is not a hexadecimal serial number")]
+    BadSerial {
+        /// The serial as given.
+        serial: String,
+    },
     /// A certificate's subject does not name a principal.
     #[error("{path}")]
     Subject {

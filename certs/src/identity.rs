@@ -9,7 +9,7 @@ use filet_proto::principal::{NameError, Principal};
 use rustls_pki_types::pem::{PemObject as _, SectionKind};
 use time::OffsetDateTime;
 use x509_parser::asn1_rs::Tag;
-use x509_parser::extensions::GeneralName;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
@@ -268,6 +268,16 @@ pub struct CrlInfo {
     pub revoked: Vec<RevokedInfo>,
     /// SHA-256 of the DER, colon-separated uppercase hex.
     pub sha256: String,
+    /// The authority key identifier, hex, when the list has one: with the issuer, which
+    /// CA key signed it (a CA made again under the same name has another).
+    pub authority_key_id: Option<String>,
+}
+
+impl CrlInfo {
+    /// SHA-256 of the DER, lowercase hex without separators (as audit entries write it).
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.replace(':', "").to_ascii_lowercase()
+    }
 }
 
 /// Describes a revocation list.
@@ -291,6 +301,15 @@ pub fn describe_crl(crl_der: &[u8]) -> Result<CrlInfo, SubjectError> {
             })
             .collect(),
         sha256: fingerprint(crl_der),
+        authority_key_id: crl
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| hex(k.0))
+                }
+                _ => None,
+            }),
     })
 }
 

@@ -52,8 +52,11 @@
 //! - [`dev`]: everything at once for a demonstration (CA, relay, a node and a profile per
 //!   unit, empty CRL).
 //! - [`init`]: a CA and an empty CRL. [`issue_relay`], [`issue_node`]: one certificate.
-//! - [`revoke`]: adds a certificate to `revoked.toml` and re-signs `crl.pem` with the next
+//! - [`revoke`], [`revoke_node`], [`revoke_serial`]: adds a certificate (named by its file,
+//!   its node name or its serial) to `revoked.toml` and re-signs `crl.pem` with the next
 //!   CRL number (valid 30 days).
+//! - [`renew_crl`]: re-signs `crl.pem` with the same revocations and the next CRL number,
+//!   valid 30 days from now: run it before the relay's copy passes its nextUpdate.
 //! - [`describe`], [`describe_crl`], [`show`]: what a certificate or CRL says.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -67,7 +70,10 @@ mod load;
 mod pki;
 mod spec;
 
-pub use crl::{revoke, Revocation, RevocationList, RevocationReason, CRL_VALIDITY};
+pub use crl::{
+    normalize_serial, renew_crl, revoke, revoke_node, revoke_serial, Revocation, RevocationList,
+    RevocationReason, CRL_VALIDITY,
+};
 pub use error::CertError;
 pub use identity::{
     describe, describe_crl, principal_of, serial_hex, show, CertInfo, CrlInfo, RevokedInfo,

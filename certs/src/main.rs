@@ -88,23 +88,47 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Revokes a certificate: adds it to revoked.toml and re-signs crl.pem.
+    /// Revokes a certificate, named by its file, its node name or its serial: adds it to
+    /// revoked.toml and re-signs crl.pem with the next CRL number.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["cert", "serial", "node"])))]
     Revoke {
         /// The PKI directory.
         #[arg(long, value_name = "PKI")]
         dir: PathBuf,
         /// The certificate to revoke (PEM).
         #[arg(value_name = "CERT_FILE")]
-        cert: PathBuf,
+        cert: Option<PathBuf>,
+        /// Or its serial number, hexadecimal (colons allowed).
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+        /// Or its node name (the certificate's CN) or PARTY/UNIT/node, among PKI/nodes.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
         /// Why.
         #[arg(long, value_enum, default_value_t = Reason::Unspecified)]
         reason: Reason,
+    },
+    /// The revocation list itself.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
     },
     /// Describes a certificate or revocation list.
     Show {
         /// A PEM (or DER) file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CrlCommand {
+    /// Re-signs crl.pem with the same revocations, the next CRL number and 30 days of
+    /// validity from now (run it before the relay's copy passes its nextUpdate).
+    Renew {
+        /// The PKI directory.
+        #[arg(long, value_name = "PKI")]
+        dir: PathBuf,
     },
 }
 
@@ -209,13 +233,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("next: filet --profile {} whoami", profile.display());
             }
         }
-        Command::Revoke { dir, cert, reason } => {
-            let r = filet_certs::revoke(&dir, &cert, reason.into())?;
+        Command::Revoke {
+            dir,
+            cert,
+            serial,
+            node,
+            reason,
+        } => {
+            let r = match (cert, serial, node) {
+                (Some(cert), _, _) => filet_certs::revoke(&dir, &cert, reason.into())?,
+                (None, Some(serial), _) => {
+                    filet_certs::revoke_serial(&dir, &serial, reason.into())?
+                }
+                (None, None, Some(node)) => filet_certs::revoke_node(&dir, &node, reason.into())?,
+                (None, None, None) => {
+                    anyhow::bail!("give the certificate file, --serial or --node")
+                }
+            };
+            let subject = if r.subject.is_empty() {
+                "no certificate of this serial in the PKI directory: subject unknown".to_owned()
+            } else {
+                r.subject.clone()
+            };
             println!(
-                "revoked serial {} ({}), reason {}",
-                r.serial, r.subject, r.reason
+                "revoked serial {} ({subject}), reason {}",
+                r.serial, r.reason
             );
             let layout = filet_certs::Layout::new(&dir);
+            print_group("updated", &[layout.revoked(), layout.crl()]);
+            println!(
+                "the relay applies it when it reloads {}",
+                layout.crl().display()
+            );
+        }
+        Command::Crl {
+            command: CrlCommand::Renew { dir },
+        } => {
+            let list = filet_certs::renew_crl(&dir)?;
+            let layout = filet_certs::Layout::new(&dir);
+            let info = filet_certs::load_crls(&layout.crl()).ok().and_then(|c| {
+                c.first()
+                    .and_then(|c| filet_certs::describe_crl(c.as_ref()).ok())
+            });
+            let next = info
+                .and_then(|i| i.next_update)
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| "(none)".to_owned());
+            println!(
+                "renewed the revocation list: number {}, {} revoked certificate(s), next update {next}",
+                list.crl_number,
+                list.revoked.len()
+            );
             print_group("updated", &[layout.revoked(), layout.crl()]);
             println!(
                 "the relay applies it when it reloads {}",

@@ -248,6 +248,17 @@ pub fn entry_line(index: u64, bytes: &[u8]) -> String {
                 &sha256[..16.min(sha256.len())]
             )
         }
+        CrlLoaded {
+            crl_number,
+            sha256,
+            next_update,
+            revoked,
+            ..
+        } => format!(
+            "CRL number {} loaded ({revoked} revoked, next update {next_update}, sha256 {})",
+            crl_number.as_deref().unwrap_or("(none)"),
+            sha256.get(..16).unwrap_or(sha256)
+        ),
         Posted {
             alert,
             kind,

@@ -311,7 +311,7 @@ fn client_code(c: &ClientError) -> u8 {
             ErrorCode::Internal | ErrorCode::Busy => 1,
             _ => 3,
         },
-        ClientError::File { .. } | ClientError::Tls(_) => 4,
+        ClientError::File { .. } | ClientError::Profile { .. } | ClientError::Tls(_) => 4,
         ClientError::Address { .. } | ClientError::Connection(_) | ClientError::Timeout(_) => 5,
         ClientError::Protocol(_) => 1,
     }
@@ -1035,7 +1035,7 @@ fn is_permanent(e: &ClientError) -> bool {
         ClientError::Connection(m) => {
             m.contains("TLS alert") || m.contains("is not a party") || m.contains("is not a unit")
         }
-        ClientError::File { .. } | ClientError::Tls(_) => true,
+        ClientError::File { .. } | ClientError::Profile { .. } | ClientError::Tls(_) => true,
         _ => false,
     }
 }

@@ -57,6 +57,14 @@ pub enum ClientError {
         /// What went wrong.
         message: String,
     },
+    /// The node profile cannot be read or is not valid.
+    #[error("profile {path}: {message}")]
+    Profile {
+        /// The profile file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The relay address could not be resolved or bound.
     #[error("relay address {addr}: {message}")]
     Address {
@@ -133,14 +141,17 @@ impl NodeConfig {
     /// Reads a profile file and loads what it names.
     ///
     /// # Errors
-    /// [`ClientError::File`] for the profile or a file it names.
+    /// [`ClientError::Profile`] for the profile, [`ClientError::File`] for a file it names.
     pub fn from_profile_file(path: &Path) -> Result<Self, ClientError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ClientError::File {
+        let text = std::fs::read_to_string(path).map_err(|e| ClientError::Profile {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound => "not found".to_owned(),
+                _ => e.to_string(),
+            },
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let p = Profile::parse(&text, base).map_err(|e| ClientError::File {
+        let p = Profile::parse(&text, base).map_err(|e| ClientError::Profile {
             path: path.to_owned(),
             message: e,
         })?;
@@ -684,4 +695,15 @@ async fn reader(
         *p = None;
     }
     reader_done.send_replace(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_profile_is_named_as_the_profile() {
+        let e = NodeConfig::from_profile_file(Path::new("no-such-profile.toml")).unwrap_err();
+        assert_eq!(e.to_string(), "profile no-such-profile.toml: not found");
+    }
 }

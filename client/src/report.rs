@@ -66,7 +66,8 @@ pub fn parties(entries: &[Entry]) -> BTreeSet<String> {
         match &e.event {
             Event::RelayStarted { .. }
             | Event::RelayStopped { .. }
-            | Event::AgreementLoaded { .. } => {}
+            | Event::AgreementLoaded { .. }
+            | Event::CrlLoaded { .. } => {}
             Event::Posted {
                 sender, recipients, ..
             } => {

@@ -100,7 +100,7 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
             match code.checked_sub(0x100).filter(|a| *a < 256) {
                 Some(alert) => format!(
                     "the relay refused the TLS handshake ({}){}",
-                    tls_alert_hint(alert as u8),
+                    tls_alert_hint(alert as u8, &reason),
                     if reason.is_empty() {
                         String::new()
                     } else {
@@ -136,8 +136,11 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
     }
 }
 
-fn tls_alert_hint(alert: u8) -> String {
+fn tls_alert_hint(alert: u8, reason: &str) -> String {
     let (name, hint) = match alert {
+        // rustls sends unknown_ca for three causes; the reason tells them apart.
+        48 if reason.contains("UnknownRevocationStatus") => ("unknown_ca", "the relay cannot tell whether this node's certificate is revoked: its revocation list is not from the CA that issued the certificate; tell the relay's operator"),
+        48 if reason.contains("ExpiredRevocationList") => ("unknown_ca", "the relay's revocation list is past its nextUpdate and the relay refuses certificates until it is renewed; tell the relay's operator"),
         42 => ("bad_certificate", "the certificate was refused: is it a node certificate of this agreement's CA, with EKU clientAuth?"),
         43 => ("unsupported_certificate", "the certificate's type or key usage is not accepted: a node certificate needs EKU clientAuth"),
         44 => ("certificate_revoked", "this node's certificate is revoked; ask the operator for a new one"),
@@ -155,4 +158,24 @@ fn tls_alert_hint(alert: u8) -> String {
         _ => ("alert", "see the relay's log"),
     };
     format!("TLS alert {alert} {name}: {hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_revocation_status_is_not_called_another_ca() {
+        let unknown = tls_alert_hint(48, "invalid peer certificate: UnknownRevocationStatus");
+        assert_eq!(unknown, "TLS alert 48 unknown_ca: the relay cannot tell whether this node's certificate is revoked: its revocation list is not from the CA that issued the certificate; tell the relay's operator");
+        let expired = tls_alert_hint(48, "invalid peer certificate: ExpiredRevocationList");
+        assert!(
+            expired.contains("revocation list is past its nextUpdate"),
+            "{expired}"
+        );
+        assert_eq!(
+            tls_alert_hint(48, "invalid peer certificate: UnknownIssuer"),
+            "TLS alert 48 unknown_ca: the certificate is not issued by this agreement's CA"
+        );
+    }
 }

@@ -113,6 +113,25 @@ pub enum Event {
         /// SHA-256 of the file, hex.
         sha256: String,
     },
+    /// A certificate revocation list was put in force (at start, and at each reload that
+    /// changed it), before any connection is checked against it.
+    CrlLoaded {
+        /// Its issuer (the agreement's CA), as a distinguished name.
+        issuer: String,
+        /// Its authority key identifier, hex, when it has one: which key of that CA
+        /// signed it.
+        authority_key_id: Option<String>,
+        /// Its CRL number, decimal, when it has one.
+        crl_number: Option<String>,
+        /// SHA-256 of the CRL (DER), hex.
+        sha256: String,
+        /// When it was issued (`thisUpdate`).
+        this_update: Timestamp,
+        /// When the next one is due (`nextUpdate`); past it the list is stale.
+        next_update: Timestamp,
+        /// How many certificates it revokes.
+        revoked: u64,
+    },
     /// An alert (or update, located, cancel) was accepted.
     Posted {
         /// The alert id.
@@ -238,6 +257,7 @@ impl Event {
             Event::RelayStarted { .. } => "relay_started",
             Event::RelayStopped { .. } => "relay_stopped",
             Event::AgreementLoaded { .. } => "agreement_loaded",
+            Event::CrlLoaded { .. } => "crl_loaded",
             Event::Posted { .. } => "posted",
             Event::Disclosed { .. } => "disclosed",
             Event::Delivered { .. } => "delivered",
@@ -256,7 +276,8 @@ impl Event {
         match self {
             Event::RelayStarted { .. }
             | Event::RelayStopped { .. }
-            | Event::AgreementLoaded { .. } => false,
+            | Event::AgreementLoaded { .. }
+            | Event::CrlLoaded { .. } => false,
             Event::Posted {
                 sender, recipients, ..
             } => sender.party() == party || recipients.iter().any(|r| r.party == party),
@@ -304,7 +325,8 @@ impl Event {
             Event::Refused { alert, .. } => *alert,
             Event::RelayStarted { .. }
             | Event::RelayStopped { .. }
-            | Event::AgreementLoaded { .. } => None,
+            | Event::AgreementLoaded { .. }
+            | Event::CrlLoaded { .. } => None,
         }
     }
 }

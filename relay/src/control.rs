@@ -4,7 +4,9 @@
 //!
 //! A reload validates everything before changing anything: a bad agreement or PKI file
 //! keeps the old one and the answer says why (file, line, rule). A new agreement is logged
-//! (`agreement_loaded` with its version and SHA-256) before it is used. Then every open
+//! (`agreement_loaded` with its version and SHA-256) before it is used, and so is a new CRL
+//! (`crl_loaded` with its number and SHA-256); a CRL older than the one in force is refused
+//! (`crate::crl`). Then every open
 //! connection is checked again: a certificate now in the CRL, or a unit no longer in the
 //! agreement, is cut at once (and audited); every other connection stays open.
 
@@ -133,7 +135,12 @@ async fn reload_inner(
                 cfg.agreement.display(),
             ))
         });
-    let (agreement, server_config, revoked) = read.map_err(keep)?;
+    let (agreement, pki, server_config) = read.map_err(keep)?;
+    // Never back to an older CRL: that would un-revoke certificates.
+    let crl_before = shared.crl();
+    crl_before.check_successor(&pki.crl).map_err(keep)?;
+    let crl_changed = !crl_before.same_as(&pki.crl);
+    let revoked: HashSet<String> = pki.crl.revoked();
     let old = shared.agreement();
     let changed = old.sha256 != agreement.sha256;
     if agreement.id != old.id {
@@ -171,8 +178,29 @@ async fn reload_inner(
             .map_err(|e| keep(e.to_string()))?;
         *shared.agreement.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(agreement);
     }
+    if crl_changed {
+        // Logged before it is used, as the agreement is.
+        for event in pki.crl.events() {
+            shared.audit(event).await.map_err(|e| keep(e.to_string()))?;
+        }
+    }
+    let crl = Arc::new(pki.crl);
+    *shared.crl.write().unwrap_or_else(|p| p.into_inner()) = crl.clone();
     *shared.revoked.write().unwrap_or_else(|p| p.into_inner()) = revoked.clone();
     endpoint.set_server_config(Some(server_config));
+    if crl_changed {
+        shared
+            .crl_alarm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reset();
+    }
+    shared.check_crl();
+    let revoked_by = if crl_changed {
+        format!("the reloaded CRL (number {})", crl.numbers())
+    } else {
+        format!("the CRL in force (number {})", crl.numbers())
+    };
     let agreement = shared.agreement();
     let mut cut = Vec::new();
     {
@@ -184,7 +212,7 @@ async fn reload_inner(
                     e.principal.clone(),
                     close::REVOKED,
                     format!(
-                        "certificate {} of {} is revoked (CRL reloaded)",
+                        "certificate {} of {} is revoked by {revoked_by}",
                         e.serial, e.principal
                     ),
                 ));
@@ -219,29 +247,20 @@ async fn reload_inner(
             })
             .await;
     }
-    let s = summary(changed, &name, revoked.len(), cut_revoked, cut_removed);
+    let s = summary(changed, &name, revoked.len(), cut_revoked, cut_removed)
+        + &crl.status_note(shared.clock.now());
     info!("reload: {s}");
     Ok(s)
 }
 
-/// The agreement, the TLS configuration and the revoked serials, read and validated.
-type Inputs = (
-    filet_proto::agreement::Agreement,
-    quinn::ServerConfig,
-    HashSet<String>,
-);
+/// The agreement, the PKI (with its CRL) and the TLS configuration, read and validated.
+type Inputs = (filet_proto::agreement::Agreement, Pki, quinn::ServerConfig);
 
 fn read_inputs(cfg: &RelayConfig) -> Result<Inputs, String> {
     let agreement = crate::load_agreement(&cfg.agreement).map_err(|e| e.to_string())?;
     let pki = Pki::load(&cfg.pki).map_err(|e| e.to_string())?;
     let server_config = identity::server_config(&pki, &cfg.limits).map_err(|e| e.to_string())?;
-    let mut revoked = HashSet::new();
-    for crl in &pki.crls {
-        let info = filet_certs::describe_crl(crl.as_ref())
-            .map_err(|e| format!("{}: {e}", cfg.pki.crl.display()))?;
-        revoked.extend(info.revoked.into_iter().map(|r| r.serial));
-    }
-    Ok((agreement, server_config, revoked))
+    Ok((agreement, pki, server_config))
 }
 
 /// The control socket's path in a data directory: `control/control.sock`.

@@ -39,6 +39,8 @@ pub struct Pki {
     pub key: PrivateKeyDer<'static>,
     /// Current CRLs.
     pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// What they are: numbers, dates, revoked serials.
+    pub crl: crate::crl::CrlInForce,
 }
 
 impl Pki {
@@ -48,11 +50,13 @@ impl Pki {
     /// [`IdentityError::Load`] naming the file.
     pub fn load(p: &PkiPaths) -> Result<Pki, IdentityError> {
         let l = |e: filet_certs::CertError| IdentityError::Load(e.to_string());
+        let crls = filet_certs::load_crls(&p.crl).map_err(l)?;
         let pki = Pki {
             ca: filet_certs::load_certs(&p.ca).map_err(l)?,
             cert_chain: filet_certs::load_certs(&p.cert).map_err(l)?,
             key: filet_certs::load_key(&p.key).map_err(l)?,
-            crls: filet_certs::load_crls(&p.crl).map_err(l)?,
+            crl: crate::crl::CrlInForce::read(&p.crl, &crls).map_err(IdentityError::Load)?,
+            crls,
         };
         // A key of another certificate is named here, with both files, rather than by the
         // TLS layer without them.
@@ -86,6 +90,9 @@ pub fn server_config(pki: &Pki, limits: &Limits) -> Result<quinn::ServerConfig, 
             .add(c.clone())
             .map_err(|e| IdentityError::Tls(format!("CA certificate: {e}")))?;
     }
+    // A CRL past its nextUpdate stays in force (rustls's default; deliberately no
+    // `enforce_revocation_expiration`): the relay fails open with alarms (`crate::crl`)
+    // rather than refusing every node.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(pki.crls.clone())
         .build()

@@ -26,6 +26,7 @@ pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod control;
+pub mod crl;
 pub mod demo;
 pub mod hub;
 pub mod identity;
@@ -251,15 +252,6 @@ impl Keys {
     }
 }
 
-/// The serials revoked by the loaded CRLs (lowercase hex).
-fn revoked_serials(pki: &Pki) -> std::collections::HashSet<String> {
-    pki.crls
-        .iter()
-        .filter_map(|c| filet_certs::describe_crl(c.as_ref()).ok())
-        .flat_map(|i| i.revoked.into_iter().map(|r| r.serial))
-        .collect()
-}
-
 /// A weak handle on a running relay.
 #[derive(Clone)]
 pub struct RelayHandle {
@@ -357,6 +349,17 @@ impl Relay {
         let verifier_key = keys.signer.verifier_key();
 
         let (log, rec) = AuditLog::open(&cfg.data_dir.join("audit"))?;
+        // Never back to an older CRL, across restarts too: compared with the CRL the log
+        // last recorded in force.
+        if let Some(before) = crl::last_in_log(&log.reader(), &cfg.pki.crl)
+            .map_err(|e| RelayError::Identity(IdentityError::Load(e)))?
+        {
+            before.check_successor(&pki.crl).map_err(|e| {
+                RelayError::Identity(IdentityError::Load(format!(
+                    "{e} (the CRL in force is the one the audit log last records as crl_loaded); the relay does not start"
+                )))
+            })?;
+        }
         if rec.torn_tail_bytes > 0 {
             warn!(
                 "audit log: removed an incomplete last record of {} bytes (written, never synced, never acknowledged)",
@@ -429,6 +432,10 @@ impl Relay {
             version: agreement.version,
             sha256: agreement.sha256_hex(),
         })?;
+        // The CRL in force, logged before any connection is checked against it.
+        for event in pki.crl.events() {
+            committer.append(event)?;
+        }
         committer.sync()?;
         let audit = committer.audit_reader();
         let stats = committer.stats.clone();
@@ -478,10 +485,13 @@ impl Relay {
             ),
             registry: control::Registry::default(),
             refusals: ratelimit::RefusalLimiter::new(ratelimit::REFUSALS_ITEMIZED_PER_MINUTE),
-            revoked: RwLock::new(revoked_serials(&pki)),
+            revoked: RwLock::new(pki.crl.revoked()),
+            crl: RwLock::new(Arc::new(pki.crl.clone())),
+            crl_alarm: std::sync::Mutex::new(crl::Alarm::default()),
             metrics,
             limits: cfg.limits.clone(),
         });
+        shared.check_crl();
         let (control_tx, control_rx) = mpsc::channel(16);
         let metrics_listener = match cfg.metrics.listen {
             Some(addr) => {
@@ -613,6 +623,17 @@ impl Relay {
             control::socket_path(&self.cfg.data_dir),
             self.control_tx.clone(),
         ));
+        // The CRL's freshness: a warning a day before its nextUpdate, an error every hour
+        // once past it (`crl`); the relay keeps serving.
+        let crl_shared = self.shared.clone();
+        let crl_watch = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                crl_shared.check_crl();
+            }
+        });
         let metrics_task = match self.metrics_listener.take() {
             Some(l) => tokio::spawn(metrics::serve(l, self.shared.clone())),
             None => tokio::spawn(async {}),
@@ -640,7 +661,7 @@ impl Relay {
                 serve.await;
             }
         }
-        for t in [ticker, flusher, controller, socket, metrics_task] {
+        for t in [ticker, flusher, controller, socket, metrics_task, crl_watch] {
             t.abort();
             let _ = t.await;
         }

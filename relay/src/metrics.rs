@@ -19,6 +19,8 @@
 //! | `filet_commit_batch_ops` | histogram | | operations per group commit |
 //! | `filet_reloads_total` | counter | `result` (`ok`, `refused`) | agreement/CRL reloads |
 //! | `filet_handshakes_refused_total` | counter | `limit` (`total`, `network`) | connection attempts refused before their handshake: too many handshakes in progress |
+//! | `filet_crl_next_update_seconds` | gauge | | seconds until the CRL's nextUpdate, negative once past |
+//! | `filet_crl_stale` | gauge | | 1 when the CRL in force is past its nextUpdate (still used: fail-open), else 0 |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +95,8 @@ pub struct Metrics {
     pub batch: Histogram,
     reloads: Family<Outcome, Counter>,
     handshakes_refused: Family<Limit, Counter>,
+    crl_next_update: Gauge,
+    crl_stale: Gauge,
 }
 
 /// One label.
@@ -128,6 +132,8 @@ impl Metrics {
             batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             reloads: Family::default(),
             handshakes_refused: Family::default(),
+            crl_next_update: Gauge::default(),
+            crl_stale: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -188,6 +194,16 @@ impl Metrics {
             "handshakes_refused",
             "Connection attempts refused before their handshake, by limit reached",
             m.handshakes_refused.clone(),
+        );
+        registry.register(
+            "crl_next_update_seconds",
+            "Seconds until the nextUpdate of the CRL in force, negative once past",
+            m.crl_next_update.clone(),
+        );
+        registry.register(
+            "crl_stale",
+            "1 when the CRL in force is past its nextUpdate (it is still used), else 0",
+            m.crl_stale.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -266,6 +282,9 @@ impl Metrics {
                 .set(n as i64);
         }
         self.audit_entries.set(shared.audit.size() as i64);
+        let left = shared.crl().seconds_left(shared.clock.now());
+        self.crl_next_update.set(left);
+        self.crl_stale.set(i64::from(left <= 0));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             warn!("cannot encode metrics: {e}");

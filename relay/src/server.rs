@@ -112,11 +112,32 @@ pub struct Shared {
     /// Serials (lowercase hex) revoked by the CRL in force; replaced on reload before the
     /// open connections are swept.
     pub revoked: RwLock<std::collections::HashSet<String>>,
+    /// The CRL in force (replaced on reload, never by an older one).
+    pub crl: RwLock<Arc<crate::crl::CrlInForce>>,
+    /// What the log last said of the CRL's freshness.
+    pub crl_alarm: std::sync::Mutex<crate::crl::Alarm>,
     /// Metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
+    /// The CRL in force.
+    pub fn crl(&self) -> Arc<crate::crl::CrlInForce> {
+        self.crl.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Logs the CRL's freshness if it is due or stale and the log has not said so within
+    /// the hour (or the state changed).
+    pub fn check_crl(&self) {
+        let crl = self.crl();
+        let alarm = self
+            .crl_alarm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(&crl, self.clock.now());
+        crate::crl::log(alarm);
+    }
+
     /// The current agreement.
     pub fn agreement(&self) -> Arc<Agreement> {
         self.agreement
@@ -386,8 +407,9 @@ async fn connection(
             _ => (
                 close::REVOKED,
                 format!(
-                    "certificate {} of {principal} is revoked (CRL reloaded)",
-                    serial_of(&leaf)
+                    "certificate {} of {principal} is revoked by the CRL in force (number {})",
+                    serial_of(&leaf),
+                    shared.crl().numbers()
                 ),
             ),
         };

@@ -67,6 +67,7 @@ async fn the_full_auditor_reads_every_entry_and_the_recomputed_root_matches_the_
         [
             "relay_started",
             "agreement_loaded",
+            "crl_loaded",
             "posted",
             "disclosed",
             "disclosed",
@@ -349,7 +350,7 @@ async fn any_node_may_read_the_signed_checkpoint_which_verifies_with_the_relays_
     let cp = open_checkpoint(&cssc.checkpoint().await.unwrap(), &relay.verifier()).unwrap();
 
     assert_eq!(cp.origin, format!("filet.relay/{AGREEMENT_ID}"));
-    assert_eq!(cp.size, 2, "relay_started and agreement_loaded");
+    assert_eq!(cp.size, 3, "relay_started, agreement_loaded and crl_loaded");
     cssc.close().await;
     relay.stop().await;
 }

@@ -70,8 +70,8 @@ fn assert_verify_fails(dir: &Path, message: &str) {
     assert_eq!(out.stderr, format!("filet: {message}\n"));
 }
 
-/// A relay with one runaway alert posted (7 entries), pulled into `dir` by the full auditor,
-/// then a second one (12 entries), pulled again. Returns both pulls' outputs.
+/// A relay with one runaway alert posted (8 entries), pulled into `dir` by the full auditor,
+/// then a second one (13 entries), pulled again. Returns both pulls' outputs.
 async fn pulled_twice(net: &TestNet, relay: &TestRelay, dir: &Path) -> (Output, Output) {
     post_runaway(net, relay).await;
     let first = pull(net, relay, "TABLE/CONFORMITE", dir, &relay.verifier_key).await;
@@ -91,20 +91,20 @@ async fn a_second_pull_proves_consistency_with_the_first_and_the_directory_verif
     relay.stop().await;
 
     assert_eq!(first.code, Some(0), "{}", first.stderr);
-    // relay_started, agreement_loaded, posted, 4 disclosed.
+    // relay_started, agreement_loaded, crl_loaded, posted, 4 disclosed.
     assert_eq!(
         first.stdout,
-        "pulled 7 new entries; checkpoint of 7 entries kept\n"
+        "pulled 8 new entries; checkpoint of 8 entries kept\n"
     );
     assert_eq!(second.code, Some(0), "{}", second.stderr);
     assert_eq!(
         second.stdout,
-        "pulled 5 new entries; checkpoint of 12 entries kept (consistent with the previous one of 7)\n"
+        "pulled 5 new entries; checkpoint of 13 entries kept (consistent with the previous one of 8)\n"
     );
     assert!(dir
-        .join("consistency/00000000000000000007-00000000000000000012.proof")
+        .join("consistency/00000000000000000008-00000000000000000013.proof")
         .is_file());
-    for size in [7, 12] {
+    for size in [8, 13] {
         assert!(dir.join(note_name(size)).is_file(), "{}", note_name(size));
     }
     let key = audit_key(&net, &net.data_dir());
@@ -118,11 +118,11 @@ async fn a_second_pull_proves_consistency_with_the_first_and_the_directory_verif
             .unwrap()
             .lines()
             .count(),
-        12
+        13
     );
     assert_eq!(
         std::fs::metadata(dir.join("leaves.bin")).unwrap().len(),
-        12 * 32
+        13 * 32
     );
 
     // The relay is stopped: this is offline.
@@ -133,13 +133,13 @@ async fn a_second_pull_proves_consistency_with_the_first_and_the_directory_verif
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
         out.stdout,
-        format!("verified offline: 2 checkpoint(s) signed by {}, consistent; 12 entries match the signed roots; newest tree 12 entries\n", origin())
+        format!("verified offline: 2 checkpoint(s) signed by {}, consistent; 13 entries match the signed roots; newest tree 13 entries\n", origin())
     );
 }
 
 // ---- tampering with a copy of a good directory ----------------------------------------
 
-/// A good directory (pulled twice: checkpoints of 7 and 12 entries), kept in memory, with
+/// A good directory (pulled twice: checkpoints of 8 and 13 entries), kept in memory, with
 /// what a forger would need from the relay's data directory.
 struct Good {
     files: Vec<(PathBuf, Vec<u8>)>,
@@ -230,14 +230,14 @@ fn edit_entries(dir: &Path, f: impl FnOnce(&mut Vec<String>)) {
 fn a_changed_letter_in_an_entry_is_named_as_changed_at_its_index() {
     let (_tmp, dir) = copy_of_good();
     edit_entries(&dir, |lines| {
-        // Entry 3 discloses the first alert to CJQ/PIVOT; it is still valid JSON after.
-        assert!(lines[3].contains("\"rules\":[\"police-vers-protection\"]"));
-        lines[3] = lines[3].replace("police-vers-protection", "police-vers-protectiom");
+        // Entry 4 discloses the first alert to CJQ/PIVOT; it is still valid JSON after.
+        assert!(lines[4].contains("\"rules\":[\"police-vers-protection\"]"));
+        lines[4] = lines[4].replace("police-vers-protection", "police-vers-protectiom");
     });
 
     assert_verify_fails(
         &dir,
-        "entry 3: its bytes differ from the entry under the signed root: it was changed",
+        "entry 4: its bytes differ from the entry under the signed root: it was changed",
     );
 }
 
@@ -246,19 +246,19 @@ fn a_changed_entry_whose_leaf_hash_was_changed_too_still_fails_against_the_signe
     let (_tmp, dir) = copy_of_good();
     let mut changed = String::new();
     edit_entries(&dir, |lines| {
-        lines[3] = lines[3].replace("police-vers-protection", "police-vers-protectiom");
-        changed = lines[3].clone();
+        lines[4] = lines[4].replace("police-vers-protection", "police-vers-protectiom");
+        changed = lines[4].clone();
     });
     let leaves = dir.join("leaves.bin");
     let mut bytes = std::fs::read(&leaves).unwrap();
-    bytes[3 * 32..4 * 32].copy_from_slice(&filet_proto::merkle::leaf_hash(changed.as_bytes()));
+    bytes[4 * 32..5 * 32].copy_from_slice(&filet_proto::merkle::leaf_hash(changed.as_bytes()));
     std::fs::write(&leaves, bytes).unwrap();
 
     assert_verify_fails(
         &dir,
         &format!(
-            "entry 0: entries 0..7 do not give the root signed in {}: one of them was changed",
-            note_name(7)
+            "entry 0: entries 0..8 do not give the root signed in {}: one of them was changed",
+            note_name(8)
         ),
     );
 }
@@ -266,7 +266,7 @@ fn a_changed_entry_whose_leaf_hash_was_changed_too_still_fails_against_the_signe
 #[test]
 fn a_changed_consistency_proof_is_named_with_both_sizes() {
     let (_tmp, dir) = copy_of_good();
-    let path = dir.join("consistency/00000000000000000007-00000000000000000012.proof");
+    let path = dir.join("consistency/00000000000000000008-00000000000000000013.proof");
     let text = std::fs::read_to_string(&path).unwrap();
     let first = text.lines().next().unwrap();
     let forged = base64_of(&[0x42; 32]);
@@ -277,7 +277,7 @@ fn a_changed_consistency_proof_is_named_with_both_sizes() {
     assert_eq!(out.code, Some(6), "{}", out.stderr);
     assert!(
         out.stderr
-            .starts_with("filet: checkpoints of 7 and 12 entries are not consistent: "),
+            .starts_with("filet: checkpoints of 8 and 13 entries are not consistent: "),
         "{}",
         out.stderr
     );
@@ -343,9 +343,9 @@ fn base64_of(bytes: &[u8]) -> String {
 fn an_entry_appended_past_the_newest_checkpoint_fails_verification() {
     let (_tmp, dir) = copy_of_good();
     edit_entries(&dir, |lines| {
-        // A copy of the disclosure at 3, renumbered as the next entry.
-        let forged = lines[3].replace("\"index\":3,", "\"index\":12,");
-        assert_ne!(forged, lines[3]);
+        // A copy of the disclosure at 4, renumbered as the next entry.
+        let forged = lines[4].replace("\"index\":4,", "\"index\":13,");
+        assert_ne!(forged, lines[4]);
         lines.push(forged);
     });
 
@@ -353,7 +353,7 @@ fn an_entry_appended_past_the_newest_checkpoint_fails_verification() {
 
     assert_eq!(out.code, Some(6), "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr.starts_with("filet: entry 12: "),
+        out.stderr.starts_with("filet: entry 13: "),
         "{}",
         out.stderr
     );
@@ -390,7 +390,7 @@ fn truncated_entries_are_named_as_missing_from_the_first_absent_index() {
 
     assert_verify_fails(
         &dir,
-        "entry 10: missing: the directory holds 10 entries but the signed checkpoint covers 12: the log was truncated",
+        "entry 10: missing: the directory holds 10 entries but the signed checkpoint covers 13: the log was truncated",
     );
 }
 
@@ -398,7 +398,7 @@ fn truncated_entries_are_named_as_missing_from_the_first_absent_index() {
 fn a_checkpoint_signed_by_another_key_is_named_by_its_file() {
     let (_tmp, dir) = copy_of_good();
     let pinned = NoteVerifier::parse(&good().verifier_key).unwrap();
-    let path = dir.join(note_name(7));
+    let path = dir.join(note_name(8));
     let cp = open_checkpoint(&std::fs::read_to_string(&path).unwrap(), &pinned).unwrap();
     // The same statement, signed by a key of the same name that is not the relay's.
     let other = NoteSigner::from_seed(&origin(), &[7; 32]).unwrap();
@@ -408,7 +408,7 @@ fn a_checkpoint_signed_by_another_key_is_named_by_its_file() {
         &dir,
         &format!(
             "checkpoint {}: note has no signature by key {}+{}",
-            note_name(7),
+            note_name(8),
             pinned.name(),
             hex(&pinned.key_id())
         ),
@@ -420,7 +420,7 @@ fn a_second_checkpoint_of_the_same_size_with_another_root_signed_by_the_relays_k
     let (_tmp, dir) = copy_of_good();
     let pinned = NoteVerifier::parse(&good().verifier_key).unwrap();
     let kept = open_checkpoint(
-        &std::fs::read_to_string(dir.join(note_name(12))).unwrap(),
+        &std::fs::read_to_string(dir.join(note_name(13))).unwrap(),
         &pinned,
     )
     .unwrap();
@@ -432,7 +432,7 @@ fn a_second_checkpoint_of_the_same_size_with_another_root_signed_by_the_relays_k
         ..kept.clone()
     };
     std::fs::write(
-        dir.join("checkpoints/00000000000000000012.other.note"),
+        dir.join("checkpoints/00000000000000000013.other.note"),
         signer.sign(&forked.to_text()).unwrap(),
     )
     .unwrap();
@@ -443,7 +443,7 @@ fn a_second_checkpoint_of_the_same_size_with_another_root_signed_by_the_relays_k
     // Which of the two is named first follows the directory listing.
     let (a, b) = (hex(&kept.root), hex(&forked.root));
     let message = |first: &str, second: &str| {
-        format!("filet: fork: two checkpoints of 12 entries have different roots ({first} and {second}); keep this directory as evidence\n")
+        format!("filet: fork: two checkpoints of 13 entries have different roots ({first} and {second}); keep this directory as evidence\n")
     };
     assert!(
         out.stderr == message(&a, &b) || out.stderr == message(&b, &a),
@@ -479,7 +479,7 @@ async fn a_pull_from_a_relay_whose_log_was_rolled_back_exits_6_and_keeps_nothing
     let relay = net.start_relay().await;
     post_runaway(&net, &relay).await;
     relay.stop().await;
-    // A backup of the data directory at 8 entries (7, then `relay_stopped`).
+    // A backup of the data directory at 9 entries (8, then `relay_stopped`).
     let backup = net.path().join("data-backup");
     write_tree(&backup, &read_tree(&net.data_dir()));
     let relay = net.start_relay().await;
@@ -490,13 +490,13 @@ async fn a_pull_from_a_relay_whose_log_was_rolled_back_exits_6_and_keeps_nothing
         (first.code, first.stdout.as_str()),
         (
             Some(0),
-            "pulled 15 new entries; checkpoint of 15 entries kept\n"
+            "pulled 17 new entries; checkpoint of 17 entries kept\n"
         ),
         "{}",
         first.stderr
     );
     relay.stop().await;
-    // The operator restores the backup: same keys, an older log (10 entries after its start).
+    // The operator restores the backup: same keys, an older log (12 entries after its start).
     let mut cfg = net.relay_config();
     cfg.data_dir = backup;
     let relay = TestRelay::start(cfg).await;
@@ -508,7 +508,7 @@ async fn a_pull_from_a_relay_whose_log_was_rolled_back_exits_6_and_keeps_nothing
     assert_eq!(out.stdout, "");
     assert_eq!(
         out.stderr,
-        "filet: rollback: the relay's checkpoint has 10 entries but checkpoint 15 was kept before\n"
+        "filet: rollback: the relay's checkpoint has 12 entries but checkpoint 17 was kept before\n"
     );
     let mut after = read_tree(&dir);
     let mut before = kept_before;
@@ -538,10 +538,10 @@ async fn a_party_auditor_pulls_and_verifies_its_partys_entries_and_a_changed_one
     relay.stop().await;
 
     assert_eq!(pulled.code, Some(0), "{}", pulled.stderr);
-    // 2 + 5 + 2 entries; DPJ's: the post naming DPJ/RTS and the disclosure to it.
+    // 3 + 5 + 2 entries; DPJ's: the post naming DPJ/RTS and the disclosure to it.
     assert_eq!(
         pulled.stdout,
-        "pulled 2 new entries; checkpoint of 9 entries kept\n"
+        "pulled 2 new entries; checkpoint of 10 entries kept\n"
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("scope")).unwrap(),
@@ -554,7 +554,7 @@ async fn a_party_auditor_pulls_and_verifies_its_partys_entries_and_a_changed_one
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
         out.stdout,
-        format!("verified offline: 1 checkpoint(s) signed by {}, consistent; 2 entries each proven included; newest tree 9 entries\n", origin())
+        format!("verified offline: 1 checkpoint(s) signed by {}, consistent; 2 entries each proven included; newest tree 10 entries\n", origin())
     );
 
     let dpj_rts = to_dpj
@@ -826,7 +826,7 @@ async fn filet_audit_prove_shows_a_receipts_disclosure_included_and_an_index_pas
     let index = receipt.recipients[1].audit_index;
     assert_eq!(receipt.recipients[1].unit.to_string(), "DPJ/RTS");
     let table = net.node("TABLE/CONFORMITE", relay.addr).await;
-    let size = 7;
+    let size = 8;
     let hashes = table.inclusion_proof(index, size).await.unwrap().len();
     table.close().await;
     let key = relay.verifier_key.clone();
@@ -1037,10 +1037,10 @@ async fn a_refused_pull_leaves_no_directory_and_an_auditor_can_pull_there_after(
     );
     assert!(!made, "the refused pull made {}", dir.display());
     assert_eq!(after.code, Some(0), "{}", after.stderr);
-    // 7 entries of the post, then the refusal of DPJ/RTS's pull (audit_denied).
+    // 8 entries of the post, then the refusal of DPJ/RTS's pull (audit_denied).
     assert_eq!(
         after.stdout,
-        "pulled 8 new entries; checkpoint of 8 entries kept\n"
+        "pulled 9 new entries; checkpoint of 9 entries kept\n"
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("scope")).unwrap(),

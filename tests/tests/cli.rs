@@ -358,16 +358,16 @@ async fn filet_audit_verify_exits_0_for_auditors_and_3_for_a_unit_without_audit_
 
     assert_eq!(full.code, Some(0), "{}", full.stderr);
     let origin = format!("filet.relay/{AGREEMENT_ID}");
-    // relay_started, agreement_loaded, posted, 4 disclosed.
+    // relay_started, agreement_loaded, crl_loaded, posted, 4 disclosed.
     assert_eq!(
         full.stdout,
-        format!("verified: checkpoint of 7 entries signed by {origin}; 7 entries read, root recomputed from every entry\n")
+        format!("verified: checkpoint of 8 entries signed by {origin}; 8 entries read, root recomputed from every entry\n")
     );
     assert_eq!(party.code, Some(0), "{}", party.stderr);
     // DPJ sees the post and the disclosure to DPJ/RTS.
     assert_eq!(
         party.stdout,
-        format!("verified: checkpoint of 7 entries signed by {origin}; 2 entries read, each entry's inclusion proof checked\n")
+        format!("verified: checkpoint of 8 entries signed by {origin}; 2 entries read, each entry's inclusion proof checked\n")
     );
     assert_eq!(none.code, Some(3));
     assert_eq!(

@@ -545,8 +545,9 @@ async fn a_torn_record_at_the_tail_of_the_audit_log_is_removed_and_said() {
     let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
     let log = full_log(&auditor, &verifier_of(&key)).await;
     auditor.close().await;
-    // The entries before it are intact, then this start's two.
-    assert_eq!(log.len(), before + 2);
+    // The entries before it are intact, then this start's three (relay_started,
+    // agreement_loaded, crl_loaded).
+    assert_eq!(log.len(), before + 3);
     assert_eq!(events(&log[before..], "relay_started").len(), 1);
     let rts = net.node("DPJ/RTS", relay.addr).await;
     let waiting: Vec<AlertId> = inbox_ids(&rts).await;

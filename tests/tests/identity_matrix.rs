@@ -475,8 +475,9 @@ async fn a_certificate_revoked_while_connected_is_cut_when_the_crl_is_reloaded()
         summary.ends_with("unchanged; CRL with 1 revoked certificate(s) in force; 2 connection(s) of revoked certificates and 0 of units no longer in the agreement closed"),
         "{summary}"
     );
-    let reason =
-        format!("certificate {serial} of CJQ/PIVOT/cjq-pivot-01 is revoked (CRL reloaded)");
+    let reason = format!(
+        "certificate {serial} of CJQ/PIVOT/cjq-pivot-01 is revoked by the reloaded CRL (number 2)"
+    );
     let (code, why) = application_close(&raw_cjq.closed_within(WAIT).await);
     assert_eq!(
         (code, why.as_str()),

@@ -141,9 +141,10 @@ async fn the_metrics_endpoint_counts_exactly_what_happened() {
         BTreeMap::from([("filet_mailbox_depth{unit=\"DPJ/RTS\"}", "3")]),
         "four disclosed, one acknowledged"
     );
-    // relay_started, agreement_loaded, 4 × (posted, disclosed), refused, 4 delivered, acked.
-    assert_eq!(log.len(), 16);
-    assert_eq!(one("filet_audit_log_entries"), Some("16"));
+    // relay_started, agreement_loaded, crl_loaded, 4 × (posted, disclosed), refused,
+    // 4 delivered, acked.
+    assert_eq!(log.len(), 17);
+    assert_eq!(one("filet_audit_log_entries"), Some("17"));
     assert_eq!(one("filet_post_receipt_seconds_count"), Some("4"));
     assert_eq!(
         one("filet_post_receipt_seconds_bucket{le=\"+Inf\"}"),

@@ -303,7 +303,9 @@ async fn a_reloaded_crl_cuts_the_revoked_certificate_and_refuses_its_new_handsha
             sha256sum(&net.agreement)
         ))
     );
-    let reason = format!("certificate {serial} of DPJ/RTS/dpj-rts-01 is revoked (CRL reloaded)");
+    let reason = format!(
+        "certificate {serial} of DPJ/RTS/dpj-rts-01 is revoked by the reloaded CRL (number 2)"
+    );
     let closed = rts_raw.closed_within(WAIT).await;
     assert_eq!(
         application_close(&closed),
@@ -521,7 +523,7 @@ async fn a_request_after_the_relay_cut_the_connection_fails_at_once_with_the_rea
     filet_certs::revoke(&net.pki, &cert, RevocationReason::KeyCompromise).unwrap();
     relay.handle.reload().await.unwrap();
     let reason = format!(
-        "the relay closed the connection: certificate {serial} of DPJ/RTS/dpj-rts-01 is revoked (CRL reloaded)"
+        "the relay closed the connection: certificate {serial} of DPJ/RTS/dpj-rts-01 is revoked by the reloaded CRL (number 2)"
     );
     let why = tokio::time::timeout(WAIT, rts.closed_reason())
         .await
