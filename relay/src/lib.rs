@@ -14,9 +14,10 @@
 //!   [`clock`]: time, controllable in tests.
 //! - [`demo`]: the whole story in one process.
 //!
-//! Data directory: `store/` (sled), `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
-//! (the checkpoint signing key, 0600), `keys/subject-ref.key` (the HMAC key of subject
-//! references, 0600), `origin` (the log's checkpoint origin).
+//! Data directory: `lock` (held by the running relay, see [`datadir`]), `store/` (sled),
+//! `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8` (the checkpoint signing key,
+//! 0600), `keys/subject-ref.key` (the HMAC key of subject references, 0600), `origin` (the
+//! log's checkpoint origin).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod control;
+pub mod datadir;
 pub mod demo;
 pub mod hub;
 pub mod identity;
@@ -312,6 +314,8 @@ pub struct Relay {
     cfg: RelayConfig,
     verifier_key: String,
     stats: Arc<CommitStats>,
+    /// Held until the commit thread has stopped (dropped last, at the end of `run`).
+    _lock: datadir::DataDirLock,
 }
 
 impl Relay {
@@ -351,7 +355,9 @@ impl Relay {
             }
         }
         let server_config = identity::server_config(&pki, &cfg.limits)?;
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| data_err(&cfg.data_dir, e))?;
+        // One relay per data directory, and nothing in it opened before the lock is held:
+        // a second relay stops here having changed no file.
+        let lock = datadir::DataDirLock::acquire(&cfg.data_dir)?;
         let keys = Keys::load_or_create(&cfg.data_dir, cfg.audit.origin.as_deref(), &agreement.id)?;
         let verifier_key = keys.signer.verifier_key();
 
@@ -502,6 +508,7 @@ impl Relay {
             cfg,
             verifier_key,
             stats,
+            _lock: lock,
         })
     }
 

@@ -779,19 +779,57 @@ async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after
     }
 }
 
-/// A second relay started on a data directory in use is refused with a plain reason,
-/// and the first keeps serving.
+/// Every file of `dir` (recursively) with its bytes and modification time.
+fn files_and_mtimes(dir: &Path) -> BTreeMap<std::path::PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.clone(),
+                    (std::fs::read(&p).unwrap(), m.modified().unwrap()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A second relay started on a data directory in use is refused, naming the directory
+/// and the pid that holds it, before it opens (and repairs) any file: here the first
+/// relay's audit log ends with a record being written, which a second relay that opened
+/// the log would have cut as a torn tail.
 #[tokio::test]
-async fn a_second_relay_on_a_data_directory_in_use_is_refused_saying_so() {
+async fn a_second_relay_on_a_data_directory_in_use_is_refused_before_it_touches_a_file() {
     let net = Arc::new(TestNet::new());
     let relay = start_child(&net).await;
+    let log_len = std::fs::metadata(entries_log(&net)).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(entries_log(&net))
+        .unwrap();
+    f.write_all(&200u32.to_be_bytes()).unwrap();
+    f.write_all(&[b'{'; 37]).unwrap();
+    drop(f);
+    let audit = net.data_dir().join("audit");
+    let before = files_and_mtimes(&audit);
+
     match try_start(&net).await {
         ChildStart::Exited(code, stderr) => {
             assert_eq!(code, Some(1), "{stderr}");
+            let dir = net.data_dir();
             assert!(
-                stderr.contains(
-                    "another process holds it (is another relay running on this data directory?)"
-                ),
+                stderr.contains(&format!(
+                    "data directory: {}: another relay (pid {}) is running on this data directory (it holds {}); stop it first, or give another --data-dir",
+                    dir.display(),
+                    relay.pid(),
+                    dir.join("lock").display()
+                )),
                 "{stderr}"
             );
         }
@@ -800,6 +838,23 @@ async fn a_second_relay_on_a_data_directory_in_use_is_refused_saying_so() {
             panic!("two relays serve one data directory");
         }
     }
+    let after = files_and_mtimes(&audit);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (path, (bytes, mtime)) in &before {
+        let (b, m) = &after[path];
+        assert!(b == bytes, "the second relay rewrote {}", path.display());
+        assert_eq!(m, mtime, "the second relay touched {}", path.display());
+    }
+    // Take the half record back out before the first relay writes after it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(entries_log(&net))
+        .unwrap()
+        .set_len(log_len)
+        .unwrap();
     assert_relay_serves(&net, relay.addr).await;
     let (status, stderr) = blocking(move || relay.terminate()).await;
     assert_eq!(status.code(), Some(0), "{stderr}");
