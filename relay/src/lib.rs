@@ -370,13 +370,23 @@ impl Relay {
         }
         let store = Store::open(&cfg.data_dir.join("store"))?;
         let (mark, stored_below) = StoreMark::open(&cfg.data_dir.join("store.mark"))?;
-        let (_watermark, checkpoint) = store.audit_state()?;
-        if let Some(note) = &checkpoint {
-            let verifier = NoteVerifier::parse(&verifier_key)
-                .map_err(|e| RelayError::Checkpoint(e.to_string()))?;
+        let (_watermark, stored_checkpoint) = store.audit_state()?;
+        // The checkpoint last given in answers (kept beside the log), and the older one the
+        // store keeps: the log must extend both.
+        let answered = rec.answered.as_ref().map(|(_, note)| note.clone());
+        let verifier = NoteVerifier::parse(&verifier_key)
+            .map_err(|e| RelayError::Checkpoint(e.to_string()))?;
+        for (what, note) in [
+            (
+                "the checkpoint last given in receipts (audit/answered)",
+                &answered,
+            ),
+            ("the checkpoint kept in the alert store", &stored_checkpoint),
+        ] {
+            let Some(note) = note else { continue };
             let cp = open_checkpoint(note, &verifier).map_err(|e| {
                 RelayError::Checkpoint(format!(
-                    "the stored checkpoint does not verify with this relay's audit key: {e}"
+                    "{what} does not verify with this relay's audit key: {e}"
                 ))
             })?;
             if cp.size > log.size() {
@@ -389,13 +399,14 @@ impl Relay {
             let root = log.root(cp.size)?;
             if root != cp.root {
                 return Err(RelayError::Checkpoint(format!(
-                    "the root of the first {} entries is {} but the checkpoint says {}",
+                    "the root of the first {} entries is {} but {what} says {}",
                     cp.size,
                     hex(&root),
                     hex(&cp.root)
                 )));
             }
         }
+        let checkpoint = answered.or(stored_checkpoint);
         let hub = Arc::new(Hub::default());
         let metrics = Arc::new(metrics::Metrics::new());
         let latest_checkpoint = Arc::new(RwLock::new(checkpoint.unwrap_or_default()));

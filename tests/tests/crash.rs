@@ -641,7 +641,11 @@ async fn an_audit_log_cut_below_the_last_checkpoint_stops_the_relay_from_startin
         ChildStart::Exited(code, stderr) => {
             assert_eq!(code, Some(1), "{stderr}");
             assert!(
-                stderr.contains(&format!("the audit log does not match the last signed checkpoint: checkpoint of {published} entries was published but the log holds {keep}; the relay will not serve a broken log (restore the data directory from a backup)")),
+                stderr.contains(&format!(
+                    "audit log {} holds {keep} entries, but answers (receipts) were given with a checkpoint of {published} entries (recorded in {}): answered entries were lost; restore the data directory from a backup",
+                    entries_log(&net).display(),
+                    net.data_dir().join("audit").join("answered").display()
+                )),
                 "{stderr}"
             );
         }
@@ -649,6 +653,70 @@ async fn an_audit_log_cut_below_the_last_checkpoint_stops_the_relay_from_startin
             let stderr = relay.stderr();
             drop(relay);
             panic!("the relay serves a log shorter than its checkpoint:\n{stderr}");
+        }
+    }
+}
+
+/// One flipped bit in the last record of a relay killed after giving its receipts: that
+/// record was synced and answered (the receipts carry a checkpoint that covers it), so it
+/// cannot be a torn tail. Taken for one, it was cut, the receipted alert deleted, a false
+/// `voided` logged, and the log forked from the receipts' checkpoint. The relay refuses to
+/// start, naming the file and the entry.
+#[tokio::test]
+async fn a_damaged_answered_last_audit_record_is_refused_as_damage_not_cut_as_a_torn_tail() {
+    let net = Arc::new(TestNet::new());
+    let relay = start_child(&net).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut receipts = Vec::new();
+    for i in 0..3 {
+        receipts.push(
+            esm.post(alert(Category::Runaway, &format!("LAST-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    esm.close().await;
+    blocking(move || relay.kill()).await;
+    let offs = offsets(&net);
+    let last = offs.len() - 1;
+    let last_receipt = receipts.last().unwrap();
+    assert!(last_receipt
+        .recipients
+        .iter()
+        .any(|r| r.audit_index == last as u64));
+    let at = offs[last] + 4 + 10;
+    let mut bytes = std::fs::read(entries_log(&net)).unwrap();
+    bytes[at as usize] ^= 0x01;
+    std::fs::write(entries_log(&net), bytes).unwrap();
+
+    match try_start(&net).await {
+        ChildStart::Exited(code, stderr) => {
+            assert_eq!(code, Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "audit log {} is damaged at entry {last} (byte {})",
+                    entries_log(&net).display(),
+                    offs[last]
+                )) && stderr.contains("this is damage, not a torn tail")
+                    && stderr.contains("restore the data directory from a backup"),
+                "{stderr}"
+            );
+        }
+        ChildStart::Serving(relay) => {
+            let stderr = relay.stderr();
+            let (status, _) = blocking(move || relay.terminate()).await;
+            assert_eq!(status.code(), Some(0));
+            let voided: Vec<AlertId> = offline_log(&net.data_dir())
+                .iter()
+                .filter_map(|e| match &e.event {
+                    Event::Voided { alert, .. } => Some(*alert),
+                    _ => None,
+                })
+                .collect();
+            panic!(
+                "the relay took a damaged, answered record for a torn tail and started (voided: {voided:?}; the last receipt was for {}):\n{stderr}",
+                last_receipt.alert
+            );
         }
     }
 }
@@ -746,8 +814,8 @@ async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after
     let relay = start_child(&net).await;
     let esm = net.node("SPVQ/ESM", relay.addr).await;
     let mut receipts = Vec::new();
-    // One post per group commit; the mark written with each batch covers the one before,
-    // so the last post is the one a crash could have cut.
+    // One post per group commit; the mark written once each batch is in the store covers
+    // all four.
     for i in 0..4 {
         receipts.push(
             esm.post(alert(Category::Runaway, &format!("LOST-{i}")))
@@ -765,7 +833,7 @@ async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after
             assert_eq!(code, Some(1), "{stderr}");
             let first = receipts[0].alert;
             assert!(
-                stderr.contains("the alert store lacks 3 post(s) whose receipt was given")
+                stderr.contains("the alert store lacks 4 post(s) whose receipt was given")
                     && stderr.contains(&format!("the first: alert {first}"))
                     && stderr.contains("restore the data directory from a backup"),
                 "{stderr}"
