@@ -486,7 +486,12 @@ impl AuditLog {
     /// answered size, is damaged; [`AuditLogError::Shorter`] when the log holds fewer
     /// entries than were answered; I/O errors.
     pub fn open(dir: &Path) -> Result<(AuditLog, Recovery)> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
         let entries_path = dir.join("entries.log");
         let index_path = dir.join("entries.idx");
         let entries_w = create_rw(&entries_path, true)?;

@@ -189,6 +189,9 @@ struct Thread {
     retention_ms: i64,
     /// Where the thread is filed in the timer queues.
     queued: Option<Queued>,
+    /// The latest expiry of its closing messages (located, cancel), ms: the thread is
+    /// kept (not purged) until then, so that units offline at closing still hear of it.
+    keep_until: i64,
 }
 
 /// A thread's place in the timer queues.
@@ -201,7 +204,7 @@ enum Queued {
 impl Thread {
     fn purge_at(&self) -> Option<i64> {
         self.closed_at
-            .map(|c| c.0.saturating_add(self.retention_ms))
+            .map(|c| c.0.saturating_add(self.retention_ms).max(self.keep_until))
     }
 }
 
@@ -264,12 +267,16 @@ impl Index {
                 members: vec![id],
                 retention_ms: retention,
                 queued: None,
+                keep_until: i64::MIN,
             };
             self.threads.insert(id, t);
             self.reschedule(id);
         } else if let Some(t) = self.threads.get_mut(&root) {
             t.members.push(id);
             t.retention_ms = t.retention_ms.max(retention);
+            if matches!(rec.envelope.kind, Kind::Located | Kind::Cancel) {
+                t.keep_until = t.keep_until.max(rec.envelope.expires_at.0);
+            }
             self.reschedule(root);
         }
         let (expired, purged) = self

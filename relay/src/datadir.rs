@@ -3,8 +3,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use crate::RelayError;
 
@@ -74,4 +74,57 @@ impl DataDirLock {
         writeln!(file, "{}", std::process::id()).map_err(|e| data_err(&path, e))?;
         Ok(DataDirLock { _file: file })
     }
+}
+/// What [`tighten`] changed.
+#[derive(Debug, Default)]
+pub struct Tightened {
+    /// Files and directories whose mode was more open than 0600 / 0700, before.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Sets every directory under `dir` (itself included) to 0700 and every file to 0600,
+/// where they are more open; returns what it changed. Symbolic links are left alone.
+///
+/// # Errors
+/// [`RelayError::Data`] naming the file that cannot be read or changed.
+pub fn tighten(dir: &Path) -> Result<Tightened, RelayError> {
+    let mut out = Tightened::default();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&d).map_err(|e| data_err(&d, e))?;
+        set_mode(&d, &meta, 0o700, &mut out)?;
+        for entry in std::fs::read_dir(&d).map_err(|e| data_err(&d, e))? {
+            let entry = entry.map_err(|e| data_err(&d, e))?;
+            let path = entry.path();
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                // Removed meanwhile (sled renames its snapshots): nothing to protect.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(data_err(&path, e)),
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                set_mode(&path, &meta, 0o600, &mut out)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn set_mode(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    mode: u32,
+    out: &mut Tightened,
+) -> Result<(), RelayError> {
+    let have = meta.permissions().mode() & 0o7777;
+    if have & !mode != 0 {
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(have & mode)) {
+            Ok(()) => out.paths.push(path.to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(data_err(path, e)),
+        }
+    }
+    Ok(())
 }

@@ -130,7 +130,7 @@ fn data_err(path: &Path, e: impl std::fmt::Display) -> RelayError {
     }
 }
 
-/// Writes a secret file readable by its owner only (created with mode 0600, synced).
+/// Writes a file readable by its owner only (created with mode 0600, synced).
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -213,7 +213,7 @@ impl Keys {
         agreement_id: &str,
     ) -> Result<Keys, RelayError> {
         let keys = data_dir.join("keys");
-        std::fs::create_dir_all(&keys).map_err(|e| data_err(&keys, e))?;
+        datadir::create_private_dir(&keys)?;
         let origin_path = data_dir.join("origin");
         match std::fs::read_to_string(&origin_path) {
             Ok(o) => {
@@ -229,8 +229,7 @@ impl Keys {
                 let o = origin
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("filet.relay/{agreement_id}"));
-                std::fs::write(&origin_path, format!("{o}\n"))
-                    .map_err(|e| data_err(&origin_path, e))?;
+                write_secret(&origin_path, format!("{o}\n").as_bytes())?;
             }
             Err(e) => return Err(data_err(&origin_path, e)),
         }
@@ -358,6 +357,16 @@ impl Relay {
         // One relay per data directory, and nothing in it opened before the lock is held:
         // a second relay stops here having changed no file.
         let lock = datadir::DataDirLock::acquire(&cfg.data_dir)?;
+        // Readable by the relay's user only: directories 0700, files 0600.
+        let opened = datadir::tighten(&cfg.data_dir)?;
+        if let Some(first) = opened.paths.first() {
+            warn!(
+                "data directory {}: {} files or directories were open to other users (the first: {}); they are now 0600 (files) and 0700 (directories)",
+                cfg.data_dir.display(),
+                opened.paths.len(),
+                first.display()
+            );
+        }
         let keys = Keys::load_or_create(&cfg.data_dir, cfg.audit.origin.as_deref(), &agreement.id)?;
         let verifier_key = keys.signer.verifier_key();
 
@@ -369,6 +378,8 @@ impl Relay {
             );
         }
         let store = Store::open(&cfg.data_dir.join("store"))?;
+        // sled creates its files with the umask's mode; its directory is 0700 already.
+        datadir::tighten(&cfg.data_dir.join("store"))?;
         let (mark, stored_below) = StoreMark::open(&cfg.data_dir.join("store.mark"))?;
         let (_watermark, stored_checkpoint) = store.audit_state()?;
         // The checkpoint last given in answers (kept beside the log), and the older one the
@@ -660,6 +671,8 @@ impl Relay {
                 _ => warn!("the commit thread panicked"),
             }
         }
+        // Files sled wrote while closing.
+        datadir::tighten(&self.cfg.data_dir.join("store"))?;
         info!("stopped");
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! a receipt rests on a real `fdatasync`.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -434,6 +435,7 @@ impl StoreMark {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
             .map_err(io)?;
         if !existed {

@@ -721,6 +721,59 @@ async fn a_damaged_answered_last_audit_record_is_refused_as_damage_not_cut_as_a_
     }
 }
 
+/// The directories (not 0700) and files (not 0600) under `dir` that other users could
+/// read or enter, with their modes.
+fn open_to_others(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        if mode != 0o700 {
+            out.push((d.clone(), mode));
+        }
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.permissions().mode() & 0o777 != 0o600 {
+                out.push((p, m.permissions().mode() & 0o777));
+            }
+        }
+    }
+    out
+}
+
+/// The data directory holds every alert and the keys: it was created 0755 and its files
+/// 0644 (sled's and the audit log's), readable by any local user. Now directories are
+/// 0700 and files 0600 whatever the umask, and an older, more open directory is tightened
+/// at start with a warning.
+#[tokio::test]
+async fn the_data_directory_and_every_file_in_it_are_readable_by_the_relays_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let net = Arc::new(TestNet::new());
+    let (_, _) = seed_data(&net, 2).await;
+    let dir = net.data_dir();
+    assert_eq!(open_to_others(&dir), []);
+    for (path, mode) in [(dir.clone(), 0o755), (entries_log(&net), 0o644)] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let relay = start_child(&net).await;
+    assert!(
+        relay.stderr().contains(&format!(
+            "data directory {}: 2 files or directories were open to other users",
+            dir.display()
+        )),
+        "{}",
+        relay.stderr()
+    );
+    assert_eq!(open_to_others(&dir), []);
+    let (status, stderr) = blocking(move || relay.terminate()).await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(open_to_others(&dir), []);
+}
+
 /// What a relay started on a damaged store must do: refuse with a clear error, or serve
 /// everything it promised. Serving less, silently, is the failure.
 async fn assert_recovers_or_refuses(net: &Arc<TestNet>, receipts: &[Receipt], damage: &str) {
