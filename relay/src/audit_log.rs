@@ -188,6 +188,43 @@ impl Files {
         Ok(h)
     }
 
+    /// The entry bytes of record `index`, found through the index; `end` is the length
+    /// of `entries.log` it may lie in. The offset and the length read from disk are
+    /// checked before anything is allocated from them.
+    fn read_record(&self, index: u64, end: u64) -> Result<Vec<u8>> {
+        let off = self.read_offset(index)?;
+        let bad = |problem: String| AuditLogError::Corrupt {
+            path: self.dir.join("entries.idx"),
+            index,
+            offset: off,
+            problem,
+        };
+        if off.checked_add(RECORD_OVERHEAD).is_none_or(|e| e > end) {
+            return Err(bad(format!(
+                "the index gives byte {off}, past the {end} bytes of entries.log"
+            )));
+        }
+        let path = self.dir.join("entries.log");
+        let mut len = [0u8; 4];
+        self.entries
+            .read_exact_at(&mut len, off)
+            .map_err(io_err(&path))?;
+        let len = u32::from_be_bytes(len) as u64;
+        if len == 0
+            || len > filet_proto::audit::MAX_ENTRY_LEN as u64
+            || off + RECORD_OVERHEAD + len > end
+        {
+            return Err(bad(format!(
+                "the index gives byte {off}, where entries.log holds no whole record (length {len})"
+            )));
+        }
+        let mut b = vec![0u8; len as usize];
+        self.entries
+            .read_exact_at(&mut b, off + 4)
+            .map_err(io_err(&path))?;
+        Ok(b)
+    }
+
     fn read_offset(&self, index: u64) -> Result<u64> {
         let mut b = [0u8; 8];
         self.index
@@ -220,25 +257,13 @@ impl AuditReader {
             return Err(AuditLogError::OutOfRange { index, size });
         }
         let f = &self.files;
-        let offset = f.read_offset(index)?;
-        let path = f.dir.join("entries.log");
-        let mut len = [0u8; 4];
-        f.entries
-            .read_exact_at(&mut len, offset)
-            .map_err(io_err(&path))?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len > filet_proto::audit::MAX_ENTRY_LEN {
-            return Err(AuditLogError::Corrupt {
-                path,
-                index,
-                offset,
-                problem: format!("record length {len} is over the limit"),
-            });
-        }
-        let mut bytes = vec![0u8; len];
-        f.entries
-            .read_exact_at(&mut bytes, offset + 4)
-            .map_err(io_err(&path))?;
+        let end = f
+            .entries
+            .metadata()
+            .map_err(io_err(&f.dir.join("entries.log")))?
+            .len();
+        let bytes = f.read_record(index, end)?;
+        let (path, offset) = (f.dir.join("entries.log"), f.read_offset(index)?);
         let want = f.read_hash(0, index)?;
         if merkle::leaf_hash(&bytes) != want {
             return Err(AuditLogError::Corrupt {
@@ -639,19 +664,7 @@ impl AuditLog {
         log.truncate_levels(leaves_on_disk)?;
         let mut n = leaves_on_disk;
         while n < good {
-            let bytes = {
-                let f = &log.files;
-                let off = f.read_offset(n)?;
-                let mut len = [0u8; 4];
-                f.entries
-                    .read_exact_at(&mut len, off)
-                    .map_err(io_err(&f.dir.join("entries.log")))?;
-                let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-                f.entries
-                    .read_exact_at(&mut b, off + 4)
-                    .map_err(io_err(&f.dir.join("entries.log")))?;
-                b
-            };
+            let bytes = log.files.read_record(n, offset)?;
             merkle::append_leaf(&mut log, n, merkle::leaf_hash(&bytes))?;
             n += 1;
             rec.rebuilt_derived += 1;
@@ -1037,5 +1050,52 @@ mod tests {
         std::fs::write(&path, &good).unwrap();
         let (_, rec) = AuditLog::open(dir.path()).unwrap();
         assert_eq!(rec.answered, Some((4, "a note again".to_owned())));
+    }
+
+    #[test]
+    fn a_damaged_index_offset_is_an_error_naming_the_file_and_offset_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        for i in 0..10 {
+            log.append(&entry(i)).unwrap();
+        }
+        log.commit().unwrap();
+        let reader = log.reader();
+        drop(log);
+        let idx = dir.path().join("entries.idx");
+        let mut b = std::fs::read(&idx).unwrap();
+        let five = u64::from_be_bytes(b[40..48].try_into().unwrap());
+        // Entry 3 points inside entry 5's JSON: its "length" is 0x7B22..., about 2 GB.
+        let bad = five + 4;
+        b[24..32].copy_from_slice(&bad.to_be_bytes());
+        std::fs::write(&idx, &b).unwrap();
+        let err = reader.entry(3).err().unwrap();
+        assert!(
+            matches!(&err, AuditLogError::Corrupt { path, index: 3, offset, .. } if path.ends_with("entries.idx") && *offset == bad),
+            "{err}"
+        );
+        // An offset past the end of the file, near u64::MAX.
+        b[24..32].copy_from_slice(&(u64::MAX - 2).to_be_bytes());
+        std::fs::write(&idx, &b).unwrap();
+        assert!(matches!(
+            reader.entry(3),
+            Err(AuditLogError::Corrupt { index: 3, .. })
+        ));
+        // At open, rebuilding the hashes through the index meets it too.
+        b[24..32].copy_from_slice(&bad.to_be_bytes());
+        std::fs::write(&idx, &b).unwrap();
+        drop(reader);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("level-00.hashes"))
+            .unwrap()
+            .set_len(2 * 32)
+            .unwrap();
+        let err = AuditLog::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(&err, AuditLogError::Corrupt { path, index: 3, offset, .. } if path.ends_with("entries.idx") && *offset == bad),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&format!("byte {bad}")), "{err}");
     }
 }
