@@ -148,7 +148,7 @@ fn parse_hex(path: &Path, s: &str) -> Result<Vec<u8>, CertError> {
         path: path.to_path_buf(),
         reason: format!("serial {s:?} is not hexadecimal"),
     };
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return Err(bad());
     }
     (0..s.len())

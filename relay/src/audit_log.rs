@@ -8,13 +8,17 @@
 //! | `entries.log` | records `len (u32 BE) ‖ entry bytes ‖ first 4 bytes of the leaf hash` | `fdatasync` at every commit |
 //! | `entries.idx` | one `u64` BE byte offset per entry | derived; rebuilt at open |
 //! | `level-KK.hashes` | 32-byte hashes of complete subtrees of 2^KK leaves, in order | derived; rebuilt at open |
+//! | `answered` | the signed checkpoint last given in answers (receipts, indices), and its size | `fdatasync` before that answer |
 //!
-//! Only `entries.log` is the record; the rest is recomputed from it when it lags after a
-//! crash. A commit writes the entries and calls `fdatasync` on `entries.log` before any
-//! receipt or disclosure depends on them (log before disclose). A record cut short by a
-//! crash (a torn tail) was never synced, so never acknowledged: it is removed at open and
-//! the relay says so. A record in the middle that fails its check is corruption: the log
-//! refuses to open.
+//! `entries.log` is the record; the index and hash files are recomputed from it when they
+//! lag after a crash. A commit writes the entries and calls `fdatasync` on `entries.log`
+//! before any receipt or disclosure depends on them (log before disclose), then records
+//! the signed checkpoint it is about to answer with in `answered` and `fdatasync`s that
+//! too ([`AuditLog::answer`]). A record past the answered size that is cut short or fails
+//! its check at the tail (a torn tail) was never answered: it is removed at open and the
+//! relay says so. A record at or below it that fails its check is damage, never a torn
+//! tail, and a log shorter than it lost answered entries: the log refuses to open in both
+//! cases, as for a damaged record in the middle.
 //!
 //! Proofs and roots read O(log n) hashes with `pread` and never rebuild the tree.
 
@@ -55,6 +59,26 @@ pub enum AuditLogError {
         /// What is wrong.
         problem: String,
     },
+    /// The log holds fewer entries than the checkpoint given in answers covered.
+    #[error("audit log {path} holds {size} entries, but answers (receipts) were given with a checkpoint of {answered} entries (recorded in {answered_path}): answered entries were lost; restore the data directory from a backup")]
+    Shorter {
+        /// `entries.log`.
+        path: PathBuf,
+        /// Entries it holds.
+        size: u64,
+        /// The answered size.
+        answered: u64,
+        /// The `answered` file.
+        answered_path: PathBuf,
+    },
+    /// The `answered` file cannot be read or written, or is damaged.
+    #[error("{path}: {problem}")]
+    Answered {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// An index beyond the committed log.
     #[error("audit entry {index} does not exist (the log has {size} entries)")]
     OutOfRange {
@@ -89,6 +113,8 @@ pub struct Recovery {
     pub rebuilt_derived: u64,
     /// What the full scan of the log learned, for the store's cross-check.
     pub facts: LogFacts,
+    /// The signed checkpoint last given in answers (size, note), if any was recorded.
+    pub answered: Option<(u64, String)>,
 }
 
 /// Facts the start-up scan reads off the entries, without parsing them in full.
@@ -162,6 +188,43 @@ impl Files {
         Ok(h)
     }
 
+    /// The entry bytes of record `index`, found through the index; `end` is the length
+    /// of `entries.log` it may lie in. The offset and the length read from disk are
+    /// checked before anything is allocated from them.
+    fn read_record(&self, index: u64, end: u64) -> Result<Vec<u8>> {
+        let off = self.read_offset(index)?;
+        let bad = |problem: String| AuditLogError::Corrupt {
+            path: self.dir.join("entries.idx"),
+            index,
+            offset: off,
+            problem,
+        };
+        if off.checked_add(RECORD_OVERHEAD).is_none_or(|e| e > end) {
+            return Err(bad(format!(
+                "the index gives byte {off}, past the {end} bytes of entries.log"
+            )));
+        }
+        let path = self.dir.join("entries.log");
+        let mut len = [0u8; 4];
+        self.entries
+            .read_exact_at(&mut len, off)
+            .map_err(io_err(&path))?;
+        let len = u32::from_be_bytes(len) as u64;
+        if len == 0
+            || len > filet_proto::audit::MAX_ENTRY_LEN as u64
+            || off + RECORD_OVERHEAD + len > end
+        {
+            return Err(bad(format!(
+                "the index gives byte {off}, where entries.log holds no whole record (length {len})"
+            )));
+        }
+        let mut b = vec![0u8; len as usize];
+        self.entries
+            .read_exact_at(&mut b, off + 4)
+            .map_err(io_err(&path))?;
+        Ok(b)
+    }
+
     fn read_offset(&self, index: u64) -> Result<u64> {
         let mut b = [0u8; 8];
         self.index
@@ -194,25 +257,13 @@ impl AuditReader {
             return Err(AuditLogError::OutOfRange { index, size });
         }
         let f = &self.files;
-        let offset = f.read_offset(index)?;
-        let path = f.dir.join("entries.log");
-        let mut len = [0u8; 4];
-        f.entries
-            .read_exact_at(&mut len, offset)
-            .map_err(io_err(&path))?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len > filet_proto::audit::MAX_ENTRY_LEN {
-            return Err(AuditLogError::Corrupt {
-                path,
-                index,
-                offset,
-                problem: format!("record length {len} is over the limit"),
-            });
-        }
-        let mut bytes = vec![0u8; len];
-        f.entries
-            .read_exact_at(&mut bytes, offset + 4)
-            .map_err(io_err(&path))?;
+        let end = f
+            .entries
+            .metadata()
+            .map_err(io_err(&f.dir.join("entries.log")))?
+            .len();
+        let bytes = f.read_record(index, end)?;
+        let (path, offset) = (f.dir.join("entries.log"), f.read_offset(index)?);
         let want = f.read_hash(0, index)?;
         if merkle::leaf_hash(&bytes) != want {
             return Err(AuditLogError::Corrupt {
@@ -296,6 +347,8 @@ pub struct AuditLog {
     size: u64,
     /// End of `entries.log` including pending bytes.
     end_offset: u64,
+    /// The `answered` file.
+    answered: AnsweredFile,
 }
 
 impl HashStore for AuditLog {
@@ -328,27 +381,150 @@ impl HashStoreMut for AuditLog {
 }
 
 fn open_rw(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    create_rw(path, true)
+}
+
+/// `answered`: the signed checkpoint last given in answers. Two slots of [`SLOT`] bytes,
+/// written in turn and `fdatasync`ed, so that a write cut by a power loss leaves the
+/// other, older, slot whole. A slot: `FILETAN1` ‖ size (u64 BE) ‖ note length (u32 BE) ‖
+/// note ‖ zero padding ‖ the first 8 bytes of SHA-256 of everything before them.
+struct AnsweredFile {
+    path: PathBuf,
+    file: File,
+    /// The slot the next write goes to.
+    next: u64,
+}
+
+const SLOT: usize = 4096;
+const ANSWERED_MAGIC: &[u8; 8] = b"FILETAN1";
+
+impl AnsweredFile {
+    fn open(dir: &Path) -> Result<(AnsweredFile, Option<(u64, String)>)> {
+        let path = dir.join("answered");
+        let bad = |problem: String| AuditLogError::Answered {
+            path: path.clone(),
+            problem,
+        };
+        let file = create_rw(&path, false)?;
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        if bytes.len() > 2 * SLOT {
+            return Err(bad(format!(
+                "{} bytes, at most {} expected: restore the data directory from a backup",
+                bytes.len(),
+                2 * SLOT
+            )));
+        }
+        let mut best: Option<(u64, String, u64)> = None;
+        for slot in 0..2u64 {
+            let Some(b) = bytes.get(slot as usize * SLOT..(slot as usize + 1) * SLOT) else {
+                continue;
+            };
+            if let Some((size, note)) = Self::decode(b) {
+                if best.as_ref().is_none_or(|(s, _, _)| size > *s) {
+                    best = Some((size, note, slot));
+                }
+            }
+        }
+        if best.is_none() && bytes.iter().any(|b| *b != 0) {
+            return Err(bad(
+                "damaged (no slot is whole); it holds the checkpoint last given in receipts: restore the data directory from a backup".into(),
+            ));
+        }
+        let next = best.as_ref().map_or(0, |(_, _, slot)| 1 - slot);
+        Ok((
+            AnsweredFile { path, file, next },
+            best.map(|(size, note, _)| (size, note)),
+        ))
+    }
+
+    fn decode(b: &[u8]) -> Option<(u64, String)> {
+        if b.get(..8)? != ANSWERED_MAGIC {
+            return None;
+        }
+        let size = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+        let len = u32::from_be_bytes(b.get(16..20)?.try_into().ok()?) as usize;
+        if len > SLOT - 28 {
+            return None;
+        }
+        let body = b.get(..SLOT - 8)?;
+        let d = ring::digest::digest(&ring::digest::SHA256, body);
+        if d.as_ref()[..8] != *b.get(SLOT - 8..)? {
+            return None;
+        }
+        let note = String::from_utf8(b.get(20..20 + len)?.to_vec()).ok()?;
+        Some((size, note))
+    }
+
+    fn write(&mut self, size: u64, note: &str) -> Result<()> {
+        if note.len() > SLOT - 28 {
+            return Err(AuditLogError::Answered {
+                path: self.path.clone(),
+                problem: format!("a checkpoint of {} bytes does not fit", note.len()),
+            });
+        }
+        let mut b = vec![0u8; SLOT];
+        b[..8].copy_from_slice(ANSWERED_MAGIC);
+        b[8..16].copy_from_slice(&size.to_be_bytes());
+        b[16..20].copy_from_slice(&(note.len() as u32).to_be_bytes());
+        b[20..20 + note.len()].copy_from_slice(note.as_bytes());
+        let d = ring::digest::digest(&ring::digest::SHA256, &b[..SLOT - 8]);
+        b[SLOT - 8..].copy_from_slice(&d.as_ref()[..8]);
+        self.file
+            .write_all_at(&b, self.next * SLOT as u64)
+            .map_err(io_err(&self.path))?;
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.next = 1 - self.next;
+        Ok(())
+    }
+}
+
+/// Opens (or creates, mode 0600, its name made durable) a file for reading and writing;
+/// `append` for the record files.
+fn create_rw(path: &Path, append: bool) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let existed = path.exists();
+    let f = OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(!append)
+        .append(append)
         .create(true)
+        .truncate(false)
+        .mode(0o600)
         .open(path)
-        .map_err(io_err(path))
+        .map_err(io_err(path))?;
+    if !existed {
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
+    }
+    Ok(f)
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log in `dir`, checks `entries.log`, removes a torn tail, and
-    /// brings the derived files in step.
+    /// Opens (or creates) the log in `dir`, checks `entries.log`, removes a torn tail past
+    /// the answered size, and brings the derived files in step.
     ///
     /// # Errors
-    /// [`AuditLogError::Corrupt`] when a record before the tail is damaged, I/O errors.
+    /// [`AuditLogError::Corrupt`] when a record before the tail, or at or below the
+    /// answered size, is damaged; [`AuditLogError::Shorter`] when the log holds fewer
+    /// entries than were answered; I/O errors.
     pub fn open(dir: &Path) -> Result<(AuditLog, Recovery)> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
         let entries_path = dir.join("entries.log");
         let index_path = dir.join("entries.idx");
-        let entries_w = open_rw(&entries_path)?;
+        let entries_w = create_rw(&entries_path, true)?;
         let index_w = open_rw(&index_path)?;
         let mut rec = Recovery::default();
+        let (answered, said) = AnsweredFile::open(dir)?;
+        let answered_size = said.as_ref().map_or(0, |(size, _)| *size);
+        rec.answered = said;
 
         // 1. How many entries does the index vouch for? Trust it only as far as its last
         //    offset points at a whole, valid record.
@@ -400,7 +576,19 @@ impl AuditLog {
             }
         }
         if offset < data_len {
-            // Either a torn tail (nothing valid after it) or damage in the middle.
+            // Either a torn tail (nothing valid after it) or damage: a record that was
+            // answered was synced, so it cannot be torn.
+            if size < answered_size {
+                return Err(AuditLogError::Corrupt {
+                    path: entries_path,
+                    index: size,
+                    offset,
+                    problem: format!(
+                        "the record fails its check, and answers were given with a checkpoint of {answered_size} entries ({}): it was synced, so this is damage, not a torn tail",
+                        answered.path.display()
+                    ),
+                });
+            }
             if Self::valid_record_after(&entries_w, offset, data_len) {
                 return Err(AuditLogError::Corrupt {
                     path: entries_path,
@@ -412,6 +600,14 @@ impl AuditLog {
             rec.torn_tail_bytes = data_len - offset;
             entries_w.set_len(offset).map_err(io_err(&entries_path))?;
             entries_w.sync_data().map_err(io_err(&entries_path))?;
+        }
+        if size < answered_size {
+            return Err(AuditLogError::Shorter {
+                path: entries_path,
+                size,
+                answered: answered_size,
+                answered_path: answered.path,
+            });
         }
         // 3. Index: truncate to `good`, append the scanned offsets.
         index_w.set_len(good * 8).map_err(io_err(&index_path))?;
@@ -463,23 +659,12 @@ impl AuditLog {
             pending_index: Vec::new(),
             size: 0,
             end_offset: offset,
+            answered,
         };
         log.truncate_levels(leaves_on_disk)?;
         let mut n = leaves_on_disk;
         while n < good {
-            let bytes = {
-                let f = &log.files;
-                let off = f.read_offset(n)?;
-                let mut len = [0u8; 4];
-                f.entries
-                    .read_exact_at(&mut len, off)
-                    .map_err(io_err(&f.dir.join("entries.log")))?;
-                let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-                f.entries
-                    .read_exact_at(&mut b, off + 4)
-                    .map_err(io_err(&f.dir.join("entries.log")))?;
-                b
-            };
+            let bytes = log.files.read_record(n, offset)?;
             merkle::append_leaf(&mut log, n, merkle::leaf_hash(&bytes))?;
             n += 1;
             rec.rebuilt_derived += 1;
@@ -691,6 +876,17 @@ impl AuditLog {
         Ok(self.size)
     }
 
+    /// Records, durably (`fdatasync`), the signed checkpoint of `size` entries that is
+    /// about to be given in answers. Call it after [`AuditLog::commit`] and before
+    /// answering: at open, no record below it is taken for a torn tail, and a log shorter
+    /// than it is refused.
+    ///
+    /// # Errors
+    /// I/O errors (nothing may then be answered), a note too long for a slot.
+    pub fn answer(&mut self, size: u64, note: &str) -> Result<()> {
+        self.answered.write(size, note)
+    }
+
     /// The root of the first `size` entries, as appended (committed or not).
     ///
     /// # Errors
@@ -810,5 +1006,96 @@ mod tests {
             r.entry(0),
             Err(AuditLogError::Corrupt { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn an_answered_record_is_never_cut_as_a_torn_tail_and_a_shorter_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        for i in 0..4 {
+            log.append(&entry(i)).unwrap();
+        }
+        log.commit().unwrap();
+        log.answer(3, "a note").unwrap();
+        log.answer(4, "a note again").unwrap();
+        drop(log);
+        let path = dir.path().join("entries.log");
+        let good = std::fs::read(&path).unwrap();
+        // The last record damaged: damage, not a torn tail.
+        let mut b = good.clone();
+        let n = b.len();
+        b[n - 6] ^= 0x01;
+        std::fs::write(&path, &b).unwrap();
+        let err = AuditLog::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(err, AuditLogError::Corrupt { index: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not a torn tail"), "{err}");
+        // The log cut before the answered size: refused, naming both files and sizes.
+        std::fs::write(&path, &good[..good.len() - entry(3).len() - 8]).unwrap();
+        let err = AuditLog::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                AuditLogError::Shorter {
+                    size: 3,
+                    answered: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Whole again, the answered checkpoint is read back.
+        std::fs::write(&path, &good).unwrap();
+        let (_, rec) = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(rec.answered, Some((4, "a note again".to_owned())));
+    }
+
+    #[test]
+    fn a_damaged_index_offset_is_an_error_naming_the_file_and_offset_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        for i in 0..10 {
+            log.append(&entry(i)).unwrap();
+        }
+        log.commit().unwrap();
+        let reader = log.reader();
+        drop(log);
+        let idx = dir.path().join("entries.idx");
+        let mut b = std::fs::read(&idx).unwrap();
+        let five = u64::from_be_bytes(b[40..48].try_into().unwrap());
+        // Entry 3 points inside entry 5's JSON: its "length" is 0x7B22..., about 2 GB.
+        let bad = five + 4;
+        b[24..32].copy_from_slice(&bad.to_be_bytes());
+        std::fs::write(&idx, &b).unwrap();
+        let err = reader.entry(3).err().unwrap();
+        assert!(
+            matches!(&err, AuditLogError::Corrupt { path, index: 3, offset, .. } if path.ends_with("entries.idx") && *offset == bad),
+            "{err}"
+        );
+        // An offset past the end of the file, near u64::MAX.
+        b[24..32].copy_from_slice(&(u64::MAX - 2).to_be_bytes());
+        std::fs::write(&idx, &b).unwrap();
+        assert!(matches!(
+            reader.entry(3),
+            Err(AuditLogError::Corrupt { index: 3, .. })
+        ));
+        // At open, rebuilding the hashes through the index meets it too.
+        b[24..32].copy_from_slice(&bad.to_be_bytes());
+        std::fs::write(&idx, &b).unwrap();
+        drop(reader);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("level-00.hashes"))
+            .unwrap()
+            .set_len(2 * 32)
+            .unwrap();
+        let err = AuditLog::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(&err, AuditLogError::Corrupt { path, index: 3, offset, .. } if path.ends_with("entries.idx") && *offset == bad),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&format!("byte {bad}")), "{err}");
     }
 }

@@ -192,6 +192,9 @@ struct Thread {
     retention_ms: i64,
     /// Where the thread is filed in the timer queues.
     queued: Option<Queued>,
+    /// The latest expiry of its closing messages (located, cancel), ms: the thread is
+    /// kept (not purged) until then, so that units offline at closing still hear of it.
+    keep_until: i64,
 }
 
 /// A thread's place in the timer queues.
@@ -204,7 +207,7 @@ enum Queued {
 impl Thread {
     fn purge_at(&self) -> Option<i64> {
         self.closed_at
-            .map(|c| c.0.saturating_add(self.retention_ms))
+            .map(|c| c.0.saturating_add(self.retention_ms).max(self.keep_until))
     }
 }
 
@@ -271,12 +274,16 @@ impl Index {
                 members: vec![id],
                 retention_ms: retention,
                 queued: None,
+                keep_until: i64::MIN,
             };
             self.threads.insert(id, t);
             self.reschedule(id);
         } else if let Some(t) = self.threads.get_mut(&root) {
             t.members.push(id);
             t.retention_ms = t.retention_ms.max(retention);
+            if matches!(rec.envelope.kind, Kind::Located | Kind::Cancel) {
+                t.keep_until = t.keep_until.max(rec.envelope.expires_at.0);
+            }
             self.reschedule(root);
         }
         let (expired, purged) = self
@@ -606,14 +613,15 @@ impl Committer {
         self.durable(&HashMap::new())
     }
 
-    /// Makes the batch durable. The audit log's write and `fdatasync` run on a helper
-    /// thread while this one writes the store and flushes it (sled `flush`, then
-    /// `fdatasync` of its file); the answers wait for both. A crash between the two leaves
-    /// store records or acknowledgements whose audit entries were not synced: start-up
-    /// recovery removes them (no receipt depended on them). The store records the
-    /// checkpoint of the previous batch (whose audit entries were synced then): the one
-    /// it holds never covers more than the log. The helper thread also records in
-    /// `store.mark` that the previous batch is in the store.
+    /// Makes the batch durable. The audit log's write and `fdatasync`, then the signed
+    /// checkpoint of the new size recorded in `answered` (`fdatasync`ed: the checkpoint
+    /// the answers carry), run on a helper thread while this one writes the store and
+    /// flushes it (sled `flush`, then `fdatasync` of its file); the answers wait for both.
+    /// A crash between the two leaves store records or acknowledgements whose audit
+    /// entries were not synced: start-up recovery removes them (no receipt depended on
+    /// them). The store records the checkpoint of the previous batch (whose audit entries
+    /// were synced then): the one it holds never covers more than the log. Once both are
+    /// done, `store.mark` says the batch is in the store.
     ///
     /// A batch that rewrites alerts committed earlier (a follow-up changes its original's
     /// state, an expiry, a purge) writes the store only after its audit entries are
@@ -625,16 +633,25 @@ impl Committer {
     fn durable(&mut self, records: &HashMap<AlertId, AlertRecord>) -> Result<String, CommitError> {
         let started = std::time::Instant::now();
         let previous = self.last_durable.clone();
-        let stored_below = previous.as_ref().map(|(size, _)| *size);
         let acks = std::mem::take(&mut self.acks);
         let serial = std::mem::take(&mut self.rewrites);
-        let (log, store, mark) = (&mut self.log, &mut self.store, &mut self.mark);
-        let mut sync_log = move || -> Result<u64, CommitError> {
-            let size = log.commit()?;
-            if let Some(s) = stored_below {
-                mark.set(s)?;
-            }
-            Ok(size)
+        let (log, store) = (&mut self.log, &mut self.store);
+        let (signer, origin) = (&self.signer, &self.origin);
+        // The checkpoint of the synced log, recorded durably before anyone is answered
+        // with it (see `AuditLog::answer`).
+        let sign_and_record = move |log: &mut AuditLog, size: u64| -> Result<String, CommitError> {
+            let root = log.root(size)?;
+            let cp = Checkpoint {
+                origin: origin.clone(),
+                size,
+                root,
+                extensions: Vec::new(),
+            };
+            let note = signer
+                .sign(&cp.to_text())
+                .map_err(|e| CommitError::Sign(e.to_string()))?;
+            log.answer(size, &note)?;
+            Ok(note)
         };
         let mut write_store = move || -> Result<(), StoreError> {
             store.put_all(records.values())?;
@@ -646,34 +663,31 @@ impl Committer {
             }
             store.flush()
         };
-        let size = if serial {
-            let size = sync_log()?;
-            write_store()?;
-            size
-        } else {
-            let (audit, stored) = std::thread::scope(|sc| {
-                let audit = sc.spawn(sync_log);
+        let (audit, stored) = if serial {
+            // The store waits for the log; recording the answer overlaps the store write.
+            let size = log.commit()?;
+            std::thread::scope(|sc| {
+                let audit = sc.spawn(move || sign_and_record(log, size).map(|n| (size, n)));
                 let stored = write_store();
                 (audit.join(), stored)
-            });
-            let size = match audit {
-                Ok(r) => r?,
-                Err(_) => return Err(CommitError::Sign("the audit log writer panicked".into())),
-            };
-            stored?;
-            size
+            })
+        } else {
+            std::thread::scope(|sc| {
+                let audit = sc.spawn(move || {
+                    let size = log.commit()?;
+                    sign_and_record(log, size).map(|n| (size, n))
+                });
+                let stored = write_store();
+                (audit.join(), stored)
+            })
         };
-        let root = self.log.root(size)?;
-        let cp = Checkpoint {
-            origin: self.origin.clone(),
-            size,
-            root,
-            extensions: Vec::new(),
+        let (size, note) = match audit {
+            Ok(r) => r?,
+            Err(_) => return Err(CommitError::Sign("the audit log writer panicked".into())),
         };
-        let note = self
-            .signer
-            .sign(&cp.to_text())
-            .map_err(|e| CommitError::Sign(e.to_string()))?;
+        stored?;
+        // The store holds every post of the first `size` entries now.
+        self.mark.set(size)?;
         self.last_durable = Some((size, note.clone()));
         self.metrics.flush.observe(started.elapsed().as_secs_f64());
         *self

@@ -14,9 +14,10 @@
 //!   [`clock`]: time, controllable in tests.
 //! - [`demo`]: the whole story in one process.
 //!
-//! Data directory: `store/` (sled), `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
-//! (the checkpoint signing key, 0600), `keys/subject-ref.key` (the HMAC key of subject
-//! references, 0600), `origin` (the log's checkpoint origin), `control/control.sock` (the
+//! Data directory (0700, its files 0600): `lock` (held by the running relay, see
+//! [`datadir`]), `store/` (sled), `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
+//! (the checkpoint signing key), `keys/subject-ref.key` (the HMAC key of subject
+//! references), `origin` (the log's checkpoint origin), `control/control.sock` (the
 //! control socket, in a directory of mode 0700).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod commit;
 pub mod config;
 pub mod control;
 pub mod crl;
+pub mod datadir;
 pub mod demo;
 pub mod hub;
 pub mod identity;
@@ -130,7 +132,7 @@ fn data_err(path: &Path, e: impl std::fmt::Display) -> RelayError {
     }
 }
 
-/// Writes a secret file readable by its owner only (created with mode 0600, synced).
+/// Writes a file readable by its owner only (created with mode 0600, synced).
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -213,7 +215,7 @@ impl Keys {
         agreement_id: &str,
     ) -> Result<Keys, RelayError> {
         let keys = data_dir.join("keys");
-        std::fs::create_dir_all(&keys).map_err(|e| data_err(&keys, e))?;
+        datadir::create_private_dir(&keys)?;
         let origin_path = data_dir.join("origin");
         match std::fs::read_to_string(&origin_path) {
             Ok(o) => {
@@ -229,8 +231,7 @@ impl Keys {
                 let o = origin
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("filet.relay/{agreement_id}"));
-                std::fs::write(&origin_path, format!("{o}\n"))
-                    .map_err(|e| data_err(&origin_path, e))?;
+                write_secret(&origin_path, format!("{o}\n").as_bytes())?;
             }
             Err(e) => return Err(data_err(&origin_path, e)),
         }
@@ -305,6 +306,8 @@ pub struct Relay {
     cfg: RelayConfig,
     verifier_key: String,
     stats: Arc<CommitStats>,
+    /// Held until the commit thread has stopped (dropped last, at the end of `run`).
+    _lock: datadir::DataDirLock,
 }
 
 impl Relay {
@@ -344,7 +347,19 @@ impl Relay {
             }
         }
         let server_config = identity::server_config(&pki, &cfg.limits)?;
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| data_err(&cfg.data_dir, e))?;
+        // One relay per data directory, and nothing in it opened before the lock is held:
+        // a second relay stops here having changed no file.
+        let lock = datadir::DataDirLock::acquire(&cfg.data_dir)?;
+        // Readable by the relay's user only: directories 0700, files 0600.
+        let opened = datadir::tighten(&cfg.data_dir)?;
+        if let Some(first) = opened.paths.first() {
+            warn!(
+                "data directory {}: {} files or directories were open to other users (the first: {}); they are now 0600 (files) and 0700 (directories)",
+                cfg.data_dir.display(),
+                opened.paths.len(),
+                first.display()
+            );
+        }
         let keys = Keys::load_or_create(&cfg.data_dir, cfg.audit.origin.as_deref(), &agreement.id)?;
         let verifier_key = keys.signer.verifier_key();
 
@@ -367,14 +382,26 @@ impl Relay {
             );
         }
         let store = Store::open(&cfg.data_dir.join("store"))?;
+        // sled creates its files with the umask's mode; its directory is 0700 already.
+        datadir::tighten(&cfg.data_dir.join("store"))?;
         let (mark, stored_below) = StoreMark::open(&cfg.data_dir.join("store.mark"))?;
-        let (_watermark, checkpoint) = store.audit_state()?;
-        if let Some(note) = &checkpoint {
-            let verifier = NoteVerifier::parse(&verifier_key)
-                .map_err(|e| RelayError::Checkpoint(e.to_string()))?;
+        let (_watermark, stored_checkpoint) = store.audit_state()?;
+        // The checkpoint last given in answers (kept beside the log), and the older one the
+        // store keeps: the log must extend both.
+        let answered = rec.answered.as_ref().map(|(_, note)| note.clone());
+        let verifier = NoteVerifier::parse(&verifier_key)
+            .map_err(|e| RelayError::Checkpoint(e.to_string()))?;
+        for (what, note) in [
+            (
+                "the checkpoint last given in receipts (audit/answered)",
+                &answered,
+            ),
+            ("the checkpoint kept in the alert store", &stored_checkpoint),
+        ] {
+            let Some(note) = note else { continue };
             let cp = open_checkpoint(note, &verifier).map_err(|e| {
                 RelayError::Checkpoint(format!(
-                    "the stored checkpoint does not verify with this relay's audit key: {e}"
+                    "{what} does not verify with this relay's audit key: {e}"
                 ))
             })?;
             if cp.size > log.size() {
@@ -387,13 +414,14 @@ impl Relay {
             let root = log.root(cp.size)?;
             if root != cp.root {
                 return Err(RelayError::Checkpoint(format!(
-                    "the root of the first {} entries is {} but the checkpoint says {}",
+                    "the root of the first {} entries is {} but {what} says {}",
                     cp.size,
                     hex(&root),
                     hex(&cp.root)
                 )));
             }
         }
+        let checkpoint = answered.or(stored_checkpoint);
         let hub = Arc::new(Hub::default());
         let metrics = Arc::new(metrics::Metrics::new());
         let latest_checkpoint = Arc::new(RwLock::new(checkpoint.unwrap_or_default()));
@@ -516,6 +544,7 @@ impl Relay {
             cfg,
             verifier_key,
             stats,
+            _lock: lock,
         })
     }
 
@@ -679,6 +708,8 @@ impl Relay {
                 _ => warn!("the commit thread panicked"),
             }
         }
+        // Files sled wrote while closing.
+        datadir::tighten(&self.cfg.data_dir.join("store"))?;
         info!("stopped");
         Ok(())
     }

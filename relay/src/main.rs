@@ -169,9 +169,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     dir.display()
                 );
             }
-            for d in [dir.clone(), dir.join("data"), dir.join("pki")] {
+            for d in [dir.clone(), dir.join("pki")] {
                 std::fs::create_dir_all(&d)?;
             }
+            filet_relay::datadir::create_private_dir(&dir.join("data"))?;
             std::fs::write(dir.join("relay.toml"), filet_relay::config::TEMPLATE)?;
             println!("wrote {}", dir.join("relay.toml").display());
             if let Some(a) = &agreement {

@@ -8,9 +8,12 @@
 //! **Durability.** sled 0.34.7 makes writes durable only when `flush` returns, and on
 //! Linux its flush uses `sync_file_range`, which survives a process crash but not a power
 //! loss. [`Store::flush`] therefore calls `flush` and then `fdatasync` on sled's data file:
-//! a receipt rests on a real `fdatasync`.
+//! a receipt rests on a real `fdatasync`. sled writes a value too large for its log pages
+//! to a file of its own under `blobs/` and never syncs it: after a batch that held such a
+//! value, [`Store::flush`] `fdatasync`s those files and their directory too.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -158,7 +161,14 @@ pub struct Store {
     meta: sled::Tree,
     /// sled's data file, for `fdatasync` after `flush` (see the module doc).
     data_file: Option<Arc<File>>,
+    /// A value large enough for sled to write it as a blob file was put since the last
+    /// flush: sled never syncs those files, [`Store::flush`] does.
+    blobs_written: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// sled 0.34 writes a value to its own file under `blobs/` when its message exceeds a
+/// quarter of a segment (512 KiB by default); any value over this size may be one.
+const BLOB_CANDIDATE: usize = 64 * 1024;
 
 fn sled_err(path: &Path) -> impl FnOnce(sled::Error) -> StoreError + '_ {
     move |source| StoreError::Sled {
@@ -202,6 +212,7 @@ impl Store {
             acks,
             meta,
             data_file,
+            blobs_written: Arc::default(),
         })
     }
 
@@ -235,6 +246,10 @@ impl Store {
                 key: rec.envelope.id.to_string(),
                 problem: e.to_string(),
             })?;
+            if bytes.len() > BLOB_CANDIDATE {
+                self.blobs_written
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             batch.insert(&rec.envelope.id.0, bytes);
         }
         self.alerts
@@ -379,7 +394,40 @@ impl Store {
                 source,
             })?;
         }
+        if self
+            .blobs_written
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.sync_blobs()?;
+        }
         Ok(())
+    }
+
+    /// `fdatasync`s sled's blob files and their directory (sled writes them, never syncs
+    /// them; the page that points at one is synced by [`Store::flush`]).
+    fn sync_blobs(&self) -> Result<()> {
+        let dir = self.path.join("blobs");
+        let sync_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Sync { path, source }
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(sync_err(&dir)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(sync_err(&dir))?.path();
+            match File::open(&path) {
+                Ok(f) => f.sync_data().map_err(sync_err(&path))?,
+                // Removed meanwhile (sled deletes blobs of replaced values).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(sync_err(&path)(e)),
+            }
+        }
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(sync_err(&dir))
     }
 }
 
@@ -434,6 +482,7 @@ impl StoreMark {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
             .map_err(io)?;
         if !existed {

@@ -642,7 +642,11 @@ async fn an_audit_log_cut_below_the_last_checkpoint_stops_the_relay_from_startin
         ChildStart::Exited(code, stderr) => {
             assert_eq!(code, Some(1), "{stderr}");
             assert!(
-                stderr.contains(&format!("the audit log does not match the last signed checkpoint: checkpoint of {published} entries was published but the log holds {keep}; the relay will not serve a broken log (restore the data directory from a backup)")),
+                stderr.contains(&format!(
+                    "audit log {} holds {keep} entries, but answers (receipts) were given with a checkpoint of {published} entries (recorded in {}): answered entries were lost; restore the data directory from a backup",
+                    entries_log(&net).display(),
+                    net.data_dir().join("audit").join("answered").display()
+                )),
                 "{stderr}"
             );
         }
@@ -652,6 +656,123 @@ async fn an_audit_log_cut_below_the_last_checkpoint_stops_the_relay_from_startin
             panic!("the relay serves a log shorter than its checkpoint:\n{stderr}");
         }
     }
+}
+
+/// One flipped bit in the last record of a relay killed after giving its receipts: that
+/// record was synced and answered (the receipts carry a checkpoint that covers it), so it
+/// cannot be a torn tail. Taken for one, it was cut, the receipted alert deleted, a false
+/// `voided` logged, and the log forked from the receipts' checkpoint. The relay refuses to
+/// start, naming the file and the entry.
+#[tokio::test]
+async fn a_damaged_answered_last_audit_record_is_refused_as_damage_not_cut_as_a_torn_tail() {
+    let net = Arc::new(TestNet::new());
+    let relay = start_child(&net).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut receipts = Vec::new();
+    for i in 0..3 {
+        receipts.push(
+            esm.post(alert(Category::Runaway, &format!("LAST-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    esm.close().await;
+    blocking(move || relay.kill()).await;
+    let offs = offsets(&net);
+    let last = offs.len() - 1;
+    let last_receipt = receipts.last().unwrap();
+    assert!(last_receipt
+        .recipients
+        .iter()
+        .any(|r| r.audit_index == last as u64));
+    let at = offs[last] + 4 + 10;
+    let mut bytes = std::fs::read(entries_log(&net)).unwrap();
+    bytes[at as usize] ^= 0x01;
+    std::fs::write(entries_log(&net), bytes).unwrap();
+
+    match try_start(&net).await {
+        ChildStart::Exited(code, stderr) => {
+            assert_eq!(code, Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "audit log {} is damaged at entry {last} (byte {})",
+                    entries_log(&net).display(),
+                    offs[last]
+                )) && stderr.contains("this is damage, not a torn tail")
+                    && stderr.contains("restore the data directory from a backup"),
+                "{stderr}"
+            );
+        }
+        ChildStart::Serving(relay) => {
+            let stderr = relay.stderr();
+            let (status, _) = blocking(move || relay.terminate()).await;
+            assert_eq!(status.code(), Some(0));
+            let voided: Vec<AlertId> = offline_log(&net.data_dir())
+                .iter()
+                .filter_map(|e| match &e.event {
+                    Event::Voided { alert, .. } => Some(*alert),
+                    _ => None,
+                })
+                .collect();
+            panic!(
+                "the relay took a damaged, answered record for a torn tail and started (voided: {voided:?}; the last receipt was for {}):\n{stderr}",
+                last_receipt.alert
+            );
+        }
+    }
+}
+
+/// The directories (not 0700) and files (not 0600) under `dir` that other users could
+/// read or enter, with their modes.
+fn open_to_others(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        if mode != 0o700 {
+            out.push((d.clone(), mode));
+        }
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.permissions().mode() & 0o777 != 0o600 {
+                out.push((p, m.permissions().mode() & 0o777));
+            }
+        }
+    }
+    out
+}
+
+/// The data directory holds every alert and the keys: it was created 0755 and its files
+/// 0644 (sled's and the audit log's), readable by any local user. Now directories are
+/// 0700 and files 0600 whatever the umask, and an older, more open directory is tightened
+/// at start with a warning.
+#[tokio::test]
+async fn the_data_directory_and_every_file_in_it_are_readable_by_the_relays_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let net = Arc::new(TestNet::new());
+    let (_, _) = seed_data(&net, 2).await;
+    let dir = net.data_dir();
+    assert_eq!(open_to_others(&dir), []);
+    for (path, mode) in [(dir.clone(), 0o755), (entries_log(&net), 0o644)] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let relay = start_child(&net).await;
+    assert!(
+        relay.stderr().contains(&format!(
+            "data directory {}: 2 files or directories were open to other users",
+            dir.display()
+        )),
+        "{}",
+        relay.stderr()
+    );
+    assert_eq!(open_to_others(&dir), []);
+    let (status, stderr) = blocking(move || relay.terminate()).await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(open_to_others(&dir), []);
 }
 
 /// What a relay started on a damaged store must do: refuse with a clear error, or serve
@@ -747,8 +868,8 @@ async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after
     let relay = start_child(&net).await;
     let esm = net.node("SPVQ/ESM", relay.addr).await;
     let mut receipts = Vec::new();
-    // One post per group commit; the mark written with each batch covers the one before,
-    // so the last post is the one a crash could have cut.
+    // One post per group commit; the mark written once each batch is in the store covers
+    // all four.
     for i in 0..4 {
         receipts.push(
             esm.post(alert(Category::Runaway, &format!("LOST-{i}")))
@@ -766,7 +887,7 @@ async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after
             assert_eq!(code, Some(1), "{stderr}");
             let first = receipts[0].alert;
             assert!(
-                stderr.contains("the alert store lacks 3 post(s) whose receipt was given")
+                stderr.contains("the alert store lacks 4 post(s) whose receipt was given")
                     && stderr.contains(&format!("the first: alert {first}"))
                     && stderr.contains("restore the data directory from a backup"),
                 "{stderr}"
@@ -780,19 +901,57 @@ async fn a_store_that_lost_receipted_posts_nobody_received_is_refused_even_after
     }
 }
 
-/// A second relay started on a data directory in use is refused with a plain reason,
-/// and the first keeps serving.
+/// Every file of `dir` (recursively) with its bytes and modification time.
+fn files_and_mtimes(dir: &Path) -> BTreeMap<std::path::PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.clone(),
+                    (std::fs::read(&p).unwrap(), m.modified().unwrap()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A second relay started on a data directory in use is refused, naming the directory
+/// and the pid that holds it, before it opens (and repairs) any file: here the first
+/// relay's audit log ends with a record being written, which a second relay that opened
+/// the log would have cut as a torn tail.
 #[tokio::test]
-async fn a_second_relay_on_a_data_directory_in_use_is_refused_saying_so() {
+async fn a_second_relay_on_a_data_directory_in_use_is_refused_before_it_touches_a_file() {
     let net = Arc::new(TestNet::new());
     let relay = start_child(&net).await;
+    let log_len = std::fs::metadata(entries_log(&net)).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(entries_log(&net))
+        .unwrap();
+    f.write_all(&200u32.to_be_bytes()).unwrap();
+    f.write_all(&[b'{'; 37]).unwrap();
+    drop(f);
+    let audit = net.data_dir().join("audit");
+    let before = files_and_mtimes(&audit);
+
     match try_start(&net).await {
         ChildStart::Exited(code, stderr) => {
             assert_eq!(code, Some(1), "{stderr}");
+            let dir = net.data_dir();
             assert!(
-                stderr.contains(
-                    "another process holds it (is another relay running on this data directory?)"
-                ),
+                stderr.contains(&format!(
+                    "data directory: {}: another relay (pid {}) is running on this data directory (it holds {}); stop it first, or give another --data-dir",
+                    dir.display(),
+                    relay.pid(),
+                    dir.join("lock").display()
+                )),
                 "{stderr}"
             );
         }
@@ -801,6 +960,23 @@ async fn a_second_relay_on_a_data_directory_in_use_is_refused_saying_so() {
             panic!("two relays serve one data directory");
         }
     }
+    let after = files_and_mtimes(&audit);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (path, (bytes, mtime)) in &before {
+        let (b, m) = &after[path];
+        assert!(b == bytes, "the second relay rewrote {}", path.display());
+        assert_eq!(m, mtime, "the second relay touched {}", path.display());
+    }
+    // Take the half record back out before the first relay writes after it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(entries_log(&net))
+        .unwrap()
+        .set_len(log_len)
+        .unwrap();
     assert_relay_serves(&net, relay.addr).await;
     let (status, stderr) = blocking(move || relay.terminate()).await;
     assert_eq!(status.code(), Some(0), "{stderr}");

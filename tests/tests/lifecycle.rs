@@ -806,6 +806,62 @@ async fn content_is_purged_after_the_longest_retention_of_its_rules_and_the_log_
     }
 }
 
+/// With a retention shorter than a closing message's life (72 h), the thread was purged,
+/// and its `located` taken out of every mailbox, before units offline at the closing
+/// heard of it. A closing message is kept at least until its own expiry.
+#[tokio::test]
+async fn a_closing_message_outlives_a_short_retention_until_its_own_expiry() {
+    let net = TestNet::new();
+    let cfg = net.relay_config();
+    let short = AGREEMENT
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("retention") {
+                "retention = \"1d\"".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(short, AGREEMENT);
+    std::fs::write(&cfg.agreement, short).unwrap();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(cfg, Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let original = esm.post(runaway()).await.unwrap();
+    assert!(original
+        .recipients
+        .iter()
+        .any(|r| r.unit == unit("DPJ/RTS")));
+    let located = esm
+        .post(follow_up(Kind::Located, original.alert, Some(FOUND)))
+        .await
+        .unwrap()
+        .alert;
+    // Two days later: past the 1-day retention, within the located's 72 hours.
+    clock.advance(2 * DAY_MS);
+    relay.run_timers().await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    assert_eq!(inbox_ids(&rts).await, [original.alert, located]);
+    rts.close().await;
+    // Past the located's expiry: the thread is purged.
+    clock.advance(DAY_MS + HOUR_MS);
+    relay.run_timers().await;
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    assert_eq!(inbox_ids(&rts).await, []);
+    close_all([esm, rts]).await;
+    relay.stop().await;
+    let purged: Vec<AlertId> = events(&offline_log(&net.data_dir()), "purged")
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Purged { alert, .. } => Some(*alert),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(purged, [original.alert, located]);
+}
+
 #[tokio::test]
 async fn an_expired_alerts_content_is_purged_at_the_end_of_retention_counted_from_its_expiry() {
     let net = TestNet::new();
