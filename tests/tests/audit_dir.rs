@@ -287,7 +287,7 @@ fn a_changed_consistency_proof_is_named_with_both_sizes() {
 fn a_malformed_hash_in_a_kept_proof_is_a_failed_verification_naming_the_file_and_line_not_a_key_error(
 ) {
     let (_tmp, dir) = copy_of_good();
-    let path = dir.join("consistency/00000000000000000007-00000000000000000012.proof");
+    let path = dir.join("consistency/00000000000000000008-00000000000000000013.proof");
     let text = std::fs::read_to_string(&path).unwrap();
     let first = text.lines().next().unwrap();
     // Not base64, then base64 of 31 bytes.
@@ -301,7 +301,7 @@ fn a_malformed_hash_in_a_kept_proof_is_a_failed_verification_naming_the_file_and
 
         assert_eq!(out.code, Some(6), "{}", out.stderr);
         let prefix = format!(
-            "filet: {}: consistency proof 7 to 12: hash 1 is not a base64 SHA-256 hash (",
+            "filet: {}: consistency proof 8 to 13: hash 1 is not a base64 SHA-256 hash (",
             path.display()
         );
         assert!(out.stderr.starts_with(&prefix), "{}", out.stderr);

@@ -353,6 +353,12 @@ async fn get_alert_by_a_recipient_of_the_senders_own_party_is_redacted_and_logge
     assert_eq!(d.content.last_seen.geo, None);
     assert!(recipients.is_empty(), "{recipients:?}");
     let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    // `delivered` is logged once the answer is written to the stream, so it may follow
+    // the answer by a group commit.
+    wait_for_entry(&table, &relay.verifier(), "delivered", |e| {
+        e.event.name() == "delivered"
+    })
+    .await;
     let log = full_log(&table, &relay.verifier()).await;
     let delivered: Vec<&filet_proto::audit::Event> =
         events(&log, "delivered").iter().map(|e| &e.event).collect();

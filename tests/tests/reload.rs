@@ -630,14 +630,17 @@ async fn a_unit_that_lost_its_rule_since_the_original_still_gets_the_closing_not
         d.history.iter().all(|h| h.id != update.alert),
         "nothing of what it was not told"
     );
-    // Still permitted units get the whole located.
+    // Still permitted units get the located as their rule allows it: IKAT's rule lists its
+    // fields without `note`, so it learns the youth was located, not the note's words.
     let ikat = net.node("SPVQ/IKAT", relay.addr).await;
     let full = ikat.inbox().await.unwrap();
     let l = full
         .iter()
         .find(|d| d.envelope.id == located.alert)
         .unwrap();
-    assert!(l.note.is_some());
+    assert_eq!(l.state, AlertState::Located);
+    assert_eq!(l.note, None);
+    assert!(!l.fields.is_empty(), "{:?}", l.fields);
     let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
     let log = full_log(&auditor, &relay.verifier()).await;
     let disclosed = log
