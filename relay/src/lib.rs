@@ -34,6 +34,7 @@ pub mod hub;
 pub mod identity;
 pub mod metrics;
 pub mod ratelimit;
+pub mod sealed;
 pub mod server;
 pub mod store;
 
