@@ -684,6 +684,122 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn record(n: u8, note: &str) -> AlertRecord {
+        use filet_proto::alert::{Category, Kind, Language, Risk, Status};
+        AlertRecord {
+            envelope: Envelope {
+                id: AlertId([n; 16]),
+                kind: Kind::Alert,
+                references: None,
+                category: Category::Runaway,
+                status: Status::Actual,
+                risk: Risk::Minor,
+                language: Language::FrCa,
+                sender: "A/B/c".parse().unwrap(),
+                received_at: Timestamp(0),
+                expires_at: Timestamp(1),
+            },
+            content: None,
+            note: Some(note.to_owned()),
+            salt: [7; 32],
+            idempotency_key: [0; 16],
+            posted_index: 0,
+            recipients: Vec::new(),
+            state: AlertState::Active,
+            history: Vec::new(),
+            closed_at: None,
+            purged: false,
+        }
+    }
+
+    fn purge(mut rec: AlertRecord) -> AlertRecord {
+        rec.note = None;
+        rec.salt = [0; 32];
+        rec.purged = true;
+        rec
+    }
+
+    #[test]
+    fn a_record_is_stored_sealed_and_its_key_is_cleared_only_after_the_flush_of_its_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let mut store = Store::open(&path).unwrap();
+        let a = record(1, "NOTE-IN-CLEAR-A");
+        store.put_all([&a]).unwrap();
+        store.flush().unwrap();
+        let raw = store.alerts.get(a.envelope.id.0).unwrap().unwrap();
+        assert!(sealed::is_sealed(&raw));
+        assert!(!raw.windows(15).any(|w| w == b"NOTE-IN-CLEAR-A"));
+        assert_eq!(store.get(&a.envelope.id).unwrap().unwrap(), a);
+        let id = a.envelope.id;
+        let purged = purge(a);
+        store.put_all([&purged]).unwrap();
+        // Not flushed yet: the key stays (a crash here keeps the sealed record readable).
+        assert!(store.keys().file.get(&id).is_some());
+        store.flush().unwrap();
+        assert!(store.keys().file.get(&id).is_none());
+        assert_eq!(store.get(&id).unwrap().unwrap(), purged);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [purged]
+        );
+    }
+
+    #[test]
+    fn a_plain_record_of_an_older_store_opens_and_a_key_left_by_a_crash_is_cleared_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let legacy = record(1, "written before sealing");
+        let kept = record(2, "sealed");
+        {
+            let mut store = Store::open(&path).unwrap();
+            // As a store written before sealing existed: plain encoded bytes.
+            store
+                .alerts
+                .insert(legacy.envelope.id.0, codec::encode_value(&legacy).unwrap())
+                .unwrap();
+            store.put_all([&kept]).unwrap();
+            store.flush().unwrap();
+        }
+        // Keys of alerts whose record is absent (the batch never reached sled) or plain
+        // (purged, crash before the key was cleared).
+        {
+            let mut keys = ContentKeys::open(&Store::keys_path(&path)).unwrap();
+            keys.key_for(&AlertId([9; 16])).unwrap();
+            keys.key_for(&legacy.envelope.id).unwrap();
+            keys.sync().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.keys().file.alerts(),
+            [kept.envelope.id],
+            "only the key of the sealed record is left"
+        );
+        assert_eq!(store.get(&legacy.envelope.id).unwrap().unwrap(), legacy);
+        assert_eq!(store.get(&kept.envelope.id).unwrap().unwrap(), kept);
+    }
+
+    #[test]
+    fn a_sealed_record_without_its_key_is_an_error_naming_the_record_and_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let a = record(1, "x");
+        {
+            let mut store = Store::open(&path).unwrap();
+            store.put_all([&a]).unwrap();
+            store.flush().unwrap();
+            store.keys().file.clear(&a.envelope.id).unwrap();
+            let e = store.get(&a.envelope.id).unwrap_err().to_string();
+            assert!(e.contains(&a.envelope.id.to_string()), "{e}");
+            assert!(
+                e.contains(&Store::keys_path(&path).display().to_string()),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn a_new_mark_says_nothing_and_a_set_one_is_read_back_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
