@@ -15,7 +15,8 @@
 //! - [`demo`]: the whole story in one process.
 //!
 //! Data directory (0700, its files 0600): `lock` (held by the running relay, see
-//! [`datadir`]), `store/` (sled), `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
+//! [`datadir`]), `store/` (sled), `store.keys` (the keys of its sealed records, see
+//! [`sealed`]), `store.mark`, `audit/` (see [`audit_log`]), `keys/audit-ed25519.pk8`
 //! (the checkpoint signing key), `keys/subject-ref.key` (the HMAC key of subject
 //! references), `origin` (the log's checkpoint origin), `control/control.sock` (the
 //! control socket, in a directory of mode 0700).
@@ -34,6 +35,7 @@ pub mod hub;
 pub mod identity;
 pub mod metrics;
 pub mod ratelimit;
+pub mod sealed;
 pub mod server;
 pub mod store;
 

@@ -11,17 +11,27 @@
 //! a receipt rests on a real `fdatasync`. sled writes a value too large for its log pages
 //! to a file of its own under `blobs/` and never syncs it: after a batch that held such a
 //! value, [`Store::flush`] `fdatasync`s those files and their directory too.
+//!
+//! **Purge.** A record is stored sealed under a key of its alert kept outside sled, in
+//! `store.keys` (see [`crate::sealed`]); a purged record, which holds nothing to hide, is
+//! stored plain and its key is overwritten after the record is flushed, so the older
+//! versions sled keeps are ciphertext without a key. Order: a new key is `fdatasync`ed
+//! before the sled batch that uses it (ciphertext never outlives its key by a crash); a
+//! key is cleared only after the flush of the purged or removed record (a crash between
+//! leaves a key of a plain or absent record: [`Store::open`] clears it).
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use filet_proto::agreement::Disclosure;
 use filet_proto::alert::{AlertState, Content, Envelope, FieldSet, HistoryItem};
 use filet_proto::codec;
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
 use serde::{Deserialize, Serialize};
+
+use crate::sealed::{self, ContentKeys};
 
 /// Errors of the alert store.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +62,15 @@ pub enum StoreError {
     #[error("{path}: {problem}")]
     Mark {
         /// The mark file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// `store.keys` (the keys of the alerts' content) cannot be read or written, or is
+    /// damaged.
+    #[error("{path}: {problem}")]
+    Keys {
+        /// The key file.
         path: PathBuf,
         /// What is wrong.
         problem: String,
@@ -164,6 +183,13 @@ pub struct Store {
     /// A value large enough for sled to write it as a blob file was put since the last
     /// flush: sled never syncs those files, [`Store::flush`] does.
     blobs_written: Arc<std::sync::atomic::AtomicBool>,
+    /// The keys of the sealed records, and the alerts whose key goes after the next flush.
+    keys: Arc<Mutex<Keys>>,
+}
+
+struct Keys {
+    file: ContentKeys,
+    clear_after_flush: Vec<AlertId>,
 }
 
 /// sled 0.34 writes a value to its own file under `blobs/` when its message exceeds a
@@ -181,10 +207,17 @@ const AUDIT_LEN: &[u8] = b"audit_len";
 const CHECKPOINT: &[u8] = b"checkpoint";
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// The key file of the store in `dir`: beside it, `<dir>.keys`.
+    pub fn keys_path(dir: &Path) -> PathBuf {
+        dir.with_extension("keys")
+    }
+
+    /// Opens (or creates) the store in `dir` and its key file ([`Store::keys_path`]);
+    /// clears the keys of alerts that are absent or not sealed (left by a crash between a
+    /// purge's flush and its key's clearing, or before a new alert's batch reached sled).
     ///
     /// # Errors
-    /// sled's error, naming the directory.
+    /// sled's error, naming the directory; key file errors, naming the file.
     pub fn open(dir: &Path) -> Result<Store> {
         let db = sled::Config::new()
             .path(dir)
@@ -205,6 +238,17 @@ impl Store {
         let acks = db.open_tree("acks").map_err(sled_err(dir))?;
         // sled 0.34 keeps its log and pages in the file `db` of its directory.
         let data_file = File::open(dir.join("db")).ok().map(Arc::new);
+        let mut keys = ContentKeys::open(&Self::keys_path(dir))?;
+        for id in keys.alerts() {
+            let sealed = alerts
+                .get(id.0)
+                .map_err(sled_err(dir))?
+                .is_some_and(|v| sealed::is_sealed(&v));
+            if !sealed {
+                keys.clear(&id)?;
+            }
+        }
+        keys.sync()?;
         Ok(Store {
             path: dir.to_owned(),
             db,
@@ -213,7 +257,43 @@ impl Store {
             meta,
             data_file,
             blobs_written: Arc::default(),
+            keys: Arc::new(Mutex::new(Keys {
+                file: keys,
+                clear_after_flush: Vec::new(),
+            })),
         })
+    }
+
+    fn keys(&self) -> MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decodes a stored value of alert `id`, opening it if sealed.
+    fn decode(&self, id: &AlertId, v: &[u8]) -> Result<AlertRecord> {
+        let corrupt = |problem: String| StoreError::Corrupt {
+            key: id.to_string(),
+            problem,
+        };
+        let plain;
+        let bytes = if sealed::is_sealed(v) {
+            let keys = self.keys();
+            let Some(key) = keys.file.get(id) else {
+                return Err(corrupt(format!(
+                    "it is sealed, but {} holds no key for it (restore the data directory, with that file, from a backup)",
+                    keys.file.path().display()
+                )));
+            };
+            plain = sealed::open(id, key, v).ok_or_else(|| {
+                corrupt(format!(
+                    "it does not open with its key in {}",
+                    keys.file.path().display()
+                ))
+            })?;
+            &plain[..]
+        } else {
+            v
+        };
+        codec::decode_value(bytes).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Reads one alert.
@@ -223,12 +303,7 @@ impl Store {
     pub fn get(&self, id: &AlertId) -> Result<Option<AlertRecord>> {
         match self.alerts.get(id.0).map_err(sled_err(&self.path))? {
             None => Ok(None),
-            Some(v) => codec::decode_value(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key: id.to_string(),
-                    problem: e.to_string(),
-                }),
+            Some(v) => self.decode(id, &v).map(Some),
         }
     }
 
@@ -237,21 +312,37 @@ impl Store {
     /// restart the store holds all of these records or none of them, never half of a
     /// batch that rewrote an alert and its follow-up.
     ///
+    /// A record is sealed under its alert's key (a new one is written to `store.keys` and
+    /// `fdatasync`ed before the batch goes to sled); a purged one is stored plain and its
+    /// key is cleared after the next [`Store::flush`].
+    ///
     /// # Errors
-    /// sled errors; encoding errors as [`StoreError::Corrupt`].
+    /// sled errors; key file errors; encoding errors as [`StoreError::Corrupt`].
     pub fn put_all<'a>(&self, records: impl IntoIterator<Item = &'a AlertRecord>) -> Result<()> {
         let mut batch = sled::Batch::default();
+        let mut keys = self.keys();
         for rec in records {
-            let bytes = codec::encode_value(rec).map_err(|e| StoreError::Corrupt {
-                key: rec.envelope.id.to_string(),
+            let id = rec.envelope.id;
+            let mut bytes = codec::encode_value(rec).map_err(|e| StoreError::Corrupt {
+                key: id.to_string(),
                 problem: e.to_string(),
             })?;
+            if rec.purged {
+                keys.clear_after_flush.push(id);
+            } else {
+                keys.clear_after_flush.retain(|c| *c != id);
+                let key = keys.file.key_for(&id)?;
+                bytes = keys.file.seal(&id, &key, bytes)?;
+            }
             if bytes.len() > BLOB_CANDIDATE {
                 self.blobs_written
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            batch.insert(&rec.envelope.id.0, bytes);
+            batch.insert(&id.0, bytes);
         }
+        // The keys before the ciphertext they open.
+        keys.file.sync()?;
+        drop(keys);
         self.alerts
             .apply_batch(batch)
             .map_err(sled_err(&self.path))?;
@@ -311,12 +402,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes one alert (not durable until [`Store::flush`]).
+    /// Removes one alert (not durable until [`Store::flush`], which then clears its key).
     ///
     /// # Errors
     /// sled errors.
     pub fn remove(&self, id: &AlertId) -> Result<()> {
         self.alerts.remove(id.0).map_err(sled_err(&self.path))?;
+        self.keys().clear_after_flush.push(*id);
         for kv in self.acks.scan_prefix(id.0) {
             let (k, _) = kv.map_err(sled_err(&self.path))?;
             self.acks.remove(k).map_err(sled_err(&self.path))?;
@@ -328,10 +420,11 @@ impl Store {
     pub fn iter(&self) -> impl Iterator<Item = Result<AlertRecord>> + '_ {
         self.alerts.iter().map(move |kv| {
             let (k, v) = kv.map_err(sled_err(&self.path))?;
-            codec::decode_value(&v).map_err(|e| StoreError::Corrupt {
+            let id: [u8; 16] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                 key: format!("{k:?}"),
-                problem: e.to_string(),
-            })
+                problem: format!("a key of {} bytes, expected 16", k.len()),
+            })?;
+            self.decode(&AlertId(id), &v)
         })
     }
 
@@ -380,9 +473,12 @@ impl Store {
     /// only after it returns), then `fdatasync` on sled's data file, because sled's flush
     /// uses `sync_file_range`, which does not flush the drive cache.
     ///
+    /// Then the keys of the records purged or removed before the flush are overwritten
+    /// and the key file is `fdatasync`ed.
+    ///
     /// # Errors
-    /// sled or fsync errors; after one, nothing written since the last successful flush
-    /// may be acknowledged.
+    /// sled, fsync or key file errors; after one, nothing written since the last
+    /// successful flush may be acknowledged.
     pub fn flush(&mut self) -> Result<()> {
         self.db.flush().map_err(sled_err(&self.path))?;
         if self.data_file.is_none() {
@@ -400,7 +496,13 @@ impl Store {
         {
             self.sync_blobs()?;
         }
-        Ok(())
+        let mut keys = self.keys();
+        let keys = &mut *keys;
+        while let Some(id) = keys.clear_after_flush.last().copied() {
+            keys.file.clear(&id)?;
+            keys.clear_after_flush.pop();
+        }
+        keys.file.sync()
     }
 
     /// `fdatasync`s sled's blob files and their directory (sled writes them, never syncs
@@ -581,6 +683,122 @@ impl StoreMark {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn record(n: u8, note: &str) -> AlertRecord {
+        use filet_proto::alert::{Category, Kind, Language, Risk, Status};
+        AlertRecord {
+            envelope: Envelope {
+                id: AlertId([n; 16]),
+                kind: Kind::Alert,
+                references: None,
+                category: Category::Runaway,
+                status: Status::Actual,
+                risk: Risk::Minor,
+                language: Language::FrCa,
+                sender: "A/B/c".parse().unwrap(),
+                received_at: Timestamp(0),
+                expires_at: Timestamp(1),
+            },
+            content: None,
+            note: Some(note.to_owned()),
+            salt: [7; 32],
+            idempotency_key: [0; 16],
+            posted_index: 0,
+            recipients: Vec::new(),
+            state: AlertState::Active,
+            history: Vec::new(),
+            closed_at: None,
+            purged: false,
+        }
+    }
+
+    fn purge(mut rec: AlertRecord) -> AlertRecord {
+        rec.note = None;
+        rec.salt = [0; 32];
+        rec.purged = true;
+        rec
+    }
+
+    #[test]
+    fn a_record_is_stored_sealed_and_its_key_is_cleared_only_after_the_flush_of_its_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let mut store = Store::open(&path).unwrap();
+        let a = record(1, "NOTE-IN-CLEAR-A");
+        store.put_all([&a]).unwrap();
+        store.flush().unwrap();
+        let raw = store.alerts.get(a.envelope.id.0).unwrap().unwrap();
+        assert!(sealed::is_sealed(&raw));
+        assert!(!raw.windows(15).any(|w| w == b"NOTE-IN-CLEAR-A"));
+        assert_eq!(store.get(&a.envelope.id).unwrap().unwrap(), a);
+        let id = a.envelope.id;
+        let purged = purge(a);
+        store.put_all([&purged]).unwrap();
+        // Not flushed yet: the key stays (a crash here keeps the sealed record readable).
+        assert!(store.keys().file.get(&id).is_some());
+        store.flush().unwrap();
+        assert!(store.keys().file.get(&id).is_none());
+        assert_eq!(store.get(&id).unwrap().unwrap(), purged);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [purged]
+        );
+    }
+
+    #[test]
+    fn a_plain_record_of_an_older_store_opens_and_a_key_left_by_a_crash_is_cleared_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let legacy = record(1, "written before sealing");
+        let kept = record(2, "sealed");
+        {
+            let mut store = Store::open(&path).unwrap();
+            // As a store written before sealing existed: plain encoded bytes.
+            store
+                .alerts
+                .insert(legacy.envelope.id.0, codec::encode_value(&legacy).unwrap())
+                .unwrap();
+            store.put_all([&kept]).unwrap();
+            store.flush().unwrap();
+        }
+        // Keys of alerts whose record is absent (the batch never reached sled) or plain
+        // (purged, crash before the key was cleared).
+        {
+            let mut keys = ContentKeys::open(&Store::keys_path(&path)).unwrap();
+            keys.key_for(&AlertId([9; 16])).unwrap();
+            keys.key_for(&legacy.envelope.id).unwrap();
+            keys.sync().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.keys().file.alerts(),
+            [kept.envelope.id],
+            "only the key of the sealed record is left"
+        );
+        assert_eq!(store.get(&legacy.envelope.id).unwrap().unwrap(), legacy);
+        assert_eq!(store.get(&kept.envelope.id).unwrap().unwrap(), kept);
+    }
+
+    #[test]
+    fn a_sealed_record_without_its_key_is_an_error_naming_the_record_and_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let a = record(1, "x");
+        {
+            let mut store = Store::open(&path).unwrap();
+            store.put_all([&a]).unwrap();
+            store.flush().unwrap();
+            store.keys().file.clear(&a.envelope.id).unwrap();
+            let e = store.get(&a.envelope.id).unwrap_err().to_string();
+            assert!(e.contains(&a.envelope.id.to_string()), "{e}");
+            assert!(
+                e.contains(&Store::keys_path(&path).display().to_string()),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn a_new_mark_says_nothing_and_a_set_one_is_read_back_after_reopening() {

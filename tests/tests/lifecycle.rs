@@ -806,6 +806,89 @@ async fn content_is_purged_after_the_longest_retention_of_its_rules_and_the_log_
     }
 }
 
+/// sled keeps older versions of a value in its files until it reuses the space: a purge
+/// that only rewrote the record left the content readable in `store/db`. Records are
+/// sealed under a key per alert kept in `store.keys`; the purge overwrites the key.
+#[tokio::test]
+async fn purged_content_is_in_no_file_of_the_data_directory_in_clear_nor_is_its_key() {
+    const MARKER: &str = "MARQUEUR-PURGE-7f3a9c";
+    const NOTE: &str = "Retrouvée, MARQUEUR-PURGE-7f3a9c";
+    let net = TestNet::new();
+    let clock = ManualClock::new(Timestamp::now());
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut draft = runaway();
+    draft.content.subject.description = Some(format!("Manteau rouge, {MARKER}"));
+    let original = esm.post(draft).await.unwrap().alert;
+    let located = esm
+        .post(follow_up(Kind::Located, original, Some(NOTE)))
+        .await
+        .unwrap()
+        .alert;
+    let data = net.data_dir();
+    // While the alert lives, its content is stored (sealed) and has a key.
+    let keys_path = data.join("store.keys");
+    let keys = std::fs::read(&keys_path).unwrap_or_default();
+    let key_of = |id: AlertId| -> Vec<u8> {
+        keys.chunks_exact(64)
+            .find(|s| s[..16] == id.0)
+            .map(|s| s[16..48].to_vec())
+            .unwrap_or_else(|| panic!("no key of {id} in {}", keys_path.display()))
+    };
+    let alert_keys = [key_of(original), key_of(located)];
+
+    clock.advance(90 * DAY_MS + HOUR_MS);
+    relay.run_timers().await;
+    let table = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let purged: Vec<AlertId> = events(&full_log(&table, &relay.verifier()).await, "purged")
+        .iter()
+        .filter_map(|e| e.event.alert())
+        .collect();
+    assert_eq!(purged, [original, located]);
+    close_all([esm, table]).await;
+    relay.stop().await;
+
+    let secrets: Vec<(&str, &[u8])> = vec![
+        ("the marker", MARKER.as_bytes()),
+        ("the key of the alert", &alert_keys[0]),
+        ("the key of the located", &alert_keys[1]),
+    ];
+    let found = files_holding(&data, &secrets);
+    assert!(found.is_empty(), "after the purge: {found:?}");
+
+    // A restart (recovery reads every record) keeps it so.
+    let relay = TestRelay::start_with_clock(net.relay_config(), Arc::new(clock.clone())).await;
+    relay.stop().await;
+    let found = files_holding(&data, &secrets);
+    assert!(found.is_empty(), "after a restart: {found:?}");
+    let store = filet_relay::store::Store::open(&data.join("store")).unwrap();
+    let rec = store.get(&original).unwrap().unwrap();
+    assert_eq!((rec.content, rec.purged), (None, true));
+}
+
+/// The files under `dir` (recursively) that hold one of `secrets`, with its name.
+fn files_holding(dir: &std::path::Path, secrets: &[(&str, &[u8])]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for f in std::fs::read_dir(&d).unwrap() {
+            let path = f.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                todo.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                for (what, secret) in secrets {
+                    if contains(&bytes, secret) {
+                        found.push(format!("{what} in {}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 /// With a retention shorter than a closing message's life (72 h), the thread was purged,
 /// and its `located` taken out of every mailbox, before units offline at the closing
 /// heard of it. A closing message is kept at least until its own expiry.
@@ -1547,6 +1630,10 @@ async fn an_expiry_and_a_purge_the_store_missed_are_applied_at_start_up_not_logg
     let store = net.data_dir().join("store");
     let before = net.path().join("store-before-timers");
     copy_dir(&store, &before);
+    // The store's content keys go with it: a crash before the store write keeps the key
+    // of a record the store has not purged yet (it is cleared after that write).
+    let keys = net.data_dir().join("store.keys");
+    let keys_before = std::fs::read(&keys).unwrap();
 
     let relay = start().await;
     clock.advance(72 * HOUR_MS + 1000);
@@ -1556,6 +1643,7 @@ async fn an_expiry_and_a_purge_the_store_missed_are_applied_at_start_up_not_logg
     relay.stop().await;
     std::fs::remove_dir_all(&store).unwrap();
     copy_dir(&before, &store);
+    std::fs::write(&keys, &keys_before).unwrap();
 
     let relay = start().await;
     let rts = net.node("DPJ/RTS", relay.addr).await;
