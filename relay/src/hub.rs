@@ -111,6 +111,11 @@ impl Hub {
         lock(&self.threads).insert(root, view);
     }
 
+    /// Forgets the state of a purged alert.
+    pub fn forget_thread(&self, root: &AlertId) {
+        lock(&self.threads).remove(root);
+    }
+
     /// The state and history of the alert `root`, if it changed since it was posted.
     pub fn thread(&self, root: &AlertId) -> Option<ThreadView> {
         lock(&self.threads).get(root).cloned()
