@@ -78,6 +78,12 @@ pub enum Op {
         node: Principal,
         /// The fields sent.
         fields: FieldSet,
+        /// The rules under which the check at delivery time permitted it.
+        rules: Vec<String>,
+        /// The agreement in force then (id).
+        agreement: String,
+        /// Its version.
+        agreement_version: u64,
     },
     /// A waiting alert was not delivered to a unit (logged once per alert and unit).
     Withheld {
@@ -928,9 +934,10 @@ impl Committer {
                 };
                 let Some((sender, pos)) = found else {
                     // A purged alert is forgotten by the index: say so to its recipients.
-                    let purged = self.store.get(&alert)?.filter(|r| {
-                        r.purged && r.recipients.iter().any(|x| x.unit == unit)
-                    });
+                    let purged = self
+                        .store
+                        .get(&alert)?
+                        .filter(|r| r.purged && r.recipients.iter().any(|x| x.unit == unit));
                     let error = match purged {
                         Some(_) => RelayError::new(
                             ErrorCode::Closed,
@@ -1009,6 +1016,9 @@ impl Committer {
                 sender,
                 node,
                 fields,
+                rules,
+                agreement,
+                agreement_version,
             } => {
                 // Log each delivery to a node once. The record of who got it is kept only
                 // while the message still waits somewhere (it is forgotten then).
@@ -1025,6 +1035,9 @@ impl Committer {
                         sender,
                         recipient: node,
                         fields,
+                        rules,
+                        agreement: Some(agreement),
+                        agreement_version: Some(agreement_version),
                     })?;
                 }
                 Ok(())
@@ -1132,7 +1145,9 @@ impl Committer {
                         .record(&root, records)?
                         .filter(|r| r.purged && r.envelope.kind == Kind::Alert);
                     if let Some(r) = purged {
-                        let (code, reason, message) = if r.envelope.sender.party() != principal.party() {
+                        let (code, reason, message) = if r.envelope.sender.party()
+                            != principal.party()
+                        {
                             (
                                 ErrorCode::NotOwner,
                                 RefusalReason::NotOwner,
@@ -2213,6 +2228,9 @@ mod tests {
                 sender: SENDER.parse().unwrap(),
                 node: node.clone(),
                 fields: FieldSet::EMPTY,
+                rules: vec!["enquete-vers-patrouille".into()],
+                agreement: "a".into(),
+                agreement_version: 1,
             },
             Op::Withheld {
                 alert: root,
@@ -2243,7 +2261,11 @@ mod tests {
         }
         b.restart(CommitConfig::new(64, 100, 100));
         for id in [root, located] {
-            assert_eq!(remembered(&b, &id), Vec::<&str>::new(), "{id} after a restart");
+            assert_eq!(
+                remembered(&b, &id),
+                Vec::<&str>::new(),
+                "{id} after a restart"
+            );
         }
         // What the index forgot is still answered: a follow-up is refused as closed, and
         // mailbox positions keep increasing.
@@ -2257,7 +2279,11 @@ mod tests {
             rec.recipients.iter().map(|r| r.seq).collect()
         };
         let old = seqs(&located).into_iter().max().unwrap();
-        assert!(seqs(&next).iter().all(|s| *s > old), "{:?} after {old}", seqs(&next));
+        assert!(
+            seqs(&next).iter().all(|s| *s > old),
+            "{:?} after {old}",
+            seqs(&next)
+        );
     }
 
     #[test]

@@ -72,6 +72,30 @@ struct Sent {
     alert: AlertId,
     sender: Principal,
     fields: filet_proto::FieldSet,
+    basis: Basis,
+}
+
+/// What the check at delivery time permitted a delivery under: the rules and the
+/// agreement in force then (logged in its `delivered` entry).
+#[derive(Debug, Clone, PartialEq)]
+struct Basis {
+    rules: Vec<String>,
+    agreement: String,
+    version: u64,
+}
+
+impl Sent {
+    fn delivered(self, node: Principal) -> Op {
+        Op::Delivered {
+            alert: self.alert,
+            sender: self.sender,
+            node,
+            fields: self.fields,
+            rules: self.basis.rules,
+            agreement: self.basis.agreement,
+            agreement_version: self.basis.version,
+        }
+    }
 }
 
 /// The relay is stopping.
@@ -666,15 +690,7 @@ async fn answer(
         return;
     }
     for s in sent {
-        let _ = ctx
-            .shared
-            .op(Op::Delivered {
-                alert: s.alert,
-                sender: s.sender,
-                node: ctx.principal.clone(),
-                fields: s.fields,
-            })
-            .await;
+        let _ = ctx.shared.op(s.delivered(ctx.principal.clone())).await;
     }
 }
 
@@ -751,7 +767,7 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
         for (seq, rec) in batch {
             cursor = seq;
             let id = rec.envelope.id;
-            let Some(d) = disclose(&ctx, &rec, seq).await else {
+            let Some((d, basis)) = disclose(&ctx, &rec, seq).await else {
                 continue;
             };
             let fields = d.fields;
@@ -787,6 +803,7 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
                     alert: id,
                     sender: rec.envelope.sender.clone(),
                     fields,
+                    basis,
                 },
             ));
         }
@@ -795,22 +812,15 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
             if was_written.await.is_err() {
                 return;
             }
-            let _ = ctx
-                .shared
-                .op(Op::Delivered {
-                    alert: s.alert,
-                    sender: s.sender,
-                    node: ctx.principal.clone(),
-                    fields: s.fields,
-                })
-                .await;
+            let _ = ctx.shared.op(s.delivered(ctx.principal.clone())).await;
         }
     }
 }
 
-/// The alert as this connection's unit may see it now, or `None` (gone, expired, or no
-/// longer permitted — then withheld and audited).
-async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclosed> {
+/// The alert as this connection's unit may see it now, with the rules and agreement that
+/// permit it, or `None` (gone, expired, or no longer permitted — then withheld and
+/// audited).
+async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<(Disclosed, Basis)> {
     let id = rec.envelope.id;
     let unit = ctx.unit();
     let r = rec.recipients.iter().find(|r| r.unit == *unit)?;
@@ -825,6 +835,7 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     }
     let mut envelope = rec.envelope.clone();
     envelope.expires_at = expires_at;
+    let agreement = ctx.shared.agreement();
     if matches!(rec.envelope.kind, Kind::Located | Kind::Cancel)
         && r.legal_bases.iter().any(|b| b == CLOSING_NOTICE)
     {
@@ -834,7 +845,12 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
             Some(v) => (v.state, v.history),
             None => (rec.state, rec.history.clone()),
         };
-        return Some(Disclosed {
+        let basis = Basis {
+            rules: r.rules.clone(),
+            agreement: agreement.id.clone(),
+            version: agreement.version,
+        };
+        let d = Disclosed {
             envelope,
             content: filet_proto::Content::default(),
             note: None,
@@ -850,13 +866,13 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
                     h
                 })
                 .collect(),
-        });
+        };
+        return Some((d, basis));
     }
     let sender_unit = view
         .as_ref()
         .map(|v| &v.sender_unit)
         .unwrap_or(&rec.envelope.sender.unit);
-    let agreement = ctx.shared.agreement();
     let Some(now) = agreement.permits(sender_unit, unit, rec.envelope.category) else {
         let reason = format!(
             "no rule of agreement {} v{} permits {} to send {} alerts to {} any more",
@@ -879,19 +895,23 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     };
     // Never more than was disclosed (and logged) at posting time, nor than the agreement
     // in force allows now: content, note and the notes of the history alike.
-    Some(
-        Disclosed {
-            envelope,
-            content: content.clone(),
-            note: rec.note.clone(),
-            rules: r.rules.clone(),
-            fields: r.fields,
-            seq,
-            state,
-            history,
-        }
-        .narrowed(now.fields),
-    )
+    let d = Disclosed {
+        envelope,
+        content: content.clone(),
+        note: rec.note.clone(),
+        rules: r.rules.clone(),
+        fields: r.fields,
+        seq,
+        state,
+        history,
+    }
+    .narrowed(now.fields);
+    let basis = Basis {
+        rules: now.rules,
+        agreement: agreement.id.clone(),
+        version: agreement.version,
+    };
+    Some((d, basis))
 }
 
 /// When a message stops being delivered: the thread's current expiry (an update may move
@@ -961,7 +981,7 @@ async fn get_alert(
         .find(|r| r.unit == *ctx.unit())
         .map(|r| r.seq)
     {
-        let d = disclose(ctx, &rec, seq).await.ok_or_else(|| {
+        let (d, basis) = disclose(ctx, &rec, seq).await.ok_or_else(|| {
             RelayError::new(
                 ErrorCode::Closed,
                 format!(
@@ -974,6 +994,7 @@ async fn get_alert(
             alert: id,
             sender: d.envelope.sender.clone(),
             fields: d.fields,
+            basis,
         });
         return Ok(Response::Alert {
             alert: d,
@@ -1230,7 +1251,7 @@ async fn inbox(
     let mut used = 0usize;
     for (seq, rec) in pending.into_iter().take(MAX_INBOX_PAGE) {
         let id = rec.envelope.id;
-        let Some(d) = disclose(ctx, &rec, seq).await else {
+        let Some((d, basis)) = disclose(ctx, &rec, seq).await else {
             continue;
         };
         let size = codec::encode_value(&d).map_or(usize::MAX, |v| v.len());
@@ -1249,6 +1270,7 @@ async fn inbox(
             alert: id,
             sender: d.envelope.sender.clone(),
             fields: d.fields,
+            basis,
         });
         alerts.push(d);
     }
