@@ -743,6 +743,7 @@ impl Committer {
         stored?;
         // The store holds every post of the first `size` entries now.
         self.mark.set(size)?;
+        self.hub.set_published(size);
         self.last_durable = Some((size, note.clone()));
         self.metrics.flush.observe(started.elapsed().as_secs_f64());
         *self
@@ -1700,8 +1701,12 @@ impl Committer {
                 for h in rec.history.iter_mut() {
                     h.note = None;
                 }
+                // Out of the mailboxes now, before the `purged` entry is durable: a reader
+                // holding the record checks this right before writing it to a node, so
+                // none writes the content after the entry (hiding it early is safe: a
+                // crash before the entry is durable publishes it again at start-up).
                 for (unit, seq) in self.index.unpend(&m) {
-                    after.push(After::Unpublish { unit, seq });
+                    self.hub.remove(&unit, seq);
                 }
                 records.insert(m, rec);
                 self.rewrites = true;
@@ -1812,6 +1817,8 @@ pub fn recover(
 ) -> Result<Recovered, CommitError> {
     let mut out = Recovered::default();
     let size = c.log.size();
+    // Records referring to later entries are dropped below: the rest may be served.
+    c.hub.set_published(size);
     if let Some(m) = stored_below.filter(|m| *m > size) {
         return Err(CommitError::StoreDamaged(format!(
             "store.mark says the alert store holds every post of the first {m} audit entries, but the audit log holds only {size}: the audit log lost entries; restore the data directory from a backup"
@@ -2284,6 +2291,52 @@ mod tests {
             "{:?} after {old}",
             seqs(&next)
         );
+    }
+
+    #[test]
+    fn a_purge_takes_the_record_out_of_the_hands_of_readers_before_its_purged_entry_is_durable() {
+        let mut b = Bench::new(CommitConfig::new(64, 100, 100));
+        let r = b.one(SENDER, runaway()).unwrap();
+        let unit = r.recipients[0].unit.clone();
+        b.one(SENDER, follow_up(Kind::Located, r.alert, None))
+            .unwrap();
+        // A slow reader took the mailbox (content included) and has not written it yet.
+        let held = b.c.hub.pending_after(&unit, 0, 10);
+        assert_eq!(held.len(), 2);
+        assert!(held.iter().all(|p| p.is_live() && p.rec.content.is_some()));
+        b.clock.advance(91 * 24 * 3600 * 1000);
+        // The purge decided, its `purged` entries appended but not yet durable: the
+        // records are already out of the readers' hands.
+        let (mut records, mut after) = (HashMap::new(), Vec::new());
+        let durable = b.c.log.size();
+        b.c.apply(Op::Tick { reply: None }, &mut records, &mut after)
+            .unwrap();
+        assert!(b.c.log.size() > durable, "no purged entry appended");
+        assert!(records.values().all(|r| r.purged));
+        for p in &held {
+            assert!(!p.is_live(), "{} still taken for live", p.rec.envelope.id);
+        }
+        b.c.durable(&records).unwrap();
+    }
+
+    #[test]
+    fn a_record_is_not_served_before_its_audit_entries_are_durable() {
+        let mut b = Bench::new(CommitConfig::new(64, 100, 100));
+        b.one(SENDER, runaway()).unwrap();
+        let (op, _rx) = b.post(SENDER, runaway());
+        let (mut records, mut after) = (HashMap::new(), Vec::new());
+        b.c.apply(op, &mut records, &mut after).unwrap();
+        let rec = records.values().next().unwrap().clone();
+        // Appended, not durable: even were the store to show it (the store and the log are
+        // written in parallel), it is not served.
+        b.c.store.put_all([&rec]).unwrap();
+        assert!(b.c.store.get(&rec.envelope.id).unwrap().is_some());
+        assert!(
+            !b.c.hub.is_published(&rec),
+            "served before its entries are durable"
+        );
+        b.c.durable(&records).unwrap();
+        assert!(b.c.hub.is_published(&rec));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! ([`HANDSHAKE_TIMEOUT`]), a started frame (`limits.frame_timeout_secs`), an idle
 //! connection (`limits.idle_timeout_secs`, QUIC's idle timeout).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -52,10 +53,17 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// for the frame's own fields (variant tags, request id, list length, `more` or `next`).
 const PAGE_BUDGET: usize = MAX_FRAME_LEN - 64;
 
-/// A frame for a stream's writer; `written` is told once it is written to the stream.
+/// A frame for a stream's writer; `written` is told once it is written to the stream
+/// (`true`), or that its alerts left the mailbox meanwhile and it was not (`false`).
 struct Out {
     bytes: Vec<u8>,
-    written: Option<oneshot::Sender<()>>,
+    written: Option<oneshot::Sender<bool>>,
+    /// The mailbox entries whose content the frame holds: checked by the writer right
+    /// before it writes the frame (a purge clears them before its `purged` entry).
+    live: Vec<Arc<AtomicBool>>,
+    /// What to write instead if one of them left the mailbox (an answer must still be
+    /// answered); nothing for a push.
+    instead: Option<Vec<u8>>,
 }
 
 impl Out {
@@ -63,6 +71,19 @@ impl Out {
         Out {
             bytes,
             written: None,
+            live: Vec::new(),
+            instead: None,
+        }
+    }
+
+    /// What the writer writes now, and whether that is the frame itself: never the
+    /// content of an entry that left the mailbox (acknowledged, expired, purged) since
+    /// the frame was made.
+    fn to_write(&mut self) -> (Option<Vec<u8>>, bool) {
+        if self.live.iter().all(|l| l.load(Ordering::Acquire)) {
+            (Some(std::mem::take(&mut self.bytes)), true)
+        } else {
+            (self.instead.take(), false)
         }
     }
 }
@@ -73,6 +94,8 @@ struct Sent {
     sender: Principal,
     fields: filet_proto::FieldSet,
     basis: Basis,
+    /// Its mailbox entry, while it waits there (see [`Out::live`]).
+    live: Option<Arc<AtomicBool>>,
 }
 
 /// What the check at delivery time permitted a delivery under: the rules and the
@@ -565,12 +588,15 @@ async fn stream(
     // handlers' answers and, at shutdown, after the Closing frame.
     let writer = tokio::spawn(async move {
         while let Some((out, _budget)) = rx.recv().await {
-            let out: Out = out;
-            if send.write_all(&out.bytes).await.is_err() {
-                return;
+            let mut out: Out = out;
+            let (bytes, itself) = out.to_write();
+            if let Some(bytes) = bytes {
+                if send.write_all(&bytes).await.is_err() {
+                    return;
+                }
             }
             if let Some(w) = out.written {
-                let _ = w.send(());
+                let _ = w.send(itself);
             }
         }
         let _ = send.finish();
@@ -682,11 +708,27 @@ async fn answer(
         }
     };
     let (written, was_written) = oneshot::channel();
+    let live: Vec<Arc<AtomicBool>> = sent.iter().filter_map(|s| s.live.clone()).collect();
+    // If an alert of the answer leaves the mailbox (a purge) before the writer gets to
+    // it, the node is told to ask again instead: nothing of it is written.
+    let instead = if live.is_empty() {
+        None
+    } else {
+        frame(&ServerFrame::Response {
+            id,
+            result: Err(RelayError::new(
+                ErrorCode::Busy,
+                "an alert of this answer left the mailbox (acknowledged, expired or purged) while it was being sent; nothing in it was delivered: ask again",
+            )),
+        })
+    };
     let out = Out {
         bytes,
         written: (!sent.is_empty()).then_some(written),
+        live,
+        instead,
     };
-    if tx.send(out).await.is_err() || sent.is_empty() || was_written.await.is_err() {
+    if tx.send(out).await.is_err() || sent.is_empty() || !matches!(was_written.await, Ok(true)) {
         return;
     }
     for s in sent {
@@ -764,7 +806,8 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
             continue;
         }
         let mut pushed = Vec::with_capacity(batch.len());
-        for (seq, rec) in batch {
+        for p in batch {
+            let (seq, rec) = (p.seq, p.rec.clone());
             cursor = seq;
             let id = rec.envelope.id;
             let Some((d, basis)) = disclose(&ctx, &rec, seq).await else {
@@ -793,6 +836,8 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
             let out = Out {
                 bytes,
                 written: Some(written),
+                live: vec![p.live.clone()],
+                instead: None,
             };
             if tx.send(out).await.is_err() {
                 return;
@@ -804,13 +849,17 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
                     sender: rec.envelope.sender.clone(),
                     fields,
                     basis,
+                    live: None,
                 },
             ));
         }
         // Logged once written to the stream, never before.
         for (was_written, s) in pushed {
-            if was_written.await.is_err() {
-                return;
+            match was_written.await {
+                Ok(true) => {}
+                // Left the mailbox before it was written: not sent, not logged.
+                Ok(false) => continue,
+                Err(_) => return,
             }
             let _ = ctx.shared.op(s.delivered(ctx.principal.clone())).await;
         }
@@ -947,6 +996,9 @@ async fn get_alert(
         .store
         .get(&id)
         .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
+        // Only what the commit thread has made durable: the store may show a record of a
+        // batch whose audit entries are not yet (it is written in parallel with the log).
+        .filter(|r| ctx.shared.hub.is_published(r))
         .ok_or_else(unknown)?;
     let view = ctx.shared.hub.thread(&rec.root());
     let mut envelope = rec.envelope.clone();
@@ -995,6 +1047,7 @@ async fn get_alert(
             sender: d.envelope.sender.clone(),
             fields: d.fields,
             basis,
+            live: ctx.shared.hub.live(ctx.unit(), seq),
         });
         return Ok(Response::Alert {
             alert: d,
@@ -1249,7 +1302,8 @@ async fn inbox(
     let mut more = pending.len() > MAX_INBOX_PAGE;
     let mut alerts = Vec::new();
     let mut used = 0usize;
-    for (seq, rec) in pending.into_iter().take(MAX_INBOX_PAGE) {
+    for p in pending.into_iter().take(MAX_INBOX_PAGE) {
+        let (seq, rec) = (p.seq, p.rec);
         let id = rec.envelope.id;
         let Some((d, basis)) = disclose(ctx, &rec, seq).await else {
             continue;
@@ -1271,6 +1325,7 @@ async fn inbox(
             sender: d.envelope.sender.clone(),
             fields: d.fields,
             basis,
+            live: Some(p.live),
         });
         alerts.push(d);
     }
@@ -1373,6 +1428,27 @@ mod tests {
     use crate::store::RecipientRecord;
     use filet_proto::alert::{AlertFile, AlertState, HistoryItem, MAX_NOTE};
     use filet_proto::{FieldSet, Timestamp};
+
+    #[test]
+    fn a_frame_whose_alert_left_the_mailbox_before_the_writer_got_to_it_is_not_written() {
+        let live = Arc::new(AtomicBool::new(true));
+        let frame = |instead: Option<Vec<u8>>| Out {
+            bytes: b"content".to_vec(),
+            written: None,
+            live: vec![live.clone()],
+            instead,
+        };
+        // Still in the mailbox: the frame itself.
+        assert_eq!(frame(None).to_write(), (Some(b"content".to_vec()), true));
+        // Purged (acknowledged, expired) after the frame was made, before it was written:
+        // a push is dropped, an answer replaced by its error, the content never written.
+        live.store(false, Ordering::Release);
+        assert_eq!(frame(None).to_write(), (None, false));
+        assert_eq!(
+            frame(Some(b"ask again".to_vec())).to_write(),
+            (Some(b"ask again".to_vec()), false)
+        );
+    }
 
     /// The thread limits make an inbox page of one always possible: the largest message a
     /// post may store, with the largest history an alert may reach (past the update limit
