@@ -79,7 +79,7 @@ impl Out {
     /// What the writer writes now, and whether that is the frame itself: never the
     /// content of an entry that left the mailbox (acknowledged, expired, purged) since
     /// the frame was made.
-    fn to_write(&mut self) -> (Option<Vec<u8>>, bool) {
+    fn take_for_writing(&mut self) -> (Option<Vec<u8>>, bool) {
         if self.live.iter().all(|l| l.load(Ordering::Acquire)) {
             (Some(std::mem::take(&mut self.bytes)), true)
         } else {
@@ -589,7 +589,7 @@ async fn stream(
     let writer = tokio::spawn(async move {
         while let Some((out, _budget)) = rx.recv().await {
             let mut out: Out = out;
-            let (bytes, itself) = out.to_write();
+            let (bytes, itself) = out.take_for_writing();
             if let Some(bytes) = bytes {
                 if send.write_all(&bytes).await.is_err() {
                     return;
@@ -1439,13 +1439,16 @@ mod tests {
             instead,
         };
         // Still in the mailbox: the frame itself.
-        assert_eq!(frame(None).to_write(), (Some(b"content".to_vec()), true));
+        assert_eq!(
+            frame(None).take_for_writing(),
+            (Some(b"content".to_vec()), true)
+        );
         // Purged (acknowledged, expired) after the frame was made, before it was written:
         // a push is dropped, an answer replaced by its error, the content never written.
         live.store(false, Ordering::Release);
-        assert_eq!(frame(None).to_write(), (None, false));
+        assert_eq!(frame(None).take_for_writing(), (None, false));
         assert_eq!(
-            frame(Some(b"ask again".to_vec())).to_write(),
+            frame(Some(b"ask again".to_vec())).take_for_writing(),
             (Some(b"ask again".to_vec()), false)
         );
     }
