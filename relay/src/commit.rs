@@ -400,9 +400,11 @@ impl Index {
     /// Forgets a purged thread and every message of it: nothing of it waits in a mailbox
     /// and nothing more can happen to it (a follow-up or an acknowledgement of it is
     /// answered from its purged record in the store).
-    fn forget_thread(&mut self, root: &AlertId) {
+    /// Returns the mailbox entries still to unpublish (none once every member is purged).
+    fn forget_thread(&mut self, root: &AlertId) -> Vec<(UnitRef, u64)> {
+        let mut out = Vec::new();
         let Some(t) = self.threads.remove(root) else {
-            return;
+            return out;
         };
         match t.queued {
             Some(Queued::Expiry(at)) => {
@@ -414,7 +416,7 @@ impl Index {
             None => {}
         }
         for m in &t.members {
-            let _ = self.unpend(m);
+            out.extend(self.unpend(m));
             let Some(meta) = self.alerts.remove(m) else {
                 continue;
             };
@@ -431,14 +433,16 @@ impl Index {
                 self.withheld.remove(&(*m, unit.clone()));
             }
         }
+        out
     }
 
-    /// Forgets per-node delivery records of a message no longer waiting anywhere.
+    /// Forgets per-node delivery records of a message no longer waiting anywhere (or
+    /// forgotten: purged).
     fn forget_delivered_if_done(&mut self, id: &AlertId) {
         if self
             .alerts
             .get(id)
-            .is_some_and(|m| m.recipients.iter().all(|s| !s.pending))
+            .is_none_or(|m| m.recipients.iter().all(|s| !s.pending))
         {
             self.delivered.remove(id);
         }
@@ -1049,7 +1053,9 @@ impl Committer {
                 unit,
                 reason,
             } => {
-                if self.index.withheld.insert((alert, unit.clone())) {
+                // An alert the index forgot (purged) is logged, not remembered.
+                let known = self.index.alerts.contains_key(&alert);
+                if !known || self.index.withheld.insert((alert, unit.clone())) {
                     self.entry(Event::Withheld {
                         alert,
                         sender,
@@ -1715,7 +1721,9 @@ impl Committer {
                 t.purged = true;
             }
             self.index.reschedule(root);
-            self.index.forget_thread(&root);
+            for (unit, seq) in self.index.forget_thread(&root) {
+                self.hub.remove(&unit, seq);
+            }
             after.push(After::Forget { root });
         }
         Ok(())
@@ -2266,6 +2274,33 @@ mod tests {
         for id in [root, located] {
             assert_eq!(remembered(&b, &id), Vec::<&str>::new(), "{id}");
         }
+        // A delivery or a withholding written just before the purge, logged after it, is
+        // logged and not remembered.
+        let late = |alert| {
+            vec![
+                Op::Delivered {
+                    alert,
+                    sender: SENDER.parse().unwrap(),
+                    node: format!("{unit}/n2").parse().unwrap(),
+                    fields: FieldSet::EMPTY,
+                    rules: Vec::new(),
+                    agreement: "a".into(),
+                    agreement_version: 1,
+                },
+                Op::Withheld {
+                    alert,
+                    sender: SENDER.parse().unwrap(),
+                    unit: "CJQ/PIVOT".parse().unwrap(),
+                    reason: "test".into(),
+                },
+            ]
+        };
+        b.batch(late(root)).unwrap();
+        assert_eq!(
+            remembered(&b, &root),
+            Vec::<&str>::new(),
+            "after a late delivery"
+        );
         b.restart(CommitConfig::new(64, 100, 100));
         for id in [root, located] {
             assert_eq!(
