@@ -614,6 +614,9 @@ mod tests {
                     sender: p("SPVQ/ESM/n1"),
                     recipient: p("DPJ/RTS/r1"),
                     fields: FieldSet::all(),
+                    rules: vec!["r".into()],
+                    agreement: Some("a".into()),
+                    agreement_version: Some(1),
                 },
             ),
         ];

@@ -187,6 +187,17 @@ pub enum Event {
         recipient: Principal,
         /// The fields sent (those disclosed, narrowed if the agreement changed since).
         fields: FieldSet,
+        /// The rules under which the check at delivery time permitted it (for a closing
+        /// notice, those of its disclosure). Empty (the key absent) in entries written
+        /// before deliveries recorded them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rules: Vec<String>,
+        /// The id of the agreement in force at delivery (absent in older entries).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agreement: Option<String>,
+        /// Its version (absent in older entries).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agreement_version: Option<u64>,
     },
     /// A node acknowledged the alert for its unit.
     Acknowledged {
@@ -445,14 +456,37 @@ mod tests {
                 sender: p("SPVQ/ESM/esm-01"),
                 recipient: p("DPJ/RTS/rts-01"),
                 fields: FieldSet::EMPTY.with(crate::alert::FieldPath::Contact),
+                rules: vec!["police-vers-protection".into()],
+                agreement: Some("table".into()),
+                agreement_version: Some(2),
             },
         );
         let bytes = e.to_bytes();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            r#"{"v":1,"index":3,"time":"2026-11-29T03:00:00.120Z","event":"delivered","alert":"00000000000000000000000000","sender":"SPVQ/ESM/esm-01","recipient":"DPJ/RTS/rts-01","fields":["contact"]}"#
+            r#"{"v":1,"index":3,"time":"2026-11-29T03:00:00.120Z","event":"delivered","alert":"00000000000000000000000000","sender":"SPVQ/ESM/esm-01","recipient":"DPJ/RTS/rts-01","fields":["contact"],"rules":["police-vers-protection"],"agreement":"table","agreement_version":2}"#
         );
         assert_eq!(Entry::from_bytes(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn a_delivered_entry_written_before_rules_and_agreement_were_recorded_still_reads_and_keeps_its_bytes(
+    ) {
+        let old = r#"{"v":1,"index":3,"time":"2026-11-29T03:00:00.120Z","event":"delivered","alert":"00000000000000000000000000","sender":"SPVQ/ESM/esm-01","recipient":"DPJ/RTS/rts-01","fields":["contact"]}"#;
+        let e = Entry::from_bytes(old.as_bytes()).unwrap();
+        assert_eq!(
+            e.event,
+            Event::Delivered {
+                alert: AlertId([0; 16]),
+                sender: p("SPVQ/ESM/esm-01"),
+                recipient: p("DPJ/RTS/rts-01"),
+                fields: FieldSet::EMPTY.with(crate::alert::FieldPath::Contact),
+                rules: Vec::new(),
+                agreement: None,
+                agreement_version: None,
+            }
+        );
+        assert_eq!(e.to_bytes(), old.as_bytes());
     }
 
     #[test]

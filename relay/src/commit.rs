@@ -78,6 +78,12 @@ pub enum Op {
         node: Principal,
         /// The fields sent.
         fields: FieldSet,
+        /// The rules under which the check at delivery time permitted it.
+        rules: Vec<String>,
+        /// The agreement in force then (id).
+        agreement: String,
+        /// Its version.
+        agreement_version: u64,
     },
     /// A waiting alert was not delivered to a unit (logged once per alert and unit).
     Withheld {
@@ -167,6 +173,7 @@ struct Slot {
 /// What the commit thread knows about one message (alert, update, located, cancel).
 struct AlertMeta {
     sender: Principal,
+    idempotency_key: [u8; 16],
     recipients: Vec<Slot>,
 }
 
@@ -254,6 +261,13 @@ impl Index {
     pub fn insert(&mut self, rec: &AlertRecord) -> Vec<(UnitRef, u64, AlertId)> {
         let id = rec.envelope.id;
         let root = rec.root();
+        if rec.purged {
+            // Nothing more happens to a purged message: only its mailbox positions count.
+            for r in &rec.recipients {
+                self.next_seq = self.next_seq.max(r.seq + 1);
+            }
+            return Vec::new();
+        }
         let retention = rec
             .recipients
             .iter()
@@ -318,6 +332,7 @@ impl Index {
             id,
             AlertMeta {
                 sender: rec.envelope.sender.clone(),
+                idempotency_key: rec.idempotency_key,
                 recipients: slots,
             },
         );
@@ -382,12 +397,52 @@ impl Index {
         out
     }
 
-    /// Forgets per-node delivery records of a message no longer waiting anywhere.
+    /// Forgets a purged thread and every message of it: nothing of it waits in a mailbox
+    /// and nothing more can happen to it (a follow-up or an acknowledgement of it is
+    /// answered from its purged record in the store).
+    /// Returns the mailbox entries still to unpublish (none once every member is purged).
+    fn forget_thread(&mut self, root: &AlertId) -> Vec<(UnitRef, u64)> {
+        let mut out = Vec::new();
+        let Some(t) = self.threads.remove(root) else {
+            return out;
+        };
+        match t.queued {
+            Some(Queued::Expiry(at)) => {
+                self.expiry.remove(&(at, *root));
+            }
+            Some(Queued::Purge(at)) => {
+                self.purge.remove(&(at, *root));
+            }
+            None => {}
+        }
+        for m in &t.members {
+            out.extend(self.unpend(m));
+            let Some(meta) = self.alerts.remove(m) else {
+                continue;
+            };
+            let key = (meta.sender, meta.idempotency_key);
+            if self.idempotency.get(&key) == Some(m) {
+                self.idempotency.remove(&key);
+            }
+            for unit in meta
+                .recipients
+                .iter()
+                .map(|s| &s.unit)
+                .chain(t.recipients.iter())
+            {
+                self.withheld.remove(&(*m, unit.clone()));
+            }
+        }
+        out
+    }
+
+    /// Forgets per-node delivery records of a message no longer waiting anywhere (or
+    /// forgotten: purged).
     fn forget_delivered_if_done(&mut self, id: &AlertId) {
         if self
             .alerts
             .get(id)
-            .is_some_and(|m| m.recipients.iter().all(|s| !s.pending))
+            .is_none_or(|m| m.recipients.iter().all(|s| !s.pending))
         {
             self.delivered.remove(id);
         }
@@ -509,6 +564,10 @@ enum After {
     Unpublish {
         unit: UnitRef,
         seq: u64,
+    },
+    /// A purged thread: the hub forgets its state.
+    Forget {
+        root: AlertId,
     },
 }
 
@@ -688,6 +747,7 @@ impl Committer {
         stored?;
         // The store holds every post of the first `size` entries now.
         self.mark.set(size)?;
+        self.hub.set_published(size);
         self.last_durable = Some((size, note.clone()));
         self.metrics.flush.observe(started.elapsed().as_secs_f64());
         *self
@@ -770,6 +830,7 @@ impl Committer {
                     }
                 }
                 After::Unpublish { unit, seq } => self.hub.remove(unit, *seq),
+                After::Forget { root } => self.hub.forget_thread(root),
                 _ => {}
             }
         }
@@ -785,7 +846,7 @@ impl Committer {
                 After::Index { reply, result } => {
                     let _ = reply.send(result);
                 }
-                After::Publish { .. } | After::Unpublish { .. } => {}
+                After::Publish { .. } | After::Unpublish { .. } | After::Forget { .. } => {}
             }
         }
         Ok(())
@@ -877,9 +938,21 @@ impl Committer {
                     )
                 };
                 let Some((sender, pos)) = found else {
+                    // A purged alert is forgotten by the index: say so to its recipients.
+                    let purged = self
+                        .store
+                        .get(&alert)?
+                        .filter(|r| r.purged && r.recipients.iter().any(|x| x.unit == unit));
+                    let error = match purged {
+                        Some(_) => RelayError::new(
+                            ErrorCode::Closed,
+                            format!("alert {alert} was purged at the end of its retention: nothing of it waits for {unit} to acknowledge"),
+                        ),
+                        None => not_sent(),
+                    };
                     after.push(After::Index {
                         reply,
-                        result: Err(not_sent()),
+                        result: Err(error),
                     });
                     return Ok(());
                 };
@@ -948,6 +1021,9 @@ impl Committer {
                 sender,
                 node,
                 fields,
+                rules,
+                agreement,
+                agreement_version,
             } => {
                 // Log each delivery to a node once. The record of who got it is kept only
                 // while the message still waits somewhere (it is forgotten then).
@@ -964,6 +1040,9 @@ impl Committer {
                         sender,
                         recipient: node,
                         fields,
+                        rules,
+                        agreement: Some(agreement),
+                        agreement_version: Some(agreement_version),
                     })?;
                 }
                 Ok(())
@@ -974,7 +1053,9 @@ impl Committer {
                 unit,
                 reason,
             } => {
-                if self.index.withheld.insert((alert, unit.clone())) {
+                // An alert the index forgot (purged) is logged, not remembered.
+                let known = self.index.alerts.contains_key(&alert);
+                if !known || self.index.withheld.insert((alert, unit.clone())) {
                     self.entry(Event::Withheld {
                         alert,
                         sender,
@@ -1066,6 +1147,42 @@ impl Committer {
                     );
                 };
                 let Some(t) = self.index.threads.get(&root) else {
+                    // A purged thread is forgotten by the index; its record says it is closed.
+                    let purged = self
+                        .record(&root, records)?
+                        .filter(|r| r.purged && r.envelope.kind == Kind::Alert);
+                    if let Some(r) = purged {
+                        let (code, reason, message) = if r.envelope.sender.party()
+                            != principal.party()
+                        {
+                            (
+                                ErrorCode::NotOwner,
+                                RefusalReason::NotOwner,
+                                format!(
+                                    "{principal}: only party {} may {} alert {root}; nothing was posted",
+                                    r.envelope.sender.party(),
+                                    verb(draft.kind)
+                                ),
+                            )
+                        } else {
+                            (
+                                ErrorCode::Closed,
+                                RefusalReason::Closed,
+                                format!(
+                                    "{principal}: alert {root} is already {} and its content purged: it cannot be {} any more; nothing was posted",
+                                    r.state,
+                                    participle(draft.kind)
+                                ),
+                            )
+                        };
+                        let e = RelayError::new(code, message);
+                        return self.refuse_post(
+                            reply,
+                            after,
+                            refused(reason, e.message.clone(), None, &draft),
+                            e,
+                        );
+                    }
                     let original = self
                         .index
                         .threads
@@ -1590,8 +1707,12 @@ impl Committer {
                 for h in rec.history.iter_mut() {
                     h.note = None;
                 }
+                // Out of the mailboxes now, before the `purged` entry is durable: a reader
+                // holding the record checks this right before writing it to a node, so
+                // none writes the content after the entry (hiding it early is safe: a
+                // crash before the entry is durable publishes it again at start-up).
                 for (unit, seq) in self.index.unpend(&m) {
-                    after.push(After::Unpublish { unit, seq });
+                    self.hub.remove(&unit, seq);
                 }
                 records.insert(m, rec);
                 self.rewrites = true;
@@ -1600,6 +1721,10 @@ impl Committer {
                 t.purged = true;
             }
             self.index.reschedule(root);
+            for (unit, seq) in self.index.forget_thread(&root) {
+                self.hub.remove(&unit, seq);
+            }
+            after.push(After::Forget { root });
         }
         Ok(())
     }
@@ -1640,7 +1765,7 @@ fn fail_after(a: After, e: &CommitError) {
         After::Index { reply, .. } => {
             let _ = reply.send(Err(internal(e)));
         }
-        After::Publish { .. } | After::Unpublish { .. } => {}
+        After::Publish { .. } | After::Unpublish { .. } | After::Forget { .. } => {}
     }
 }
 
@@ -1700,6 +1825,8 @@ pub fn recover(
 ) -> Result<Recovered, CommitError> {
     let mut out = Recovered::default();
     let size = c.log.size();
+    // Records referring to later entries are dropped below: the rest may be served.
+    c.hub.set_published(size);
     if let Some(m) = stored_below.filter(|m| *m > size) {
         return Err(CommitError::StoreDamaged(format!(
             "store.mark says the alert store holds every post of the first {m} audit entries, but the audit log holds only {size}: the audit log lost entries; restore the data directory from a backup"
@@ -1726,6 +1853,8 @@ pub fn recover(
     }
     let mut follow_ups = Vec::new();
     let mut reapplied = Vec::new();
+    // Every post the store holds, purged ones among them (which the index forgets).
+    let mut stored = HashSet::new();
     for rec in c.store.iter() {
         let mut rec = rec?;
         for r in rec.recipients.iter_mut() {
@@ -1749,6 +1878,7 @@ pub fn recover(
             to_drop.push(rec.envelope.id);
             continue;
         }
+        stored.insert(rec.envelope.id);
         // Originals first: a follow-up received in the same millisecond as its alert (or
         // after the clock stepped back) can sort before it by id.
         if rec.envelope.kind != filet_proto::alert::Kind::Alert {
@@ -1760,6 +1890,7 @@ pub fn recover(
             publish.push((unit, seq, rec.clone()));
         }
         if rec.envelope.kind == filet_proto::alert::Kind::Alert
+            && !rec.purged
             && (rec.state != AlertState::Active || rec.history.len() > 1)
         {
             c.hub.set_thread(
@@ -1797,7 +1928,7 @@ pub fn recover(
     let reader = c.log.reader();
     let mut voids = Vec::new();
     for (i, alert) in &facts.posted {
-        if c.index.alerts.contains_key(alert) || facts.voided.contains(alert) {
+        if stored.contains(alert) || facts.voided.contains(alert) {
             continue;
         }
         if proven.is_some_and(|p| *i <= p) {
@@ -1806,7 +1937,7 @@ pub fn recover(
                 .iter()
                 .filter(|(j, a)| {
                     proven.is_some_and(|p| *j <= p)
-                        && !c.index.alerts.contains_key(a)
+                        && !stored.contains(a)
                         && !facts.voided.contains(a)
                 })
                 .count();
@@ -2067,6 +2198,180 @@ mod tests {
     /// 280 characters of 4 bytes: the longest note in bytes.
     fn widest_note() -> String {
         "🚨".repeat(filet_proto::alert::MAX_NOTE)
+    }
+
+    /// Everything the commit thread and the hub remember of an alert.
+    fn remembered(b: &Bench, id: &AlertId) -> Vec<&'static str> {
+        let i = &b.c.index;
+        let mut held = Vec::new();
+        if i.alerts.contains_key(id) {
+            held.push("index.alerts");
+        }
+        if i.threads.contains_key(id) || i.threads.values().any(|t| t.members.contains(id)) {
+            held.push("index.threads");
+        }
+        if i.idempotency.values().any(|a| a == id) {
+            held.push("index.idempotency");
+        }
+        if i.delivered.contains_key(id) {
+            held.push("index.delivered");
+        }
+        if i.withheld.iter().any(|(a, _)| a == id) {
+            held.push("index.withheld");
+        }
+        if i.expiry.iter().chain(i.purge.iter()).any(|(_, a)| a == id) {
+            held.push("index.timers");
+        }
+        if b.c.hub.thread(id).is_some() {
+            held.push("hub.threads");
+        }
+        held
+    }
+
+    #[test]
+    fn a_purged_thread_is_forgotten_by_the_index_and_the_hub_and_stays_forgotten_after_a_restart() {
+        let mut b = Bench::new(CommitConfig::new(64, 100, 100));
+        let root = b.one(SENDER, runaway()).unwrap();
+        let unit = root.recipients[0].unit.clone();
+        let root = root.alert;
+        // Delivered to a node, withheld from a unit, acknowledged, then located.
+        let node: Principal = format!("{unit}/n1").parse().unwrap();
+        let (reply, _ack) = oneshot::channel();
+        let ops = vec![
+            Op::Delivered {
+                alert: root,
+                sender: SENDER.parse().unwrap(),
+                node: node.clone(),
+                fields: FieldSet::EMPTY,
+                rules: vec!["enquete-vers-patrouille".into()],
+                agreement: "a".into(),
+                agreement_version: 1,
+            },
+            Op::Withheld {
+                alert: root,
+                sender: SENDER.parse().unwrap(),
+                unit: "CJQ/PIVOT".parse().unwrap(),
+                reason: "test".into(),
+            },
+            Op::Ack {
+                principal: node,
+                alert: root,
+                reply,
+            },
+        ];
+        b.batch(ops).unwrap();
+        let located = b
+            .one(SENDER, follow_up(Kind::Located, root, None))
+            .unwrap()
+            .alert;
+        for id in [root, located] {
+            assert!(!remembered(&b, &id).is_empty(), "{id} not indexed");
+        }
+        // Past the longest retention (90 days) of the closed thread: purged.
+        b.clock.advance(91 * 24 * 3600 * 1000);
+        b.batch(vec![Op::Tick { reply: None }]).unwrap();
+        assert!(b.c.store.get(&root).unwrap().unwrap().purged);
+        for id in [root, located] {
+            assert_eq!(remembered(&b, &id), Vec::<&str>::new(), "{id}");
+        }
+        // A delivery or a withholding written just before the purge, logged after it, is
+        // logged and not remembered.
+        let late = |alert| {
+            vec![
+                Op::Delivered {
+                    alert,
+                    sender: SENDER.parse().unwrap(),
+                    node: format!("{unit}/n2").parse().unwrap(),
+                    fields: FieldSet::EMPTY,
+                    rules: Vec::new(),
+                    agreement: "a".into(),
+                    agreement_version: 1,
+                },
+                Op::Withheld {
+                    alert,
+                    sender: SENDER.parse().unwrap(),
+                    unit: "CJQ/PIVOT".parse().unwrap(),
+                    reason: "test".into(),
+                },
+            ]
+        };
+        b.batch(late(root)).unwrap();
+        assert_eq!(
+            remembered(&b, &root),
+            Vec::<&str>::new(),
+            "after a late delivery"
+        );
+        b.restart(CommitConfig::new(64, 100, 100));
+        for id in [root, located] {
+            assert_eq!(
+                remembered(&b, &id),
+                Vec::<&str>::new(),
+                "{id} after a restart"
+            );
+        }
+        // What the index forgot is still answered: a follow-up is refused as closed, and
+        // mailbox positions keep increasing.
+        let e = b
+            .one(SENDER, follow_up(Kind::Update, root, None))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Closed, "{}", e.message);
+        let next = b.one(SENDER, runaway()).unwrap().alert;
+        let seqs = |id: &AlertId| -> Vec<u64> {
+            let rec = b.c.store.get(id).unwrap().unwrap();
+            rec.recipients.iter().map(|r| r.seq).collect()
+        };
+        let old = seqs(&located).into_iter().max().unwrap();
+        assert!(
+            seqs(&next).iter().all(|s| *s > old),
+            "{:?} after {old}",
+            seqs(&next)
+        );
+    }
+
+    #[test]
+    fn a_purge_takes_the_record_out_of_the_hands_of_readers_before_its_purged_entry_is_durable() {
+        let mut b = Bench::new(CommitConfig::new(64, 100, 100));
+        let r = b.one(SENDER, runaway()).unwrap();
+        let unit = r.recipients[0].unit.clone();
+        b.one(SENDER, follow_up(Kind::Located, r.alert, None))
+            .unwrap();
+        // A slow reader took the mailbox (content included) and has not written it yet.
+        let held = b.c.hub.pending_after(&unit, 0, 10);
+        assert_eq!(held.len(), 2);
+        assert!(held.iter().all(|p| p.is_live() && p.rec.content.is_some()));
+        b.clock.advance(91 * 24 * 3600 * 1000);
+        // The purge decided, its `purged` entries appended but not yet durable: the
+        // records are already out of the readers' hands.
+        let (mut records, mut after) = (HashMap::new(), Vec::new());
+        let durable = b.c.log.size();
+        b.c.apply(Op::Tick { reply: None }, &mut records, &mut after)
+            .unwrap();
+        assert!(b.c.log.size() > durable, "no purged entry appended");
+        assert!(records.values().all(|r| r.purged));
+        for p in &held {
+            assert!(!p.is_live(), "{} still taken for live", p.rec.envelope.id);
+        }
+        b.c.durable(&records).unwrap();
+    }
+
+    #[test]
+    fn a_record_is_not_served_before_its_audit_entries_are_durable() {
+        let mut b = Bench::new(CommitConfig::new(64, 100, 100));
+        b.one(SENDER, runaway()).unwrap();
+        let (op, _rx) = b.post(SENDER, runaway());
+        let (mut records, mut after) = (HashMap::new(), Vec::new());
+        b.c.apply(op, &mut records, &mut after).unwrap();
+        let rec = records.values().next().unwrap().clone();
+        // Appended, not durable: even were the store to show it (the store and the log are
+        // written in parallel), it is not served.
+        b.c.store.put_all([&rec]).unwrap();
+        assert!(b.c.store.get(&rec.envelope.id).unwrap().is_some());
+        assert!(
+            !b.c.hub.is_published(&rec),
+            "served before its entries are durable"
+        );
+        b.c.durable(&records).unwrap();
+        assert!(b.c.hub.is_published(&rec));
     }
 
     #[test]

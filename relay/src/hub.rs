@@ -10,6 +10,7 @@
 //! across I/O or an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use filet_proto::alert::{AlertState, HistoryItem};
@@ -18,8 +19,28 @@ use tokio::sync::watch;
 
 use crate::store::AlertRecord;
 
+/// A published mailbox entry, as a reader took it.
+#[derive(Clone)]
+pub struct Published {
+    /// Its mailbox position.
+    pub seq: u64,
+    /// The committed record (a snapshot: it never changes).
+    pub rec: Arc<AlertRecord>,
+    /// Whether it is still in the mailbox: cleared when it leaves it (acknowledged,
+    /// expired, or purged — a purge clears it before its `purged` entry is written). A
+    /// reader holding the snapshot checks it right before writing it to a node.
+    pub live: Arc<AtomicBool>,
+}
+
+impl Published {
+    /// Still in the mailbox.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+}
+
 struct UnitBox {
-    pending: BTreeMap<u64, Arc<AlertRecord>>,
+    pending: BTreeMap<u64, (Arc<AlertRecord>, Arc<AtomicBool>)>,
     newest: watch::Sender<u64>,
 }
 
@@ -51,6 +72,9 @@ pub struct ThreadView {
 pub struct Hub {
     units: Mutex<HashMap<UnitRef, UnitBox>>,
     threads: Mutex<HashMap<AlertId, ThreadView>>,
+    /// The audit size below which every entry, and every store record that refers only to
+    /// entries below it, is durable: what may be served.
+    published: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,25 +96,30 @@ impl Hub {
     }
 
     /// Up to `limit` waiting entries of `unit` after position `after`, oldest first.
-    pub fn pending_after(
-        &self,
-        unit: &UnitRef,
-        after: u64,
-        limit: usize,
-    ) -> Vec<(u64, Arc<AlertRecord>)> {
+    pub fn pending_after(&self, unit: &UnitRef, after: u64, limit: usize) -> Vec<Published> {
         self.with(unit, |b| {
             b.pending
                 .range(after.saturating_add(1)..)
                 .take(limit)
-                .map(|(s, r)| (*s, r.clone()))
+                .map(|(s, (r, l))| Published {
+                    seq: *s,
+                    rec: r.clone(),
+                    live: l.clone(),
+                })
                 .collect()
         })
+    }
+
+    /// The still-in-the-mailbox flag of `unit`'s entry at `seq`, if it waits.
+    pub fn live(&self, unit: &UnitRef, seq: u64) -> Option<Arc<AtomicBool>> {
+        self.with(unit, |b| b.pending.get(&seq).map(|(_, l)| l.clone()))
     }
 
     /// Publishes a durable mailbox entry and wakes the unit's subscribers.
     pub fn add(&self, unit: &UnitRef, seq: u64, rec: Arc<AlertRecord>) {
         self.with(unit, |b| {
-            b.pending.insert(seq, rec);
+            b.pending
+                .insert(seq, (rec, Arc::new(AtomicBool::new(true))));
             b.newest.send_if_modified(|v| {
                 let changed = seq > *v;
                 *v = (*v).max(seq);
@@ -99,16 +128,41 @@ impl Hub {
         })
     }
 
-    /// Removes an acknowledged (expired, purged) entry.
+    /// Removes an acknowledged (expired, purged) entry; readers holding it see it gone.
     pub fn remove(&self, unit: &UnitRef, seq: u64) {
         self.with(unit, |b| {
-            b.pending.remove(&seq);
+            if let Some((_, live)) = b.pending.remove(&seq) {
+                live.store(false, Ordering::Release);
+            }
         })
     }
 
     /// Publishes the new state and history of an alert.
     pub fn set_thread(&self, root: AlertId, view: ThreadView) {
         lock(&self.threads).insert(root, view);
+    }
+
+    /// Records that the audit log and the store are durable up to audit size `size`
+    /// (set by the commit thread once a batch is durable, before it publishes it).
+    pub fn set_published(&self, size: u64) {
+        self.published.fetch_max(size, Ordering::AcqRel);
+    }
+
+    /// Whether `rec` may be served: every audit entry it refers to (its `posted` and
+    /// `disclosed` entries) is durable. A record the store shows before then (the store
+    /// and the log are written in parallel) is not served yet.
+    pub fn is_published(&self, rec: &AlertRecord) -> bool {
+        let size = self.published.load(Ordering::Acquire);
+        rec.recipients
+            .iter()
+            .map(|r| r.disclosed_index)
+            .chain(std::iter::once(rec.posted_index))
+            .all(|i| i < size)
+    }
+
+    /// Forgets the state of a purged alert.
+    pub fn forget_thread(&self, root: &AlertId) {
+        lock(&self.threads).remove(root);
     }
 
     /// The state and history of the alert `root`, if it changed since it was posted.
@@ -163,6 +217,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_holding_a_snapshot_sees_that_its_entry_left_the_mailbox() {
+        let hub = Hub::default();
+        let u: UnitRef = "DPJ/RTS".parse().unwrap();
+        hub.add(&u, 1, rec(1));
+        let taken = hub.pending_after(&u, 0, 10);
+        assert_eq!(taken.len(), 1);
+        assert!(taken[0].is_live());
+        assert!(hub.live(&u, 1).is_some());
+        // Purged (or acknowledged, expired) while the reader still holds the record.
+        hub.remove(&u, 1);
+        assert!(!taken[0].is_live(), "the snapshot is still taken for live");
+        assert!(hub.live(&u, 1).is_none());
+    }
+
+    #[test]
     fn publishes_in_order_and_wakes_subscribers() {
         let hub = Hub::default();
         let u: UnitRef = "DPJ/RTS".parse().unwrap();
@@ -172,9 +241,9 @@ mod tests {
         hub.add(&u, 3, rec(3));
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 7);
-        let ids = |v: Vec<(u64, Arc<AlertRecord>)>| {
+        let ids = |v: Vec<Published>| {
             v.iter()
-                .map(|(s, r)| (*s, r.envelope.id))
+                .map(|p| (p.seq, p.rec.envelope.id))
                 .collect::<Vec<_>>()
         };
         assert_eq!(

@@ -7,6 +7,7 @@
 //! ([`HANDSHAKE_TIMEOUT`]), a started frame (`limits.frame_timeout_secs`), an idle
 //! connection (`limits.idle_timeout_secs`, QUIC's idle timeout).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -52,10 +53,17 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// for the frame's own fields (variant tags, request id, list length, `more` or `next`).
 const PAGE_BUDGET: usize = MAX_FRAME_LEN - 64;
 
-/// A frame for a stream's writer; `written` is told once it is written to the stream.
+/// A frame for a stream's writer; `written` is told once it is written to the stream
+/// (`true`), or that its alerts left the mailbox meanwhile and it was not (`false`).
 struct Out {
     bytes: Vec<u8>,
-    written: Option<oneshot::Sender<()>>,
+    written: Option<oneshot::Sender<bool>>,
+    /// The mailbox entries whose content the frame holds: checked by the writer right
+    /// before it writes the frame (a purge clears them before its `purged` entry).
+    live: Vec<Arc<AtomicBool>>,
+    /// What to write instead if one of them left the mailbox (an answer must still be
+    /// answered); nothing for a push.
+    instead: Option<Vec<u8>>,
 }
 
 impl Out {
@@ -63,6 +71,19 @@ impl Out {
         Out {
             bytes,
             written: None,
+            live: Vec::new(),
+            instead: None,
+        }
+    }
+
+    /// What the writer writes now, and whether that is the frame itself: never the
+    /// content of an entry that left the mailbox (acknowledged, expired, purged) since
+    /// the frame was made.
+    fn take_for_writing(&mut self) -> (Option<Vec<u8>>, bool) {
+        if self.live.iter().all(|l| l.load(Ordering::Acquire)) {
+            (Some(std::mem::take(&mut self.bytes)), true)
+        } else {
+            (self.instead.take(), false)
         }
     }
 }
@@ -72,6 +93,32 @@ struct Sent {
     alert: AlertId,
     sender: Principal,
     fields: filet_proto::FieldSet,
+    basis: Basis,
+    /// Its mailbox entry, while it waits there (see [`Out::live`]).
+    live: Option<Arc<AtomicBool>>,
+}
+
+/// What the check at delivery time permitted a delivery under: the rules and the
+/// agreement in force then (logged in its `delivered` entry).
+#[derive(Debug, Clone, PartialEq)]
+struct Basis {
+    rules: Vec<String>,
+    agreement: String,
+    version: u64,
+}
+
+impl Sent {
+    fn delivered(self, node: Principal) -> Op {
+        Op::Delivered {
+            alert: self.alert,
+            sender: self.sender,
+            node,
+            fields: self.fields,
+            rules: self.basis.rules,
+            agreement: self.basis.agreement,
+            agreement_version: self.basis.version,
+        }
+    }
 }
 
 /// The relay is stopping.
@@ -541,12 +588,15 @@ async fn stream(
     // handlers' answers and, at shutdown, after the Closing frame.
     let writer = tokio::spawn(async move {
         while let Some((out, _budget)) = rx.recv().await {
-            let out: Out = out;
-            if send.write_all(&out.bytes).await.is_err() {
-                return;
+            let mut out: Out = out;
+            let (bytes, itself) = out.take_for_writing();
+            if let Some(bytes) = bytes {
+                if send.write_all(&bytes).await.is_err() {
+                    return;
+                }
             }
             if let Some(w) = out.written {
-                let _ = w.send(());
+                let _ = w.send(itself);
             }
         }
         let _ = send.finish();
@@ -658,23 +708,31 @@ async fn answer(
         }
     };
     let (written, was_written) = oneshot::channel();
+    let live: Vec<Arc<AtomicBool>> = sent.iter().filter_map(|s| s.live.clone()).collect();
+    // If an alert of the answer leaves the mailbox (a purge) before the writer gets to
+    // it, the node is told to ask again instead: nothing of it is written.
+    let instead = if live.is_empty() {
+        None
+    } else {
+        frame(&ServerFrame::Response {
+            id,
+            result: Err(RelayError::new(
+                ErrorCode::Busy,
+                "an alert of this answer left the mailbox (acknowledged, expired or purged) while it was being sent; nothing in it was delivered: ask again",
+            )),
+        })
+    };
     let out = Out {
         bytes,
         written: (!sent.is_empty()).then_some(written),
+        live,
+        instead,
     };
-    if tx.send(out).await.is_err() || sent.is_empty() || was_written.await.is_err() {
+    if tx.send(out).await.is_err() || sent.is_empty() || !matches!(was_written.await, Ok(true)) {
         return;
     }
     for s in sent {
-        let _ = ctx
-            .shared
-            .op(Op::Delivered {
-                alert: s.alert,
-                sender: s.sender,
-                node: ctx.principal.clone(),
-                fields: s.fields,
-            })
-            .await;
+        let _ = ctx.shared.op(s.delivered(ctx.principal.clone())).await;
     }
 }
 
@@ -748,10 +806,11 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
             continue;
         }
         let mut pushed = Vec::with_capacity(batch.len());
-        for (seq, rec) in batch {
+        for p in batch {
+            let (seq, rec) = (p.seq, p.rec.clone());
             cursor = seq;
             let id = rec.envelope.id;
-            let Some(d) = disclose(&ctx, &rec, seq).await else {
+            let Some((d, basis)) = disclose(&ctx, &rec, seq).await else {
                 continue;
             };
             let fields = d.fields;
@@ -777,6 +836,8 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
             let out = Out {
                 bytes,
                 written: Some(written),
+                live: vec![p.live.clone()],
+                instead: None,
             };
             if tx.send(out).await.is_err() {
                 return;
@@ -787,30 +848,28 @@ async fn deliveries(ctx: Arc<ConnCtx>, tx: OutQueue, mut shutdown: watch::Receiv
                     alert: id,
                     sender: rec.envelope.sender.clone(),
                     fields,
+                    basis,
+                    live: None,
                 },
             ));
         }
         // Logged once written to the stream, never before.
         for (was_written, s) in pushed {
-            if was_written.await.is_err() {
-                return;
+            match was_written.await {
+                Ok(true) => {}
+                // Left the mailbox before it was written: not sent, not logged.
+                Ok(false) => continue,
+                Err(_) => return,
             }
-            let _ = ctx
-                .shared
-                .op(Op::Delivered {
-                    alert: s.alert,
-                    sender: s.sender,
-                    node: ctx.principal.clone(),
-                    fields: s.fields,
-                })
-                .await;
+            let _ = ctx.shared.op(s.delivered(ctx.principal.clone())).await;
         }
     }
 }
 
-/// The alert as this connection's unit may see it now, or `None` (gone, expired, or no
-/// longer permitted — then withheld and audited).
-async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclosed> {
+/// The alert as this connection's unit may see it now, with the rules and agreement that
+/// permit it, or `None` (gone, expired, or no longer permitted — then withheld and
+/// audited).
+async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<(Disclosed, Basis)> {
     let id = rec.envelope.id;
     let unit = ctx.unit();
     let r = rec.recipients.iter().find(|r| r.unit == *unit)?;
@@ -825,6 +884,7 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     }
     let mut envelope = rec.envelope.clone();
     envelope.expires_at = expires_at;
+    let agreement = ctx.shared.agreement();
     if matches!(rec.envelope.kind, Kind::Located | Kind::Cancel)
         && r.legal_bases.iter().any(|b| b == CLOSING_NOTICE)
     {
@@ -834,7 +894,12 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
             Some(v) => (v.state, v.history),
             None => (rec.state, rec.history.clone()),
         };
-        return Some(Disclosed {
+        let basis = Basis {
+            rules: r.rules.clone(),
+            agreement: agreement.id.clone(),
+            version: agreement.version,
+        };
+        let d = Disclosed {
             envelope,
             content: filet_proto::Content::default(),
             note: None,
@@ -850,13 +915,13 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
                     h
                 })
                 .collect(),
-        });
+        };
+        return Some((d, basis));
     }
     let sender_unit = view
         .as_ref()
         .map(|v| &v.sender_unit)
         .unwrap_or(&rec.envelope.sender.unit);
-    let agreement = ctx.shared.agreement();
     let Some(now) = agreement.permits(sender_unit, unit, rec.envelope.category) else {
         let reason = format!(
             "no rule of agreement {} v{} permits {} to send {} alerts to {} any more",
@@ -879,19 +944,23 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<Disclose
     };
     // Never more than was disclosed (and logged) at posting time, nor than the agreement
     // in force allows now: content, note and the notes of the history alike.
-    Some(
-        Disclosed {
-            envelope,
-            content: content.clone(),
-            note: rec.note.clone(),
-            rules: r.rules.clone(),
-            fields: r.fields,
-            seq,
-            state,
-            history,
-        }
-        .narrowed(now.fields),
-    )
+    let d = Disclosed {
+        envelope,
+        content: content.clone(),
+        note: rec.note.clone(),
+        rules: r.rules.clone(),
+        fields: r.fields,
+        seq,
+        state,
+        history,
+    }
+    .narrowed(now.fields);
+    let basis = Basis {
+        rules: now.rules,
+        agreement: agreement.id.clone(),
+        version: agreement.version,
+    };
+    Some((d, basis))
 }
 
 /// When a message stops being delivered: the thread's current expiry (an update may move
@@ -927,6 +996,9 @@ async fn get_alert(
         .store
         .get(&id)
         .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
+        // Only what the commit thread has made durable: the store may show a record of a
+        // batch whose audit entries are not yet (it is written in parallel with the log).
+        .filter(|r| ctx.shared.hub.is_published(r))
         .ok_or_else(unknown)?;
     let view = ctx.shared.hub.thread(&rec.root());
     let mut envelope = rec.envelope.clone();
@@ -961,7 +1033,7 @@ async fn get_alert(
         .find(|r| r.unit == *ctx.unit())
         .map(|r| r.seq)
     {
-        let d = disclose(ctx, &rec, seq).await.ok_or_else(|| {
+        let (d, basis) = disclose(ctx, &rec, seq).await.ok_or_else(|| {
             RelayError::new(
                 ErrorCode::Closed,
                 format!(
@@ -974,6 +1046,8 @@ async fn get_alert(
             alert: id,
             sender: d.envelope.sender.clone(),
             fields: d.fields,
+            basis,
+            live: ctx.shared.hub.live(ctx.unit(), seq),
         });
         return Ok(Response::Alert {
             alert: d,
@@ -1228,9 +1302,10 @@ async fn inbox(
     let mut more = pending.len() > MAX_INBOX_PAGE;
     let mut alerts = Vec::new();
     let mut used = 0usize;
-    for (seq, rec) in pending.into_iter().take(MAX_INBOX_PAGE) {
+    for p in pending.into_iter().take(MAX_INBOX_PAGE) {
+        let (seq, rec) = (p.seq, p.rec);
         let id = rec.envelope.id;
-        let Some(d) = disclose(ctx, &rec, seq).await else {
+        let Some((d, basis)) = disclose(ctx, &rec, seq).await else {
             continue;
         };
         let size = codec::encode_value(&d).map_or(usize::MAX, |v| v.len());
@@ -1249,6 +1324,8 @@ async fn inbox(
             alert: id,
             sender: d.envelope.sender.clone(),
             fields: d.fields,
+            basis,
+            live: Some(p.live),
         });
         alerts.push(d);
     }
@@ -1351,6 +1428,30 @@ mod tests {
     use crate::store::RecipientRecord;
     use filet_proto::alert::{AlertFile, AlertState, HistoryItem, MAX_NOTE};
     use filet_proto::{FieldSet, Timestamp};
+
+    #[test]
+    fn a_frame_whose_alert_left_the_mailbox_before_the_writer_got_to_it_is_not_written() {
+        let live = Arc::new(AtomicBool::new(true));
+        let frame = |instead: Option<Vec<u8>>| Out {
+            bytes: b"content".to_vec(),
+            written: None,
+            live: vec![live.clone()],
+            instead,
+        };
+        // Still in the mailbox: the frame itself.
+        assert_eq!(
+            frame(None).take_for_writing(),
+            (Some(b"content".to_vec()), true)
+        );
+        // Purged (acknowledged, expired) after the frame was made, before it was written:
+        // a push is dropped, an answer replaced by its error, the content never written.
+        live.store(false, Ordering::Release);
+        assert_eq!(frame(None).take_for_writing(), (None, false));
+        assert_eq!(
+            frame(Some(b"ask again".to_vec())).take_for_writing(),
+            (Some(b"ask again".to_vec()), false)
+        );
+    }
 
     /// The thread limits make an inbox page of one always possible: the largest message a
     /// post may store, with the largest history an alert may reach (past the update limit

@@ -369,6 +369,9 @@ async fn get_alert_by_a_recipient_of_the_senders_own_party_is_redacted_and_logge
             sender: "SPVQ/ESM/spvq-esm-01".parse().unwrap(),
             recipient: "SPVQ/IKAT/spvq-ikat-01".parse().unwrap(),
             fields: allowed,
+            rules: vec!["enquete-vers-patrouille".into()],
+            agreement: Some(AGREEMENT_ID.into()),
+            agreement_version: Some(1),
         }]
     );
     for n in [esm, ikat, table] {

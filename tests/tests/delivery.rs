@@ -348,3 +348,79 @@ async fn an_inbox_over_one_frame_is_answered_in_pages_and_only_what_was_sent_is_
     all.sort();
     assert_eq!(delivered_to("CJQ/PIVOT"), all);
 }
+
+/// A `delivered` entry names the rules under which the delivery-time check permitted the
+/// delivery and the agreement (id and version) in force then: after an amendment that
+/// narrows the rule, a later delivery names the new version and the narrowed fields.
+#[tokio::test]
+async fn a_delivered_entry_names_the_rule_and_the_agreement_version_of_the_delivery_time_check() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let first = esm.post(alert(Category::Runaway, "V-1")).await.unwrap();
+    let second = esm.post(alert(Category::Runaway, "V-2")).await.unwrap();
+    let ikat = net.node("SPVQ/IKAT", relay.addr).await;
+    // Under version 1: the first alert only.
+    let (d1, _) = ikat.get_alert(first.alert).await.unwrap();
+    let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let logged = |id: AlertId| move |e: &filet_proto::audit::Entry| matches!(&e.event, Event::Delivered { alert, .. } if *alert == id);
+    wait_for_entry(
+        &auditor,
+        &relay.verifier(),
+        "delivered",
+        logged(first.alert),
+    )
+    .await;
+
+    let patrol = "fields = [\"subject.given_name\", \"subject.age\", \"subject.description\", \"last_seen.place\", \"last_seen.at\", \"instructions\", \"contact\"]";
+    assert!(AGREEMENT.contains(patrol));
+    let amended = AGREEMENT
+        .replace("\nversion = 1\n", "\nversion = 2\n")
+        .replace(patrol, "fields = [\"subject.given_name\", \"contact\"]");
+    std::fs::write(&net.agreement, amended).unwrap();
+    relay.handle.reload().await.unwrap();
+    // Under version 2: the second (the first is not logged twice for this node).
+    let got = ikat.inbox().await.unwrap();
+    let d2 = got.iter().find(|d| d.envelope.id == second.alert).unwrap();
+    assert_eq!(d2.fields.paths(), ["subject.given_name", "contact"]);
+
+    // Logged once the answer is written: wait for it.
+    wait_for_entry(
+        &auditor,
+        &relay.verifier(),
+        "delivered",
+        logged(second.alert),
+    )
+    .await;
+    let log = full_log(&auditor, &relay.verifier()).await;
+    let delivered: Vec<&Event> = events(&log, "delivered").iter().map(|e| &e.event).collect();
+    let sender: filet_proto::Principal = "SPVQ/ESM/spvq-esm-01".parse().unwrap();
+    let node: filet_proto::Principal = "SPVQ/IKAT/spvq-ikat-01".parse().unwrap();
+    assert_eq!(
+        delivered,
+        [
+            &Event::Delivered {
+                alert: first.alert,
+                sender: sender.clone(),
+                recipient: node.clone(),
+                fields: d1.fields,
+                rules: vec!["enquete-vers-patrouille".into()],
+                agreement: Some(AGREEMENT_ID.into()),
+                agreement_version: Some(1),
+            },
+            &Event::Delivered {
+                alert: second.alert,
+                sender,
+                recipient: node,
+                fields: d2.fields,
+                rules: vec!["enquete-vers-patrouille".into()],
+                agreement: Some(AGREEMENT_ID.into()),
+                agreement_version: Some(2),
+            },
+        ]
+    );
+    for n in [esm, ikat, auditor] {
+        n.close().await;
+    }
+    relay.stop().await;
+}

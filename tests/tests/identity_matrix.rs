@@ -582,6 +582,9 @@ async fn alerts_waiting_for_a_unit_the_agreement_no_longer_permits_are_withheld_
             sender: "SPVQ/ESM/spvq-esm-01".parse().unwrap(),
             recipient: "SPVQ/IKAT/spvq-ikat-01".parse().unwrap(),
             fields: d.fields,
+            rules: vec!["enquete-vers-patrouille".into()],
+            agreement: Some(AGREEMENT_ID.into()),
+            agreement_version: Some(2),
         }],
         "the narrowed fields are what the log says was sent"
     );
