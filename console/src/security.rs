@@ -12,8 +12,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// Default idle timeout of a session.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "filet_session";
+/// The session cookie's name for the console on `port`: cookies are shared by every port
+/// of a host, and two consoles on one machine (two units) must not sign each other out.
+pub fn session_cookie(port: u16) -> String {
+    format!("filet_session_{port}")
+}
 /// The language cookie's name.
 pub const LANG_COOKIE: &str = "filet_lang";
 
@@ -47,11 +50,25 @@ pub fn host_allowed(host: Option<&str>, port: u16) -> bool {
 }
 
 /// Whether a state-changing request comes from the console's own pages: its Origin header
-/// is `http://` + the request's own (allowed) Host. A missing Origin is refused.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, port: u16) -> bool {
+/// is `http://` + the request's own (allowed) Host. A missing or foreign Origin is refused.
+///
+/// One case needs the browser's Fetch Metadata: because the console sends
+/// `Referrer-Policy: no-referrer`, browsers send `Origin: null` on its own form posts (the
+/// Fetch standard serializes the origin as `null` under that policy). `null` is accepted
+/// only with `Sec-Fetch-Site: same-origin`, which the browser sets itself and no page can
+/// forge; a `null` from anywhere else (a sandboxed frame, a local file) says `cross-site`
+/// or `none` and is refused.
+pub fn origin_allowed(
+    origin: Option<&str>,
+    fetch_site: Option<&str>,
+    host: Option<&str>,
+    port: u16,
+) -> bool {
     match (origin, host) {
+        (Some("null"), Some(h)) if host_allowed(Some(h), port) => fetch_site == Some("same-origin"),
         (Some(o), Some(h)) if host_allowed(Some(h), port) => {
             o.strip_prefix("http://").is_some_and(|rest| rest == h)
+                && fetch_site.is_none_or(|s| s == "same-origin")
         }
         _ => false,
     }
@@ -189,14 +206,22 @@ mod tests {
     #[test]
     fn a_state_change_needs_the_same_origin_as_the_host() {
         let h = Some("127.0.0.1:8080");
-        assert!(origin_allowed(Some("http://127.0.0.1:8080"), h, 8080));
-        assert!(!origin_allowed(None, h, 8080));
-        assert!(!origin_allowed(Some("null"), h, 8080));
-        assert!(!origin_allowed(Some("http://localhost:8080"), h, 8080));
-        assert!(!origin_allowed(Some("https://127.0.0.1:8080"), h, 8080));
-        assert!(!origin_allowed(Some("http://evil.example"), h, 8080));
+        let same = Some("same-origin");
+        assert!(origin_allowed(Some("http://127.0.0.1:8080"), None, h, 8080));
+        assert!(origin_allowed(Some("http://127.0.0.1:8080"), same, h, 8080));
+        assert!(!origin_allowed(Some("http://127.0.0.1:8080"), Some("cross-site"), h, 8080));
+        assert!(!origin_allowed(None, same, h, 8080));
+        // `null`: the browser's own posts under no-referrer, and only those.
+        assert!(origin_allowed(Some("null"), same, h, 8080));
+        assert!(!origin_allowed(Some("null"), None, h, 8080));
+        assert!(!origin_allowed(Some("null"), Some("cross-site"), h, 8080));
+        assert!(!origin_allowed(Some("null"), Some("none"), h, 8080));
+        assert!(!origin_allowed(Some("http://localhost:8080"), None, h, 8080));
+        assert!(!origin_allowed(Some("https://127.0.0.1:8080"), None, h, 8080));
+        assert!(!origin_allowed(Some("http://evil.example"), None, h, 8080));
         assert!(!origin_allowed(
             Some("http://evil.example:8080"),
+            None,
             Some("evil.example:8080"),
             8080
         ));

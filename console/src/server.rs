@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::form::{self, Values};
 use crate::i18n::{t, tr, Lang};
 use crate::pages;
-use crate::security::{self, Sessions, LANG_COOKIE, SESSION_COOKIE};
+use crate::security::{self, Sessions, LANG_COOKIE};
 use crate::store::Store;
 use crate::{Backend, BackendError};
 
@@ -305,7 +305,7 @@ async fn guarded(c: Arc<Console>, req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-    let Some(session) = security::cookie(cookies, SESSION_COOKIE)
+    let Some(session) = security::cookie(cookies, &security::session_cookie(c.port))
         .and_then(|id| c.sessions.touch(id, Instant::now()))
     else {
         return refusal(StatusCode::UNAUTHORIZED, lang, "refused-session");
@@ -314,7 +314,8 @@ async fn guarded(c: Arc<Console>, req: Request, next: Next) -> Response {
     let mut body = body;
     if parts.method != Method::GET && parts.method != Method::HEAD {
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        if !security::origin_allowed(origin, host, c.port) {
+        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        if !security::origin_allowed(origin, site, host, c.port) {
             return refusal(StatusCode::FORBIDDEN, lang, "refused-origin");
         }
         let bytes = match axum::body::to_bytes(body, MAX_FORM).await {
@@ -354,7 +355,8 @@ async fn login(
         Some(s) => {
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&format!(
-                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                "{}={}; Path=/; HttpOnly; SameSite=Strict",
+                security::session_cookie(c.port),
                 s.id
             )) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -372,10 +374,12 @@ async fn logout(
 ) -> Response {
     c.sessions.end(&s.id);
     let mut r = Html(pages::refusal(ctx.lang, "signed-out").into_string()).into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("filet_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        security::session_cookie(c.port)
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }
 

@@ -166,3 +166,6 @@ err-expiry-far = The expiry cannot be more than 30 days away.
 err-recipients = { $count } recipients, the limit is { $limit }.
 relay-refused = The relay refused ({ $code }): { $message }
 relay-unreachable = The relay does not answer: { $message }
+
+cli-open = Filet console ready. Open this one-time address in this computer's browser (Ctrl-C to stop):
+    { $url }

@@ -166,3 +166,6 @@ err-expiry-far = L'expiration ne peut dépasser 30 jours.
 err-recipients = { $count } destinataires, la limite est de { $limit }.
 relay-refused = Le relais a refusé ({ $code }) : { $message }
 relay-unreachable = Le relais ne répond pas : { $message }
+
+cli-open = Console Filet prête. Ouvrez cette adresse à usage unique dans le navigateur de ce poste (Ctrl-C pour arrêter) :
+    { $url }
