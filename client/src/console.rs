@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use filet_console::{Backend, BackendError, BoxFuture, ConsoleConfig};
 pub use filet_console::Lang;
+use filet_console::{Backend, BackendError, BoxFuture, ConsoleConfig};
 use filet_proto::agreement::Agreement;
 use filet_proto::alert::Disclosed;
 use filet_proto::wire::{Receipt, WhoAmI};
@@ -89,14 +89,11 @@ impl Backend for NodeBackend {
 /// # Errors
 /// The file cannot be read or is not a valid agreement (the message names it).
 pub fn legal_bases(path: &Path) -> Result<HashMap<String, String>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--agreement {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--agreement {}: {e}", path.display()))?;
     let a = Agreement::parse(&text, &path.display().to_string())
         .map_err(|e| format!("--agreement {}: {e}", path.display()))?;
-    Ok(a.rules
-        .into_iter()
-        .map(|r| (r.id, r.legal_basis))
-        .collect())
+    Ok(a.rules.into_iter().map(|r| (r.id, r.legal_basis)).collect())
 }
 
 /// The console's settings for `filet console`.
@@ -126,11 +123,7 @@ pub fn config(
 /// # Errors
 /// A bad setting (non-loopback `listen`, unknown zone, unreadable agreement), or the
 /// address cannot be bound.
-pub async fn run(
-    node: NodeConfig,
-    cfg: ConsoleConfig,
-    print: impl Fn(&str),
-) -> Result<(), String> {
+pub async fn run(node: NodeConfig, cfg: ConsoleConfig, print: impl Fn(&str)) -> Result<(), String> {
     let lang = cfg.lang;
     let backend = Arc::new(NodeBackend::new(node));
     let running = filet_console::start(backend, cfg).await?;

@@ -142,7 +142,11 @@ pub fn parse(
     };
     let lat = coord("lat", &mut p);
     let lon = coord("lon", &mut p);
-    let geo = match (lat, lon, text(v, "lat").is_some() || text(v, "lon").is_some()) {
+    let geo = match (
+        lat,
+        lon,
+        text(v, "lat").is_some() || text(v, "lon").is_some(),
+    ) {
         (Some(a), Some(b), _) => Some(Geo(a, b)),
         (_, _, true) if !p.contains_key("lat") => {
             add(&mut p, "lat", crate::i18n::t(lang, "err-geo-both"));
@@ -152,7 +156,11 @@ pub fn parse(
     };
     let mut to = Vec::new();
     if let Some(s) = text(v, "to") {
-        for part in s.split([',', ' ', '\n']).map(str::trim).filter(|x| !x.is_empty()) {
+        for part in s
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+        {
             match part.parse::<Selector>() {
                 Ok(sel) => to.push(sel),
                 Err(_) => add(
@@ -233,7 +241,11 @@ pub fn problem_text(lang: Lang, e: &FieldError) -> String {
         return crate::i18n::t(lang, "err-required");
     }
     if pr.contains(" characters, the limit is ") {
-        return tr(lang, "err-too-long", &[("count", num(0)), ("limit", num(1))]);
+        return tr(
+            lang,
+            "err-too-long",
+            &[("count", num(0)), ("limit", num(1))],
+        );
     }
     if pr.contains(" years, the limit is ") {
         return tr(lang, "err-age-limit", &[("age", num(0)), ("limit", num(1))]);
@@ -265,7 +277,11 @@ pub fn problem_text(lang: Lang, e: &FieldError) -> String {
         return crate::i18n::t(lang, "err-expiry-far");
     }
     if pr.contains(" recipients, the limit is ") {
-        return tr(lang, "err-recipients", &[("count", num(0)), ("limit", num(1))]);
+        return tr(
+            lang,
+            "err-recipients",
+            &[("count", num(0)), ("limit", num(1))],
+        );
     }
     pr.to_owned()
 }
@@ -352,7 +368,10 @@ mod tests {
             p.get("description"),
             Some(&vec!["291 caractères, la limite est de 280.".to_owned()])
         );
-        assert_eq!(p.get("contact"), Some(&vec!["Ce champ est obligatoire.".to_owned()]));
+        assert_eq!(
+            p.get("contact"),
+            Some(&vec!["Ce champ est obligatoire.".to_owned()])
+        );
         assert_eq!(
             p.get("reference"),
             Some(&vec![

@@ -198,8 +198,14 @@ mod tests {
         let tz = toronto();
         // The example: seen at 22:40 on December 2 in Québec City.
         let t = ts("2026-12-03T03:40:00Z");
-        assert_eq!(datetime(Lang::Fr, &tz, t), "le 2 décembre 2026, 22 h 40 HNE");
-        assert_eq!(datetime(Lang::En, &tz, t), "December 2, 2026, 10:40 p.m. EST");
+        assert_eq!(
+            datetime(Lang::Fr, &tz, t),
+            "le 2 décembre 2026, 22 h 40 HNE"
+        );
+        assert_eq!(
+            datetime(Lang::En, &tz, t),
+            "December 2, 2026, 10:40 p.m. EST"
+        );
         assert_eq!(
             datetime(Lang::Fr, &tz, ts("2026-07-01T13:00:00Z")),
             "le 1er juillet 2026, 9 h HAE"
@@ -258,7 +264,10 @@ mod tests {
             Ok(ts("2026-12-02T22:40:00Z"))
         );
         assert!(parse_local(&tz, "hier soir").is_err());
-        assert_eq!(input_value(&tz, ts("2026-12-03T03:40:00Z")), "2026-12-02T22:40");
+        assert_eq!(
+            input_value(&tz, ts("2026-12-03T03:40:00Z")),
+            "2026-12-02T22:40"
+        );
     }
 
     #[test]

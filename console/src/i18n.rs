@@ -40,7 +40,11 @@ impl Lang {
     /// The language of the locale, as POSIX reads it: the first of `LC_ALL`, `LC_MESSAGES`,
     /// `LANG` that is set and not empty; `fr*` is French, anything else English, and French
     /// when none is set (a Québec deployment).
-    pub fn from_locale(lc_all: Option<&str>, lc_messages: Option<&str>, lang: Option<&str>) -> Lang {
+    pub fn from_locale(
+        lc_all: Option<&str>,
+        lc_messages: Option<&str>,
+        lang: Option<&str>,
+    ) -> Lang {
         match [lc_all, lc_messages, lang]
             .into_iter()
             .flatten()
@@ -74,8 +78,16 @@ impl Lang {
 
 /// The catalog files, embedded: (language, file name, text).
 pub const CATALOGS: &[(Lang, &str, &str)] = &[
-    (Lang::Fr, "console.ftl", include_str!("../i18n/fr/console.ftl")),
-    (Lang::En, "console.ftl", include_str!("../i18n/en/console.ftl")),
+    (
+        Lang::Fr,
+        "console.ftl",
+        include_str!("../i18n/fr/console.ftl"),
+    ),
+    (
+        Lang::En,
+        "console.ftl",
+        include_str!("../i18n/en/console.ftl"),
+    ),
 ];
 
 struct Bundles {
@@ -124,7 +136,8 @@ pub fn tr(lang: Lang, id: &str, args: &[(&str, String)]) -> String {
         fa.set(*k, FluentValue::from(v.clone()));
     }
     let mut errors = Vec::new();
-    b.format_pattern(pattern, Some(&fa), &mut errors).into_owned()
+    b.format_pattern(pattern, Some(&fa), &mut errors)
+        .into_owned()
 }
 
 /// The message `id` in `lang`, without arguments.
@@ -139,10 +152,7 @@ pub fn messages(text: &str) -> Vec<(String, Vec<String>)> {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let starts_message = line
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic());
+        let starts_message = line.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
         if starts_message {
             if let Some((id, rest)) = line.split_once('=') {
                 out.push((id.trim().to_owned(), vars(rest)));
@@ -192,13 +202,21 @@ mod tests {
     fn both_languages_have_the_same_message_ids_and_the_same_variables() {
         let fr = catalog(Lang::Fr);
         let en = catalog(Lang::En);
-        assert!(fr.len() > 50, "the French catalog has {} messages", fr.len());
+        assert!(
+            fr.len() > 50,
+            "the French catalog has {} messages",
+            fr.len()
+        );
         let fr_ids: Vec<&str> = fr.iter().map(|(i, _)| i.as_str()).collect();
         let en_ids: Vec<&str> = en.iter().map(|(i, _)| i.as_str()).collect();
         let mut sorted = fr_ids.clone();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(sorted.len(), fr_ids.len(), "a message id appears twice in French");
+        assert_eq!(
+            sorted.len(),
+            fr_ids.len(),
+            "a message id appears twice in French"
+        );
         for (id, v) in &fr {
             let other = en.iter().find(|(i, _)| i == id);
             let Some((_, ev)) = other else {
@@ -266,7 +284,13 @@ mod tests {
     #[test]
     fn a_message_with_a_variable_is_formatted_in_each_language() {
         let a = [("count", "3".to_owned())];
-        assert_eq!(tr(Lang::Fr, "acked-count", &a), "Réception accusée pour 3 alerte(s).");
-        assert_eq!(tr(Lang::En, "acked-count", &a), "Receipt acknowledged for 3 alert(s).");
+        assert_eq!(
+            tr(Lang::Fr, "acked-count", &a),
+            "Réception accusée pour 3 alerte(s)."
+        );
+        assert_eq!(
+            tr(Lang::En, "acked-count", &a),
+            "Receipt acknowledged for 3 alert(s)."
+        );
     }
 }

@@ -86,7 +86,11 @@ fn layout(ctx: &Ctx, title: &str, body: Markup) -> Markup {
 
 /// A page with a title and one paragraph.
 pub fn message(ctx: &Ctx, id: &str, text: &str) -> Markup {
-    layout(ctx, &t(ctx.lang, id), html! { h1 { (t(ctx.lang, id)) } p { (text) } })
+    layout(
+        ctx,
+        &t(ctx.lang, id),
+        html! { h1 { (t(ctx.lang, id)) } p { (text) } },
+    )
 }
 
 fn status_banner(l: Lang, s: Status) -> Markup {
@@ -114,7 +118,10 @@ fn enum_text(l: Lang, prefix: &str, v: &str) -> String {
 }
 
 fn field_label(l: Lang, f: FieldPath) -> String {
-    t(l, &format!("field-{}", f.to_string().replace(['.', '_'], "-")))
+    t(
+        l,
+        &format!("field-{}", f.to_string().replace(['.', '_'], "-")),
+    )
 }
 
 fn fields_text(l: Lang, f: FieldSet) -> String {
@@ -295,7 +302,9 @@ fn content_list(ctx: &Ctx, d: &Disclosed) -> Markup {
     put(FieldPath::SubjectGivenName, c.subject.given_name.clone());
     put(
         FieldPath::SubjectAge,
-        c.subject.age.map(|a| tr(l, "age-years", &[("age", a.to_string())])),
+        c.subject
+            .age
+            .map(|a| tr(l, "age-years", &[("age", a.to_string())])),
     );
     put(FieldPath::SubjectDescription, c.subject.description.clone());
     put(FieldPath::LastSeenAt, c.last_seen.at.map(|t| when(ctx, t)));
@@ -422,7 +431,12 @@ pub fn sent_alert(
     let l = ctx.lang;
     let id = d.envelope.id.to_string();
     let closed = d.state.is_closed();
-    let err = |which: &str| problem.as_ref().filter(|(w, _)| *w == which).map(|(_, p)| p.clone());
+    let err = |which: &str| {
+        problem
+            .as_ref()
+            .filter(|(w, _)| *w == which)
+            .map(|(_, p)| p.clone())
+    };
     layout(
         ctx,
         &subject_line(l, d),
@@ -522,6 +536,21 @@ fn textarea(l: Lang, v: &Values, p: &Problems, k: &str) -> Markup {
     }
 }
 
+/// The problems of the form's fields in the order the fields appear on the page.
+fn in_page_order(p: &Problems) -> Vec<(&'static str, &Vec<String>)> {
+    let mut seen: Vec<&str> = Vec::new();
+    crate::form::FIELDS
+        .iter()
+        .filter_map(|(name, _)| {
+            if seen.contains(name) {
+                return None;
+            }
+            seen.push(name);
+            p.get(*name).map(|list| (*name, list))
+        })
+        .collect()
+}
+
 /// The form of a new alert, or of an update of `references`.
 pub fn alert_form(
     ctx: &Ctx,
@@ -550,6 +579,13 @@ pub fn alert_form(
                     p { (t(l, "form-has-errors")) }
                     @if let Some(g) = &general { p { (g) } }
                     @if let Some(list) = p.get("form") { @for e in list { p { (e) } } }
+                    ul {
+                        @for (field, list) in in_page_order(p) {
+                            @for e in list {
+                                li { a href=(format!("#{field}")) { (t(l, &format!("label-{field}"))) } " — " (e) }
+                            }
+                        }
+                    }
                 }
             }
             form.alert method="post" action=(action) novalidate {
@@ -600,7 +636,11 @@ pub fn receipt(ctx: &Ctx, s: &Sent) -> Markup {
     let l = ctx.lang;
     let r = &s.receipt;
     let d = &s.draft;
-    let title = tr(l, "receipt-title", &[("kind", enum_text(l, "kind", d.kind.as_str()))]);
+    let title = tr(
+        l,
+        "receipt-title",
+        &[("kind", enum_text(l, "kind", d.kind.as_str()))],
+    );
     layout(
         ctx,
         &title,
@@ -644,4 +684,3 @@ pub fn receipt(ctx: &Ctx, s: &Sent) -> Markup {
         },
     )
 }
-

@@ -186,7 +186,12 @@ mod tests {
 
     #[test]
     fn only_a_loopback_host_name_with_the_console_port_is_accepted() {
-        for ok in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080", "[::1]:8080"] {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+        ] {
             assert!(host_allowed(Some(ok), 8080), "{ok}");
         }
         for bad in [
@@ -209,15 +214,30 @@ mod tests {
         let same = Some("same-origin");
         assert!(origin_allowed(Some("http://127.0.0.1:8080"), None, h, 8080));
         assert!(origin_allowed(Some("http://127.0.0.1:8080"), same, h, 8080));
-        assert!(!origin_allowed(Some("http://127.0.0.1:8080"), Some("cross-site"), h, 8080));
+        assert!(!origin_allowed(
+            Some("http://127.0.0.1:8080"),
+            Some("cross-site"),
+            h,
+            8080
+        ));
         assert!(!origin_allowed(None, same, h, 8080));
         // `null`: the browser's own posts under no-referrer, and only those.
         assert!(origin_allowed(Some("null"), same, h, 8080));
         assert!(!origin_allowed(Some("null"), None, h, 8080));
         assert!(!origin_allowed(Some("null"), Some("cross-site"), h, 8080));
         assert!(!origin_allowed(Some("null"), Some("none"), h, 8080));
-        assert!(!origin_allowed(Some("http://localhost:8080"), None, h, 8080));
-        assert!(!origin_allowed(Some("https://127.0.0.1:8080"), None, h, 8080));
+        assert!(!origin_allowed(
+            Some("http://localhost:8080"),
+            None,
+            h,
+            8080
+        ));
+        assert!(!origin_allowed(
+            Some("https://127.0.0.1:8080"),
+            None,
+            h,
+            8080
+        ));
         assert!(!origin_allowed(Some("http://evil.example"), None, h, 8080));
         assert!(!origin_allowed(
             Some("http://evil.example:8080"),
@@ -261,7 +281,10 @@ mod tests {
         assert!(!tokens_equal("abc", "abd"));
         assert!(!tokens_equal("abc", "ab"));
         assert!(!tokens_equal("", ""));
-        assert_eq!(cookie(Some("a=1; filet_session=xyz; b=2"), "filet_session"), Some("xyz"));
+        assert_eq!(
+            cookie(Some("a=1; filet_session=xyz; b=2"), "filet_session"),
+            Some("xyz")
+        );
         assert_eq!(cookie(Some("a=1"), "filet_session"), None);
     }
 }

@@ -322,8 +322,7 @@ async fn guarded(c: Arc<Console>, req: Request, next: Next) -> Response {
             Ok(b) => b,
             Err(_) => return refusal(StatusCode::PAYLOAD_TOO_LARGE, lang, "refused-too-large"),
         };
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded_pairs(&bytes).unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded_pairs(&bytes).unwrap_or_default();
         let token = pairs
             .iter()
             .find(|(k, _)| k == "form_token")
@@ -417,9 +416,9 @@ async fn inbox(
         Ok(s) => s,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let flash = q.get("acked").map(|n| {
-        tr(ctx.lang, "acked-count", &[("count", n.clone())])
-    });
+    let flash = q
+        .get("acked")
+        .map(|n| tr(ctx.lang, "acked-count", &[("count", n.clone())]));
     let failed = q.get("failed").cloned();
     Html(pages::inbox(&ctx, &store, live, flash, failed).into_string()).into_response()
 }
@@ -446,25 +445,26 @@ async fn events(
         .unwrap_or(0);
     let rx = c.notify.subscribe();
     let state = (c, ctx, rx, last, VecDeque::<Event>::new());
-    let stream = futures_util::stream::unfold(state, |(c, ctx, mut rx, mut last, mut queue)| async move {
-        loop {
-            if let Some(ev) = queue.pop_front() {
-                return Some((Ok::<Event, Infallible>(ev), (c, ctx, rx, last, queue)));
+    let stream =
+        futures_util::stream::unfold(state, |(c, ctx, mut rx, mut last, mut queue)| async move {
+            loop {
+                if let Some(ev) = queue.pop_front() {
+                    return Some((Ok::<Event, Infallible>(ev), (c, ctx, rx, last, queue)));
+                }
+                // Mark the current value seen before reading the store: a message kept after
+                // this point wakes `changed` below.
+                rx.borrow_and_update();
+                let evs = c.events_after(&ctx, last);
+                if let Some((seq, _)) = evs.last() {
+                    last = *seq;
+                    queue.extend(evs.into_iter().map(|(_, e)| e));
+                    continue;
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
             }
-            // Mark the current value seen before reading the store: a message kept after
-            // this point wakes `changed` below.
-            rx.borrow_and_update();
-            let evs = c.events_after(&ctx, last);
-            if let Some((seq, _)) = evs.last() {
-                last = *seq;
-                queue.extend(evs.into_iter().map(|(_, e)| e));
-                continue;
-            }
-            if rx.changed().await.is_err() {
-                return None;
-            }
-        }
-    });
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -499,11 +499,11 @@ impl Console {
     }
 }
 
-async fn ack(
-    State(c): State<Arc<Console>>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
-    let one = pairs.iter().find(|(k, _)| k == "one").map(|(_, v)| v.clone());
+async fn ack(State(c): State<Arc<Console>>, Form(pairs): Form<Vec<(String, String)>>) -> Response {
+    let one = pairs
+        .iter()
+        .find(|(k, _)| k == "one")
+        .map(|(_, v)| v.clone());
     let roots: Vec<String> = match one {
         Some(r) => vec![r],
         None => pairs
@@ -632,9 +632,15 @@ async fn submit(
             message,
         }) => match r.invalid {
             Some(inv) => again(&form::problems_of(ctx.lang, &inv.errors), None),
-            None => again(&form::Problems::new(), Some(relay_text(ctx.lang, &r.code, &message))),
+            None => again(
+                &form::Problems::new(),
+                Some(relay_text(ctx.lang, &r.code, &message)),
+            ),
         },
-        Err(e) => again(&form::Problems::new(), Some(relay_text_plain(ctx.lang, &e.message))),
+        Err(e) => again(
+            &form::Problems::new(),
+            Some(relay_text_plain(ctx.lang, &e.message)),
+        ),
     }
 }
 
@@ -642,12 +648,19 @@ fn relay_text(lang: Lang, code: &filet_proto::wire::ErrorCode, message: &str) ->
     tr(
         lang,
         "relay-refused",
-        &[("code", format!("{code:?}")), ("message", message.to_owned())],
+        &[
+            ("code", format!("{code:?}")),
+            ("message", message.to_owned()),
+        ],
     )
 }
 
 fn relay_text_plain(lang: Lang, message: &str) -> String {
-    tr(lang, "relay-unreachable", &[("message", message.to_owned())])
+    tr(
+        lang,
+        "relay-unreachable",
+        &[("message", message.to_owned())],
+    )
 }
 
 async fn sent_page(
@@ -743,12 +756,21 @@ async fn close(
             }),
         },
     };
-    let which = if kind == Kind::Cancel { "cancel" } else { "located" };
+    let which = if kind == Kind::Cancel {
+        "cancel"
+    } else {
+        "located"
+    };
     (
         StatusCode::UNPROCESSABLE_ENTITY,
         Html(
-            pages::sent_alert(ctx, &orig, &recipients, Some((which, problem.unwrap_or_default())))
-                .into_string(),
+            pages::sent_alert(
+                ctx,
+                &orig,
+                &recipients,
+                Some((which, problem.unwrap_or_default())),
+            )
+            .into_string(),
         ),
     )
         .into_response()

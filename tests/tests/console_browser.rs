@@ -61,8 +61,8 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts");
         let profile = tempfile::tempdir().unwrap();
-        let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
-            serde_json::json!({
+        let caps: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(serde_json::json!({
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "binary": chromium,
@@ -74,13 +74,13 @@ impl Browser {
                         format!("--user-data-dir={}", profile.path().display()),
                     ],
                 },
-            }),
-        )
-        .unwrap();
+            }))
+            .unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
         let client = loop {
-            let mut b = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            let mut b =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
             b.capabilities(caps.clone());
             match b.connect(&url).await {
                 Ok(c) => break c,
@@ -162,7 +162,10 @@ impl Browser {
     /// description (`tag#id[name=value]` or the text) of each element focused, in order.
     async fn tab_order(&self) -> Vec<String> {
         self.client
-            .execute("document.activeElement && document.activeElement.blur(); window.scrollTo(0,0);", vec![])
+            .execute(
+                "document.activeElement && document.activeElement.blur(); window.scrollTo(0,0);",
+                vec![],
+            )
             .await
             .unwrap();
         let mut seen: Vec<String> = Vec::new();
@@ -190,6 +193,13 @@ impl Browser {
             }
             seen.push(d);
         }
+        self.client
+            .execute(
+                "document.activeElement && document.activeElement.blur();",
+                vec![],
+            )
+            .await
+            .unwrap();
         seen
     }
 
@@ -226,7 +236,21 @@ impl Browser {
         }
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
         std::fs::create_dir_all(&dir).unwrap();
+        // The whole page: a window as tall as the document, then the usual size again.
+        let h = self
+            .client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(1024)
+            .clamp(600, 4000);
+        self.client
+            .set_window_size(1280, u32::try_from(h).unwrap())
+            .await
+            .unwrap();
         let png = self.client.screenshot().await.unwrap();
+        self.client.set_window_size(1280, 1024).await.unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
@@ -270,8 +294,14 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
 
     // The investigator fills the form with two mistakes.
     sender.client.goto(&esm.login_url()).await.unwrap();
-    sender.client.goto(&format!("http://{}/new", esm.addr)).await.unwrap();
-    sender.assert_keyboard_reaches_every_control("the new-alert form").await;
+    sender
+        .client
+        .goto(&format!("http://{}/new", esm.addr))
+        .await
+        .unwrap();
+    sender
+        .assert_keyboard_reaches_every_control("the new-alert form")
+        .await;
     sender.choose("category", "runaway").await;
     sender.choose("risk", "severe").await;
     sender.choose("status", "exercise").await;
@@ -280,18 +310,30 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
     sender.fill("age", "15").await;
     sender.fill("description", &"x".repeat(281)).await;
     sender.set_value("last_seen_at", "2026-12-02T22:40").await;
-    sender.fill("place", "Terminus Marie-de-l'Incarnation").await;
+    sender
+        .fill("place", "Terminus Marie-de-l'Incarnation")
+        .await;
     sender.fill("lat", "46,8123").await;
     sender.fill("lon", "-71,2345").await;
     sender.fill("instructions", "Ne pas intervenir seul.").await;
-    sender.client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+    sender
+        .client
+        .find(Locator::Id("submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // Each error beside its field, in French; the typed time echoed in local time.
     assert_eq!(
         sender.wait_text("#err-description", "281").await,
         "281 caractères, la limite est de 280."
     );
-    assert_eq!(sender.text("#err-contact").await, "Ce champ est obligatoire.");
+    assert_eq!(
+        sender.text("#err-contact").await,
+        "Ce champ est obligatoire."
+    );
     let described = sender
         .client
         .find(Locator::Id("description"))
@@ -309,7 +351,11 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         )
         .await
         .unwrap();
-    assert_eq!(beside.as_str(), Some("description"), "the error follows its field");
+    assert_eq!(
+        beside.as_str(),
+        Some("description"),
+        "the error follows its field"
+    );
     assert_eq!(
         sender.text("#echo-last_seen_at").await,
         "Lu comme : le 2 décembre 2026, 22 h 40 HNE"
@@ -320,14 +366,27 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         .fill("description", "1,60 m, cheveux bruns longs, manteau noir")
         .await;
     sender.fill("contact", "Enquêtrice ESM, 418 555-0142").await;
-    sender.client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+    sender
+        .client
+        .find(Locator::Id("submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // The receipt names each recipient unit, its rule and legal basis.
     let receipt = sender.wait_text("main", "DPJ/RTS").await;
     assert!(receipt.contains("EXERCICE"), "{receipt}");
     assert!(receipt.contains("CJQ/PIVOT"), "{receipt}");
-    assert!(receipt.contains("Règle : police-vers-protection"), "{receipt}");
-    assert!(receipt.contains("fondement légal : LPJ art. 35.4"), "{receipt}");
+    assert!(
+        receipt.contains("Règle : police-vers-protection"),
+        "{receipt}"
+    );
+    assert!(
+        receipt.contains("fondement légal : LPJ art. 35.4"),
+        "{receipt}"
+    );
     assert!(
         receipt.contains("le 2 décembre 2026, 22 h 40 HNE"),
         "the time as read: {receipt}"
@@ -343,7 +402,9 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         .unwrap();
 
     // The DPJ console shows it live, without a reload, marked as an exercise.
-    let row = intake.wait_text(&format!("#thread-{id}"), "SPVQ-2026-04417").await;
+    let row = intake
+        .wait_text(&format!("#thread-{id}"), "SPVQ-2026-04417")
+        .await;
     assert!(row.contains("EXERCICE"), "{row}");
     assert!(row.contains("Élevé"), "{row}");
     assert_eq!(
@@ -351,7 +412,9 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         format!("(1) {base_title}"),
         "the title counts the new alert"
     );
-    intake.assert_keyboard_reaches_every_control("the inbox").await;
+    intake
+        .assert_keyboard_reaches_every_control("the inbox")
+        .await;
     intake.screenshot("reception-alerte").await;
 
     // Its page: what this unit may see, under which rule and legal basis, the banner.
@@ -361,14 +424,23 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         .await
         .unwrap();
     let page = intake.text("main").await;
-    assert!(page.contains("EXERCICE — CECI N'EST PAS UNE VRAIE ALERTE"), "{page}");
+    assert!(
+        page.contains("EXERCICE — CECI N'EST PAS UNE VRAIE ALERTE"),
+        "{page}"
+    );
     assert!(page.contains("Règle : police-vers-protection"), "{page}");
     assert!(page.contains("le 2 décembre 2026, 22 h 40 HNE"), "{page}");
-    intake.assert_keyboard_reaches_every_control("the alert page").await;
+    intake
+        .assert_keyboard_reaches_every_control("the alert page")
+        .await;
     intake.screenshot("alerte").await;
 
     // Acknowledged in one click, from the inbox.
-    intake.client.goto(&format!("http://{}/", dpj.addr)).await.unwrap();
+    intake
+        .client
+        .goto(&format!("http://{}/", dpj.addr))
+        .await
+        .unwrap();
     intake
         .client
         .find(Locator::Css(&format!("button[name=one][value='{id}']")))
@@ -406,7 +478,11 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         .await
         .unwrap();
     sender.wait_text("main", "DPJ/RTS").await;
-    intake.client.goto(&format!("http://{}/", dpj.addr)).await.unwrap();
+    intake
+        .client
+        .goto(&format!("http://{}/", dpj.addr))
+        .await
+        .unwrap();
     intake.wait_text(&format!("#thread-{id}"), "Retrouvé").await;
     intake
         .client
@@ -466,7 +542,11 @@ async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin
     }
 
     // No session: refused, in French, with the strict headers.
-    let (st, h, body) = http(a, &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+    let (st, h, body) = http(
+        a,
+        &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(st, 401);
     assert!(body.contains("Session absente ou expirée"), "{body}");
     assert_eq!(
@@ -484,16 +564,31 @@ async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin
     assert_eq!(st, 421);
 
     // The token becomes an HttpOnly, SameSite=Strict cookie and a redirect without it; once.
-    let (st, h, _) = http(a, &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+    let (st, h, _) = http(
+        a,
+        &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(st, 303);
     assert_eq!(header(&h, "location"), Some("/"));
     let cookie = header(&h, "set-cookie").unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let cookie = cookie.split(';').next().unwrap().to_owned();
-    let (st, _, _) = http(a, &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+    let (st, _, _) = http(
+        a,
+        &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(st, 401, "a login token works once");
 
-    let (st, _, body) = http(a, &format!("GET / HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")).await;
+    let (st, _, body) = http(
+        a,
+        &format!("GET / HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(st, 200);
     let form_token = body
         .split("name=\"form_token\" value=\"")
@@ -506,7 +601,9 @@ async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin
     assert_eq!(st, 421);
 
     let post = |origin: Option<String>, body: String| {
-        let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
         format!(
             "POST /lang HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -519,18 +616,30 @@ async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin
     let (st, _, _) = http(a, &post(None, good.clone())).await;
     assert_eq!(st, 403, "no Origin");
     let (st, _, _) = http(a, &post(Some("null".into()), good.clone())).await;
-    assert_eq!(st, 403, "Origin null without the browser's same-origin fetch metadata");
-    let (st, _, _) = http(a, &post(Some(format!("http://{host}")), "lang=en&back=%2F".into())).await;
+    assert_eq!(
+        st, 403,
+        "Origin null without the browser's same-origin fetch metadata"
+    );
+    let (st, _, _) = http(
+        a,
+        &post(Some(format!("http://{host}")), "lang=en&back=%2F".into()),
+    )
+    .await;
     assert_eq!(st, 403, "no form token");
     let (st, _, _) = http(
         a,
-        &post(Some(format!("http://{host}")), format!("form_token={}&lang=en", "0".repeat(64))),
+        &post(
+            Some(format!("http://{host}")),
+            format!("form_token={}&lang=en", "0".repeat(64)),
+        ),
     )
     .await;
     assert_eq!(st, 403, "another form token");
     let (st, h, _) = http(a, &post(Some(format!("http://{host}")), good)).await;
     assert_eq!(st, 303, "the console's own form is accepted");
-    assert!(header(&h, "set-cookie").unwrap().starts_with("filet_lang=en"));
+    assert!(header(&h, "set-cookie")
+        .unwrap()
+        .starts_with("filet_lang=en"));
 
     drop(dpj);
     relay.stop().await;
@@ -555,8 +664,17 @@ async fn a_reconnecting_event_stream_resumes_after_its_last_event_with_nothing_l
     let host = format!("127.0.0.1:{}", a.port());
     let token = dpj.login_url();
     let token = token.split("token=").nth(1).unwrap().to_owned();
-    let (_, h, _) = http(a, &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
-    let cookie = header(&h, "set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let (_, h, _) = http(
+        a,
+        &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    let cookie = header(&h, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
 
     // Reads events until `n` have arrived; returns their ids and roots.
     let events = |last: Option<u64>, n: usize| {
@@ -564,7 +682,9 @@ async fn a_reconnecting_event_stream_resumes_after_its_last_event_with_nothing_l
         let host = host.clone();
         async move {
             let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
-            let last = last.map(|l| format!("Last-Event-ID: {l}\r\n")).unwrap_or_default();
+            let last = last
+                .map(|l| format!("Last-Event-ID: {l}\r\n"))
+                .unwrap_or_default();
             s.write_all(format!("GET /events HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n{last}\r\n").as_bytes()).await.unwrap();
             let mut text = String::new();
             let mut buf = [0u8; 4096];
@@ -579,8 +699,14 @@ async fn a_reconnecting_event_stream_resumes_after_its_last_event_with_nothing_l
                     // Give a repeated event no chance to hide: read what is already there.
                     return (ids, text);
                 }
-                assert!(start.elapsed() < WAIT, "only {ids:?} within {WAIT:?}: {text}");
-                let k = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+                assert!(
+                    start.elapsed() < WAIT,
+                    "only {ids:?} within {WAIT:?}: {text}"
+                );
+                let k = tokio::time::timeout(WAIT, s.read(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert!(k > 0, "the stream ended: {text}");
                 text.push_str(&String::from_utf8_lossy(&buf[..k]));
             }
@@ -588,7 +714,10 @@ async fn a_reconnecting_event_stream_resumes_after_its_last_event_with_nothing_l
     };
     let (all, text) = events(None, 3).await;
     assert_eq!(all.len(), 3, "{text}");
-    assert!(all.windows(2).all(|w| w[0] < w[1]), "in delivery order: {all:?}");
+    assert!(
+        all.windows(2).all(|w| w[0] < w[1]),
+        "in delivery order: {all:?}"
+    );
     for id in &posted {
         assert!(text.contains(&id.to_string()), "{id} is in the stream");
     }
@@ -600,10 +729,98 @@ async fn a_reconnecting_event_stream_resumes_after_its_last_event_with_nothing_l
         .unwrap()
         .alert;
     let (ids, text) = resumed.await.unwrap();
-    assert_eq!(&ids[..2], &all[1..], "resumed after the last event, nothing repeated");
+    assert_eq!(
+        &ids[..2],
+        &all[1..],
+        "resumed after the last event, nothing repeated"
+    );
     assert!(ids[2] > all[2], "then the new one: {ids:?}");
     assert!(text.contains(&fourth.to_string()));
-    assert!(!text.contains(&posted[0].to_string()), "the first is not sent again");
+    assert!(
+        !text.contains(&posted[0].to_string()),
+        "the first is not sent again"
+    );
+    esm.close().await;
+    drop(dpj);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_alerts_are_acknowledged_at_once_and_the_console_speaks_english_on_request() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let mut posted = Vec::new();
+    for r in ["REF-A", "REF-B", "REF-C"] {
+        posted.push(
+            esm.post(alert(filet_proto::Category::Runaway, r))
+                .await
+                .unwrap()
+                .alert,
+        );
+    }
+    let dpj = console(&net, "DPJ/RTS", relay.addr).await;
+    let b = Browser::start().await;
+    b.client.goto(&dpj.login_url()).await.unwrap();
+    for id in &posted {
+        b.wait_text(&format!("#thread-{id}"), "Fugue").await;
+    }
+    // Two of three selected with the keyboard (focus, space), one button.
+    for id in &posted[..2] {
+        b.client
+            .execute(
+                "document.getElementById(arguments[0]).focus();",
+                vec![format!("select-{id}").into()],
+            )
+            .await
+            .unwrap();
+        b.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(" ")
+            .await
+            .unwrap();
+    }
+    b.client
+        .find(Locator::Id("ack-selected"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("main", "Réception accusée pour 2 alerte(s).")
+        .await;
+    let other = net.node("DPJ/RTS", relay.addr).await;
+    assert_eq!(
+        inbox_ids(&other).await,
+        [posted[2]],
+        "the relay has both acknowledgements, and only those"
+    );
+    other.close().await;
+
+    // The language toggle: English, on the same page, and back.
+    b.client
+        .find(Locator::Css("form.lang button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "Received alerts").await;
+    let row = b.text(&format!("#thread-{}", posted[2])).await;
+    assert!(row.contains("Runaway") && row.contains("Severe"), "{row}");
+    assert!(row.contains(" EST") || row.contains(" EDT"), "{row}");
+    b.client
+        .find(Locator::Css("form.lang button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "Alertes reçues").await;
+
+    b.close().await;
     esm.close().await;
     drop(dpj);
     relay.stop().await;

@@ -114,6 +114,7 @@ label-instructions = Instructions
 label-contact = Contact (required)
 label-expires_at = Expires on
 label-to = Recipients
+label-note = Note
 hint-reference = Letters, digits, ".", "_", "/", "-"; at most 32 characters.
 hint-last_seen_at = Local time in Québec (Eastern time).
 hint-expires_at = Local time; by default 72 hours after posting.

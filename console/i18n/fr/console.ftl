@@ -114,6 +114,7 @@ label-instructions = Consignes
 label-contact = Personne à joindre (obligatoire)
 label-expires_at = Expire le
 label-to = Destinataires
+label-note = Note
 hint-reference = Lettres, chiffres, « . », « _ », « / », « - » ; 32 caractères au plus.
 hint-last_seen_at = Heure locale de Québec (heure de l'Est).
 hint-expires_at = Heure locale ; par défaut 72 heures après l'envoi.
