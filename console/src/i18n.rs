@@ -264,6 +264,98 @@ mod tests {
         }
     }
 
+    /// Ids named literally in the console's code: `t(x, "id")`, `tr(x, "id", …)`.
+    fn ids_in_code() -> Vec<String> {
+        let code = [
+            include_str!("pages.rs"),
+            include_str!("server.rs"),
+            include_str!("form.rs"),
+            include_str!("../../client/src/console.rs"),
+        ];
+        let mut ids = Vec::new();
+        for src in code {
+            for call in ["t(", "tr("] {
+                let mut rest = src;
+                while let Some(i) = rest.find(call) {
+                    let before = rest[..i].chars().next_back();
+                    rest = &rest[i + call.len()..];
+                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                        continue;
+                    }
+                    // The id is the first string literal of the call, after the language.
+                    let args = rest.split(')').next().unwrap_or("");
+                    if let Some(lit) = args.split('"').nth(1) {
+                        if args.split('"').next().is_some_and(|a| a.contains(','))
+                            && lit
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                        {
+                            ids.push(lit.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn every_message_the_console_shows_is_in_both_catalogs() {
+        use filet_proto::alert::{AlertState, Category, FieldPath, Kind, Language, Risk, Status};
+        let mut ids = ids_in_code();
+        assert!(ids.len() > 60, "found only {} ids in the code", ids.len());
+        for p in [
+            "category",
+            "risk",
+            "status",
+            "kind",
+            "state",
+            "state-banner",
+            "language",
+        ] {
+            let values: Vec<&str> = match p {
+                "category" => Category::ALL.iter().map(|x| x.as_str()).collect(),
+                "risk" => Risk::ALL.iter().map(|x| x.as_str()).collect(),
+                "status" => Status::ALL.iter().map(|x| x.as_str()).collect(),
+                "kind" => Kind::ALL.iter().map(|x| x.as_str()).collect(),
+                "language" => Language::ALL.iter().map(|x| x.as_str()).collect(),
+                _ => AlertState::ALL.iter().map(|x| x.as_str()).collect(),
+            };
+            ids.extend(values.iter().map(|v| format!("{p}-{v}")));
+        }
+        for f in FieldPath::ALL {
+            ids.push(format!("field-{}", f.to_string().replace(['.', '_'], "-")));
+        }
+        for (name, _) in crate::form::FIELDS {
+            ids.push(format!("label-{name}"));
+        }
+        for r in [
+            "refused-host",
+            "refused-session",
+            "refused-origin",
+            "refused-form-token",
+            "refused-too-large",
+            "refused-login",
+            "signed-out",
+        ] {
+            ids.push(r.to_owned());
+            ids.push(format!("{r}-text"));
+        }
+        for h in ["reference", "last_seen_at", "expires_at", "to"] {
+            ids.push(format!("hint-{h}"));
+        }
+        for lang in [Lang::Fr, Lang::En] {
+            let have: Vec<String> = catalog(lang).into_iter().map(|(i, _)| i).collect();
+            for id in &ids {
+                assert!(
+                    have.contains(id),
+                    "{id} is not in the {} catalog",
+                    lang.code()
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_locale_chooses_the_language_and_french_is_the_default() {
         assert_eq!(Lang::from_locale(None, None, None), Lang::Fr);

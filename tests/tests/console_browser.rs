@@ -461,13 +461,63 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
     );
     other.close().await;
 
-    // The sender closes the alert from its page: located, shown prominently to the DPJ.
+    // The sender updates the alert from its page; the DPJ's open inbox shows it live.
     sender
         .client
         .goto(&format!("http://{}/alert/{id}", esm.addr))
         .await
         .unwrap();
     sender.screenshot("alerte-envoyee").await;
+    sender
+        .assert_keyboard_reaches_every_control("the sent alert's page")
+        .await;
+    sender
+        .client
+        .find(Locator::Css(&format!("a[href='/alert/{id}/update']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    sender.wait_text("h1", "Mise à jour de l'alerte").await;
+    let kept = sender
+        .client
+        .find(Locator::Id("reference"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some("SPVQ-2026-04417"),
+        "the form holds the alert's content"
+    );
+    sender.choose("risk", "extreme").await;
+    sender.fill("place", "Gare du Palais").await;
+    sender
+        .client
+        .find(Locator::Id("submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    sender.wait_text("h1", "Reçu — Mise à jour").await;
+    let row = intake.wait_text(&format!("#thread-{id}"), "Extrême").await;
+    assert!(row.contains("Mise à jour"), "{row}");
+    assert_eq!(
+        intake.client.title().await.unwrap(),
+        format!("(1) {base_title}"),
+        "the page loaded after the acknowledgement counts this one"
+    );
+
+    // Then located, from the alert's page: shown prominently to the DPJ.
+    sender
+        .client
+        .goto(&format!("http://{}/alert/{id}", esm.addr))
+        .await
+        .unwrap();
     sender.fill("located-note", "Retrouvée en sécurité").await;
     sender
         .client
