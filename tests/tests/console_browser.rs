@@ -875,3 +875,43 @@ async fn several_alerts_are_acknowledged_at_once_and_the_console_speaks_english_
     drop(dpj);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_subscribes_again_when_the_relay_comes_back_and_its_open_page_gets_the_alert() {
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let relay_addr = relay.addr;
+    let dpj = console(&net, "DPJ/RTS", relay_addr).await;
+    let b = Browser::start().await;
+    b.client.goto(&dpj.login_url()).await.unwrap();
+    b.wait_text("#live", "En direct").await;
+
+    // The relay stops and comes back on the same address; the page stays open.
+    relay.stop().await;
+    let mut cfg = net.relay_config();
+    cfg.listen = relay_addr;
+    let relay = TestRelay::start(cfg).await;
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let id = esm
+        .post(alert(filet_proto::Category::Sighting, "REF-RETOUR"))
+        .await
+        .unwrap()
+        .alert;
+    let start = Instant::now();
+    loop {
+        if let Ok(e) = b.client.find(Locator::Id(&format!("thread-{id}"))).await {
+            let t = e.text().await.unwrap();
+            assert!(t.contains("REF-RETOUR"), "{t}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the alert posted after the relay came back never reached the open page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.close().await;
+    esm.close().await;
+    drop(dpj);
+    relay.stop().await;
+}
