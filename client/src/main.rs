@@ -119,6 +119,12 @@ enum Command {
     /// The audit log (for the agreement's auditors).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Where an alert of your party stands with each recipient unit: rule, legal basis,
+    /// fields disclosed, and who acknowledged and when.
+    Status {
+        /// The alert's id.
+        id: AlertId,
+    },
     /// The web console (French first), served on this machine's loopback through this
     /// node: prints a one-time address to open in the browser.
     Console {
@@ -745,6 +751,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .into());
                 }
             }
+        }
+        Command::Status { id } => {
+            let node = connect(&cli).await?;
+            let st = node.status(*id).await.map_err(refusal_context)?;
+            if cli.json {
+                print_json(&filet_client::render::status_json(*id, &st));
+            } else {
+                outp!("{}", filet_client::render::status_text(*id, &st));
+            }
+            node.close().await;
         }
         Command::Console {
             listen,
