@@ -10,7 +10,7 @@ pub use filet_console::Lang;
 use filet_console::{Backend, BackendError, BoxFuture, ConsoleConfig};
 use filet_proto::agreement::Agreement;
 use filet_proto::alert::Disclosed;
-use filet_proto::wire::{Receipt, WhoAmI};
+use filet_proto::wire::{Receipt, RecipientStatus, WhoAmI};
 use filet_proto::{AlertDraft, AlertId, UnitRef};
 use tokio::sync::{mpsc, Mutex};
 
@@ -81,6 +81,10 @@ impl Backend for NodeBackend {
         alert: AlertId,
     ) -> BoxFuture<'_, Result<(Disclosed, Vec<UnitRef>), BackendError>> {
         Box::pin(async move { self.node().await?.get_alert(alert).await.map_err(err) })
+    }
+
+    fn status(&self, alert: AlertId) -> BoxFuture<'_, Result<Vec<RecipientStatus>, BackendError>> {
+        Box::pin(async move { self.node().await?.status(alert).await.map_err(err) })
     }
 }
 

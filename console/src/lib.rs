@@ -22,7 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use filet_proto::alert::Disclosed;
-use filet_proto::wire::{Receipt, RelayError, WhoAmI};
+use filet_proto::wire::{Receipt, RecipientStatus, RelayError, WhoAmI};
 use filet_proto::{AlertDraft, AlertId, UnitRef};
 use tokio::sync::mpsc;
 
@@ -64,4 +64,6 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         alert: AlertId,
     ) -> BoxFuture<'_, Result<(Disclosed, Vec<UnitRef>), BackendError>>;
+    /// Where an alert of this party stands with each recipient unit.
+    fn status(&self, alert: AlertId) -> BoxFuture<'_, Result<Vec<RecipientStatus>, BackendError>>;
 }

@@ -2,6 +2,7 @@
 //! script or style: one stylesheet and one small script, both under `/static/`.
 
 use filet_proto::alert::{AlertState, Disclosed, FieldPath, FieldSet, Kind, Status};
+use filet_proto::wire::RecipientStatus;
 use filet_proto::{AlertId, UnitRef};
 use maud::{html, Markup, DOCTYPE};
 
@@ -420,12 +421,58 @@ pub fn received(ctx: &Ctx, th: &Thread<'_>) -> Markup {
     )
 }
 
+/// The delivery view: for each recipient unit, its rule and legal basis, the fields
+/// disclosed, and who acknowledged and when.
+fn delivery(ctx: &Ctx, st: &[RecipientStatus]) -> Markup {
+    let l = ctx.lang;
+    html! {
+        table #delivery {
+            caption { (t(l, "delivery-title")) }
+            thead { tr {
+                th scope="col" { (t(l, "col-unit")) }
+                th scope="col" { (t(l, "col-rule")) }
+                th scope="col" { (t(l, "col-fields")) }
+                th scope="col" { (t(l, "col-acked")) }
+            } }
+            tbody {
+                @for r in st {
+                    tr {
+                        td { (r.unit.to_string()) }
+                        td {
+                            ul.rules {
+                                @for (i, rule) in r.rules.iter().enumerate() {
+                                    li {
+                                        (tr(l, "rule-name", &[("rule", rule.clone())]))
+                                        @if let Some(b) = r.legal_bases.get(i) {
+                                            " — " (tr(l, "legal-basis", &[("basis", b.clone())]))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        td { (fields_text(l, r.fields)) }
+                        td {
+                            @match &r.acked {
+                                Some((node, at, _)) => {
+                                    (tr(l, "acked-by", &[("node", node.to_string()), ("when", when(ctx, *at))]))
+                                },
+                                None => { strong { (t(l, "not-acked")) } },
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// An alert of this party (from the relay): the whole alert, its recipients, and the
 /// follow-ups (update, located, cancel).
 pub fn sent_alert(
     ctx: &Ctx,
     d: &Disclosed,
     recipients: &[UnitRef],
+    status: Option<&[RecipientStatus]>,
     problem: Option<(&str, String)>,
 ) -> Markup {
     let l = ctx.lang;
@@ -446,8 +493,12 @@ pub fn sent_alert(
             (state_banner(ctx, d))
             (envelope_list(ctx, d))
             (content_list(ctx, d))
-            h2 { (t(l, "recipients-title")) }
-            ul { @for u in recipients { li { (u.to_string()) } } }
+            @if let Some(st) = status {
+                (delivery(ctx, st))
+            } @else {
+                h2 { (t(l, "recipients-title")) }
+                ul { @for u in recipients { li { (u.to_string()) } } }
+            }
             (history(ctx, d))
             @if !closed {
                 h2 { (t(l, "follow-ups")) }

@@ -698,7 +698,9 @@ async fn alert_page(
     }
     match c.backend.get_alert(id).await {
         Ok((d, recipients)) => {
-            Html(pages::sent_alert(&ctx, &d, &recipients, None).into_string()).into_response()
+            let status = c.backend.status(id).await.ok();
+            Html(pages::sent_alert(&ctx, &d, &recipients, status.as_deref(), None).into_string())
+                .into_response()
         }
         Err(e) => (
             StatusCode::NOT_FOUND,
@@ -768,6 +770,7 @@ async fn close(
                 ctx,
                 &orig,
                 &recipients,
+                None,
                 Some((which, problem.unwrap_or_default())),
             )
             .into_string(),

@@ -467,6 +467,13 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         .goto(&format!("http://{}/alert/{id}", esm.addr))
         .await
         .unwrap();
+    // The delivery view: who acknowledged, and when; who has not.
+    let delivery = sender.wait_text("#delivery", "Accusé par DPJ/RTS/").await;
+    assert!(
+        delivery.contains("Pas encore accusé"),
+        "CJQ/PIVOT has not: {delivery}"
+    );
+    assert!(delivery.contains("LPJ art. 35.4"), "{delivery}");
     sender.screenshot("alerte-envoyee").await;
     sender
         .assert_keyboard_reaches_every_control("the sent alert's page")

@@ -170,3 +170,7 @@ relay-unreachable = The relay does not answer: { $message }
 
 cli-open = Filet console ready. Open this one-time address in this computer's browser (Ctrl-C to stop):
     { $url }
+delivery-title = Delivery: where the alert stands with each recipient unit
+col-acked = Acknowledgement
+acked-by = Acknowledged by { $node }, { $when }
+not-acked = Not acknowledged yet

@@ -170,3 +170,7 @@ relay-unreachable = Le relais ne répond pas : { $message }
 
 cli-open = Console Filet prête. Ouvrez cette adresse à usage unique dans le navigateur de ce poste (Ctrl-C pour arrêter) :
     { $url }
+delivery-title = Diffusion : où en est l'alerte auprès de chaque unité destinataire
+col-acked = Accusé de réception
+acked-by = Accusé par { $node }, { $when }
+not-acked = Pas encore accusé
