@@ -856,6 +856,38 @@ async fn several_alerts_are_acknowledged_at_once_and_the_console_speaks_english_
     );
     other.close().await;
 
+    // At 200 % zoom (a 1280-pixel screen is 640 CSS pixels wide) nothing needs a
+    // horizontal scroll: the inbox, the form, an alert's page.
+    b.client.set_window_size(640, 1024).await.unwrap();
+    for path in [
+        "/".to_owned(),
+        "/new".to_owned(),
+        format!("/alert/{}", posted[2]),
+    ] {
+        b.client
+            .goto(&format!("http://{}{path}", dpj.addr))
+            .await
+            .unwrap();
+        let fits = b
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (w, c) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
+        assert!(
+            w <= c,
+            "{path} at 200 % zoom is {w} px wide in a {c} px window"
+        );
+    }
+    b.client.set_window_size(1280, 1024).await.unwrap();
+    b.client
+        .goto(&format!("http://{}/", dpj.addr))
+        .await
+        .unwrap();
+
     // The language toggle: English, on the same page, and back.
     b.client
         .find(Locator::Css("form.lang button"))
