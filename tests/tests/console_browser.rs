@@ -291,6 +291,16 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
     intake.wait_text("#live", "En direct").await;
     intake.screenshot("reception-vide").await;
     let base_title = intake.client.title().await.unwrap();
+    // The person allowed notifications: a stand-in for the browser's Notification records
+    // what the page shows (headless Chromium shows none).
+    intake
+        .client
+        .execute(
+            "window.shown = []; window.Notification = function (t) { window.shown.push(t); }; window.Notification.permission = 'granted';",
+            vec![],
+        )
+        .await
+        .unwrap();
 
     // The investigator fills the form with two mistakes.
     sender.client.goto(&esm.login_url()).await.unwrap();
@@ -411,6 +421,16 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         intake.client.title().await.unwrap(),
         format!("(1) {base_title}"),
         "the title counts the new alert"
+    );
+    let shown = intake
+        .client
+        .execute("return window.shown;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        serde_json::json!(["EXERCICE Alerte\u{a0}: Fugue — SPVQ-2026-04417 (risque Élevé)"]),
+        "one notification, marked as an exercise"
     );
     intake
         .assert_keyboard_reaches_every_control("the inbox")
