@@ -262,6 +262,11 @@ pub fn inbox(
                 @if live { (t(l, "live-on")) } @else { (t(l, "live-off")) }
             }
             p { button type="button" id="notify" hidden { (t(l, "enable-notifications")) } }
+            p.sound {
+                input type="checkbox" id="sound";
+                " "
+                label for="sound" { (t(l, "sound-label")) }
+            }
             @if let Some(f) = flash { p.flash role="status" { (f) } }
             @if let Some(n) = failed { p.error role="alert" { (tr(l, "ack-failed", &[("count", n)])) } }
             form method="post" action="/ack" {

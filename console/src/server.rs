@@ -251,6 +251,7 @@ fn router(c: Arc<Console>) -> Router {
         .route("/sent/{id}", get(sent_page))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))
+        .route("/static/alert.wav", get(sound))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(c.clone(), guard))
         .with_state(c)
@@ -404,6 +405,45 @@ async fn js() -> Response {
         include_str!("../static/console.js"),
     )
         .into_response()
+}
+
+async fn sound() -> Response {
+    ([(header::CONTENT_TYPE, "audio/wav")], chime()).into_response()
+}
+
+/// A short two-note chime (WAV, 8 kHz, 16-bit mono), made here rather than shipped.
+pub fn chime() -> Vec<u8> {
+    const RATE: u32 = 8000;
+    let mut samples: Vec<i16> = Vec::new();
+    for (freq, ms) in [(880.0f64, 180u32), (660.0, 260)] {
+        let n = RATE * ms / 1000;
+        for i in 0..n {
+            let t = f64::from(i) / f64::from(RATE);
+            // A quick fade in and out, so that the notes do not click.
+            let edge = f64::from(i.min(n - i)) / f64::from(RATE / 100);
+            let amp = 9000.0 * edge.min(1.0);
+            let v = amp * (2.0 * std::f64::consts::PI * freq * t).sin();
+            samples.push(v as i16);
+        }
+    }
+    let data_len = u32::try_from(samples.len() * 2).unwrap_or(0);
+    let mut w = Vec::with_capacity(44 + samples.len() * 2);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&RATE.to_le_bytes());
+    w.extend_from_slice(&(RATE * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    w
 }
 
 async fn inbox(

@@ -10,6 +10,13 @@
       Notification.requestPermission().then(function () { notify.hidden = true; });
     });
   }
+  var sound = document.getElementById('sound');
+  if (sound) {
+    try { sound.checked = window.localStorage.getItem('filet-sound') === 'on'; } catch (e) { /* no storage */ }
+    sound.addEventListener('change', function () {
+      try { window.localStorage.setItem('filet-sound', sound.checked ? 'on' : 'off'); } catch (e) { /* no storage */ }
+    });
+  }
   if (!list || !window.EventSource) { return; }
   var base = document.title;
   var fresh = 0;
@@ -31,6 +38,10 @@
     if (empty) { empty.remove(); }
     fresh += 1;
     document.title = '(' + fresh + ') ' + base;
+    if (sound && sound.checked) {
+      var p = new Audio('/static/alert.wav').play();
+      if (p && p.catch) { p.catch(function () { /* the browser may refuse before a click */ }); }
+    }
     if ('Notification' in window && Notification.permission === 'granted') {
       try { new Notification(m.title); } catch (e) { /* some browsers allow it only from a worker */ }
     }

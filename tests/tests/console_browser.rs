@@ -296,9 +296,19 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
     intake
         .client
         .execute(
-            "window.shown = []; window.Notification = function (t) { window.shown.push(t); }; window.Notification.permission = 'granted';",
+            "window.shown = []; window.Notification = function (t) { window.shown.push(t); }; window.Notification.permission = 'granted'; window.played = []; window.Audio = function (src) { return { play: function () { window.played.push(src); return Promise.resolve(); } }; };",
             vec![],
         )
+        .await
+        .unwrap();
+
+    // The person asks for a sound (the choice is kept in the browser).
+    intake
+        .client
+        .find(Locator::Id("sound"))
+        .await
+        .unwrap()
+        .click()
         .await
         .unwrap();
 
@@ -421,6 +431,16 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         intake.client.title().await.unwrap(),
         format!("(1) {base_title}"),
         "the title counts the new alert"
+    );
+    let played = intake
+        .client
+        .execute("return window.played;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        played,
+        serde_json::json!(["/static/alert.wav"]),
+        "the chime plays once, as the person asked"
     );
     let shown = intake
         .client
@@ -633,6 +653,19 @@ async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin
     assert_eq!(header(&h, "cache-control"), Some("no-store"));
     assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"));
     assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
+
+    // The chime is a real WAV, served without a session like the other static files.
+    let (st, h, body) = http(
+        a,
+        &format!("GET /static/alert.wav HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(header(&h, "content-type"), Some("audio/wav"));
+    assert!(
+        body.starts_with("RIFF") && body.contains("WAVEfmt"),
+        "a WAV file"
+    );
 
     // A foreign Host (DNS rebinding) is refused before anything else, even with a token.
     let token = dpj.login_url();

@@ -174,3 +174,4 @@ delivery-title = Delivery: where the alert stands with each recipient unit
 col-acked = Acknowledgement
 acked-by = Acknowledged by { $node }, { $when }
 not-acked = Not acknowledged yet
+sound-label = Sound when an alert arrives

@@ -174,3 +174,4 @@ delivery-title = Diffusion : où en est l'alerte auprès de chaque unité desti
 col-acked = Accusé de réception
 acked-by = Accusé par { $node }, { $when }
 not-acked = Pas encore accusé
+sound-label = Son à l'arrivée d'une alerte
