@@ -17,8 +17,12 @@ use filet_console::{ConsoleConfig, Lang, Running};
 use filet_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long a condition in the browser may take to come true.
-const WAIT: Duration = Duration::from_secs(15);
+/// How long a condition in the browser may take to come true (a bound, not a delay).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One test with browsers at a time: each starts Chromium, and several at once on a small
+/// machine make every bound tighter for nothing.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn find_program(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -275,6 +279,7 @@ async fn console(net: &TestNet, unit: &str, relay: SocketAddr) -> Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console_and_is_acknowledged(
 ) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let net = TestNet::new();
     let relay = net.start_relay().await;
     let esm = console(&net, "SPVQ/ESM", relay.addr).await;
@@ -624,6 +629,7 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin_or_host() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let net = TestNet::new();
     let relay = net.start_relay().await;
     let dpj = console(&net, "DPJ/RTS", relay.addr).await;
@@ -757,6 +763,7 @@ async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_event_stream_resumes_after_its_last_event_with_nothing_lost_or_repeated() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let net = TestNet::new();
     let relay = net.start_relay().await;
     let dpj = console(&net, "DPJ/RTS", relay.addr).await;
@@ -857,6 +864,7 @@ async fn a_reconnecting_event_stream_resumes_after_its_last_event_with_nothing_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_alerts_are_acknowledged_at_once_and_the_console_speaks_english_on_request() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let net = TestNet::new();
     let relay = net.start_relay().await;
     let esm = net.node("SPVQ/ESM", relay.addr).await;
@@ -970,6 +978,7 @@ async fn several_alerts_are_acknowledged_at_once_and_the_console_speaks_english_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_subscribes_again_when_the_relay_comes_back_and_its_open_page_gets_the_alert() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let net = TestNet::new();
     let relay = net.start_relay().await;
     let relay_addr = relay.addr;
