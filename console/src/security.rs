@@ -172,6 +172,16 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// Whether a session exists and is not idle (without using it).
+    pub fn alive(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.sessions.lock().is_ok_and(|m| {
+            m.iter().any(|(k, s)| {
+                tokens_equal(k, id) && now.saturating_duration_since(s.last_used) <= self.idle
+            })
+        })
+    }
+
     /// Ends a session.
     pub fn end(&self, id: &str) {
         if let Ok(mut m) = self.sessions.lock() {

@@ -79,6 +79,8 @@ pub struct Console {
     /// Received alerts.
     pub store: Mutex<Store>,
     notify: watch::Sender<u64>,
+    /// Counts sessions ended, so that their event streams end too.
+    ended: watch::Sender<u64>,
     live: watch::Sender<bool>,
     me: Mutex<Option<WhoAmI>>,
     sent: Mutex<HashMap<AlertId, Sent>>,
@@ -172,6 +174,7 @@ pub async fn start(backend: Arc<dyn Backend>, cfg: ConsoleConfig) -> Result<Runn
         sessions: Sessions::new(cfg.idle_timeout),
         store: Mutex::default(),
         notify: watch::Sender::new(0),
+        ended: watch::Sender::new(0),
         live: watch::Sender::new(false),
         me: Mutex::new(me),
         sent: Mutex::default(),
@@ -373,6 +376,7 @@ async fn logout(
     Extension(ctx): Extension<Ctx>,
 ) -> Response {
     c.sessions.end(&s.id);
+    c.ended.send_modify(|n| *n += 1);
     let mut r = Html(pages::refusal(ctx.lang, "signed-out").into_string()).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
@@ -471,9 +475,24 @@ struct After {
 /// Server-sent events: each message after the browser's last one (`Last-Event-ID` on a
 /// reconnection, else `?after=` from the page), in delivery order, then each new one; the
 /// event id is the delivery sequence, so a reconnection loses and repeats nothing.
+/// How often an open event stream counts as use of its session.
+const STREAM_TOUCH: Duration = Duration::from_secs(15);
+
+struct Stream {
+    c: Arc<Console>,
+    ctx: Ctx,
+    session: security::Session,
+    rx: watch::Receiver<u64>,
+    ended: watch::Receiver<u64>,
+    tick: tokio::time::Interval,
+    last: u64,
+    queue: VecDeque<Event>,
+}
+
 async fn events(
     State(c): State<Arc<Console>>,
     Extension(ctx): Extension<Ctx>,
+    Extension(session): Extension<security::Session>,
     headers: HeaderMap,
     Query(q): Query<After>,
 ) -> Response {
@@ -483,28 +502,43 @@ async fn events(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(q.after)
         .unwrap_or(0);
-    let rx = c.notify.subscribe();
-    let state = (c, ctx, rx, last, VecDeque::<Event>::new());
-    let stream =
-        futures_util::stream::unfold(state, |(c, ctx, mut rx, mut last, mut queue)| async move {
-            loop {
-                if let Some(ev) = queue.pop_front() {
-                    return Some((Ok::<Event, Infallible>(ev), (c, ctx, rx, last, queue)));
-                }
-                // Mark the current value seen before reading the store: a message kept after
-                // this point wakes `changed` below.
-                rx.borrow_and_update();
-                let evs = c.events_after(&ctx, last);
-                if let Some((seq, _)) = evs.last() {
-                    last = *seq;
-                    queue.extend(evs.into_iter().map(|(_, e)| e));
-                    continue;
-                }
-                if rx.changed().await.is_err() {
-                    return None;
-                }
+    let s = Stream {
+        rx: c.notify.subscribe(),
+        ended: c.ended.subscribe(),
+        tick: tokio::time::interval(STREAM_TOUCH),
+        c,
+        ctx,
+        session,
+        last,
+        queue: VecDeque::new(),
+    };
+    let stream = futures_util::stream::unfold(s, |mut s| async move {
+        loop {
+            if let Some(ev) = s.queue.pop_front() {
+                return Some((Ok::<Event, Infallible>(ev), s));
             }
-        });
+            // Mark the current value seen before reading the store: a message kept after
+            // this point wakes `changed` below.
+            s.rx.borrow_and_update();
+            let evs = s.c.events_after(&s.ctx, s.last);
+            if let Some((seq, _)) = evs.last() {
+                s.last = *seq;
+                s.queue.extend(evs.into_iter().map(|(_, e)| e));
+                continue;
+            }
+            tokio::select! {
+                r = s.rx.changed() => if r.is_err() { return None },
+                // An open live page is a session in use; a session that ended (signed out,
+                // or idle before the page opened) ends its stream.
+                _ = s.tick.tick() => if s.c.sessions.touch(&s.session.id, Instant::now()).is_none() {
+                    return None;
+                },
+                _ = s.ended.changed() => if !s.c.sessions.alive(&s.session.id) {
+                    return None;
+                },
+            }
+        }
+    });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()

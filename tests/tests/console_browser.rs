@@ -757,6 +757,71 @@ async fn the_console_refuses_a_request_without_its_session_from_a_foreign_origin
         .unwrap()
         .starts_with("filet_lang=en"));
 
+    // Signing out ends the session and its open live stream at once.
+    let mut stream = tokio::net::TcpStream::connect(a).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /events HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // An alert arrives on it: the stream is open and serving.
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    esm.post(runaway()).await.unwrap();
+    esm.close().await;
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("\nid: ") {
+            let k = stream.read(&mut buf).await.unwrap();
+            assert!(
+                k > 0,
+                "the stream ended: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..k]);
+        }
+    })
+    .await
+    .expect("the alert on the live stream");
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    let body = format!("form_token={form_token}");
+    let (st, _, _) = http(
+        a,
+        &format!(
+            "POST /logout HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: http://{host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert_eq!(st, 200, "signed out");
+    let mut rest = Vec::new();
+    // Well under the 15 s at which an open stream renews its session: the sign-out itself
+    // ends it.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let k = stream.read(&mut buf).await.unwrap_or(0);
+            rest.extend_from_slice(&buf[..k]);
+            // The end of a chunked body, or the connection closed.
+            if k == 0 || rest.ends_with(b"0\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the live stream of a signed-out session ends"
+    );
+    let (st, _, _) = http(
+        a,
+        &format!("GET / HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(st, 401, "the session is gone");
+
     drop(dpj);
     relay.stop().await;
 }
