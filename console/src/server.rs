@@ -530,8 +530,8 @@ async fn events(
                 r = s.rx.changed() => if r.is_err() { return None },
                 // An open live page is a session in use; a session that ended (signed out,
                 // or idle before the page opened) ends its stream.
-                _ = s.tick.tick() => if s.c.sessions.touch(&s.session.id, Instant::now()).is_none() {
-                    return None;
+                _ = s.tick.tick() => {
+                    s.c.sessions.touch(&s.session.id, Instant::now())?;
                 },
                 _ = s.ended.changed() => if !s.c.sessions.alive(&s.session.id) {
                     return None;
