@@ -225,7 +225,7 @@ pub fn thread_row(ctx: &Ctx, th: &Thread<'_>) -> Markup {
                     br; small { (enum_text(l, "kind", d.envelope.kind.as_str())) }
                 }
             }
-            td { (enum_text(l, "risk", d.envelope.risk.as_str())) }
+            td { (enum_text(l, "risk", content.envelope.risk.as_str())) }
             td class=(state_class(d.state)) { (enum_text(l, "state", d.state.as_str())) }
             td { (when(ctx, d.envelope.received_at)) }
             td { (d.envelope.sender.unit.to_string()) }
@@ -405,10 +405,13 @@ pub fn received(ctx: &Ctx, th: &Thread<'_>) -> Markup {
         ctx,
         &subject_line(l, c),
         html! {
+            // The script reloads this page when a follow-up of this alert arrives.
+            div #thread-page data-root=(root) data-after=(th.seq()) {}
             (status_banner(l, d.envelope.status))
             h1 { (subject_line(l, c)) }
             (state_banner(ctx, d))
-            (envelope_list(ctx, d))
+            // Risk, category and status as the latest alert or update says them.
+            (envelope_list(ctx, c))
             h2 { (t(l, "what-you-see")) }
             p { (tr(l, "you-may-see", &[("fields", fields_text(l, c.fields))])) }
             (rules_text(ctx, &c.rules))

@@ -17,6 +17,14 @@
       try { window.localStorage.setItem('filet-sound', sound.checked ? 'on' : 'off'); } catch (e) { /* no storage */ }
     });
   }
+  var page = document.getElementById('thread-page');
+  if (page && window.EventSource) {
+    // An alert's page: a follow-up of this alert (update, located, cancel) reloads it.
+    var thread = new EventSource('/events?after=' + encodeURIComponent(page.dataset.after || '0'));
+    thread.addEventListener('alert', function (ev) {
+      if (JSON.parse(ev.data).root === page.dataset.root) { window.location.reload(); }
+    });
+  }
   if (!list || !window.EventSource) { return; }
   var base = document.title;
   var fresh = 0;

@@ -564,7 +564,13 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         "the page loaded after the acknowledgement counts this one"
     );
 
-    // Then located, from the alert's page: shown prominently to the DPJ.
+    // Then located, from the alert's page: shown prominently on the DPJ's open page of the
+    // alert, which follows its thread.
+    intake
+        .client
+        .goto(&format!("http://{}/alert/{id}", dpj.addr))
+        .await
+        .unwrap();
     sender
         .client
         .goto(&format!("http://{}/alert/{id}", esm.addr))
@@ -580,18 +586,23 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         .await
         .unwrap();
     sender.wait_text("main", "DPJ/RTS").await;
+    let closed = intake.wait_text(".closed", "JEUNE RETROUVÉ").await;
+    assert!(
+        closed.contains("Retrouvée en sécurité"),
+        "the note: {closed}"
+    );
+    let page = intake.text("main").await;
+    assert!(
+        page.contains("Extrême") && page.contains("Gare du Palais"),
+        "the risk and content of the latest update: {page}"
+    );
+    intake.screenshot("alerte-retrouvee").await;
     intake
         .client
         .goto(&format!("http://{}/", dpj.addr))
         .await
         .unwrap();
     intake.wait_text(&format!("#thread-{id}"), "Retrouvé").await;
-    intake
-        .client
-        .goto(&format!("http://{}/alert/{id}", dpj.addr))
-        .await
-        .unwrap();
-    intake.wait_text(".closed", "JEUNE RETROUVÉ").await;
 
     sender.close().await;
     intake.close().await;
