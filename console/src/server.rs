@@ -74,7 +74,7 @@ pub struct Console {
     /// Zone of times.
     pub zone: TimeZone,
     /// Legal basis by rule id.
-    pub legal_bases: HashMap<String, String>,
+    pub legal_bases: Arc<HashMap<String, String>>,
     sessions: Sessions,
     /// Received alerts.
     pub store: Mutex<Store>,
@@ -170,7 +170,7 @@ pub async fn start(backend: Arc<dyn Backend>, cfg: ConsoleConfig) -> Result<Runn
         port: addr.port(),
         default_lang: cfg.lang,
         zone: cfg.zone,
-        legal_bases: cfg.legal_bases,
+        legal_bases: Arc::new(cfg.legal_bases),
         sessions: Sessions::new(cfg.idle_timeout),
         store: Mutex::default(),
         notify: watch::Sender::new(0),
@@ -232,7 +232,7 @@ impl Console {
             form_token,
             me: self.me.lock().ok().and_then(|m| m.clone()),
             zone: self.zone.clone(),
-            legal_bases: Arc::new(self.legal_bases.clone()),
+            legal_bases: self.legal_bases.clone(),
             path,
         }
     }
