@@ -576,6 +576,19 @@ async fn an_alert_posted_through_the_form_appears_live_in_the_recipients_console
         .goto(&format!("http://{}/alert/{id}", esm.addr))
         .await
         .unwrap();
+    // A cancel without its reason is refused beside the field, in French; nothing is sent.
+    sender
+        .client
+        .find(Locator::Css("form[action$='/cancel'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        sender.wait_text("#cancel-err", "obligatoire").await,
+        "Ce champ est obligatoire."
+    );
     sender.fill("located-note", "Retrouvée en sécurité").await;
     sender
         .client
