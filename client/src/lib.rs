@@ -9,11 +9,13 @@
 //!   auditor's local, append-only copy, pulled and verified offline; [`report`]:
 //!   compliance reports.
 //! - [`render`]: human and JSON output.
+//! - [`console`]: the node as the web console's backend (`filet console`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod audit;
 pub mod audit_dir;
+pub mod console;
 pub mod node;
 pub mod render;
 pub mod report;

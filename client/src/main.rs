@@ -119,6 +119,28 @@ enum Command {
     /// The audit log (for the agreement's auditors).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Where an alert of your party stands with each recipient unit: rule, legal basis,
+    /// fields disclosed, and who acknowledged and when.
+    Status {
+        /// The alert's id.
+        id: AlertId,
+    },
+    /// The web console (French first), served on this machine's loopback through this
+    /// node: prints a one-time address to open in the browser.
+    Console {
+        /// Loopback address to listen on (127.0.0.1 or [::1]; port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// fr or en (default: LC_ALL, LC_MESSAGES, LANG; French when unset).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Time zone of the times shown and typed (default America/Toronto).
+        #[arg(long)]
+        zone: Option<String>,
+        /// The agreement file, to show each rule's legal basis.
+        #[arg(long)]
+        agreement: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -734,6 +756,36 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .into());
                 }
             }
+        }
+        Command::Status { id } => {
+            let node = connect(&cli).await?;
+            let st = node.status(*id).await.map_err(refusal_context)?;
+            if cli.json {
+                print_json(&filet_client::render::status_json(*id, &st));
+            } else {
+                outp!("{}", filet_client::render::status_text(*id, &st));
+            }
+            node.close().await;
+        }
+        Command::Console {
+            listen,
+            lang,
+            zone,
+            agreement,
+        } => {
+            let lang = match lang {
+                Some(l) => Some(
+                    filet_client::console::Lang::from_code(l)
+                        .ok_or_else(|| InputError(format!("--lang {l}: fr or en")))?,
+                ),
+                None => None,
+            };
+            let cfg =
+                filet_client::console::config(*listen, lang, zone.as_deref(), agreement.as_deref())
+                    .map_err(InputError)?;
+            filet_client::console::run(node_config(&cli)?, cfg, |s| outln!("{s}"))
+                .await
+                .map_err(InputError)?;
         }
         Command::Whoami => {
             let node = connect(&cli).await?;

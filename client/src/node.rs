@@ -528,6 +528,21 @@ impl Node {
         }
     }
 
+    /// Where an alert of this node's party stands with each recipient unit: rules, legal
+    /// bases, fields, and who acknowledged and when.
+    ///
+    /// # Errors
+    /// As [`Node::request`]; `UnknownAlert` for an alert of another party.
+    pub async fn status(
+        &self,
+        alert: AlertId,
+    ) -> Result<Vec<filet_proto::wire::RecipientStatus>, ClientError> {
+        match self.request(Request::Status { alert }).await? {
+            Response::Status { recipients, .. } => Ok(recipients),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// The newest signed checkpoint (note text).
     ///
     /// # Errors

@@ -4,7 +4,8 @@
 //! `status` key in JSON.
 
 use filet_proto::alert::{Disclosed, FieldSet, Status};
-use filet_proto::wire::Receipt;
+use filet_proto::wire::{Receipt, RecipientStatus};
+use filet_proto::AlertId;
 use serde_json::{json, Value};
 
 /// `*** EXERCISE ***`, `*** TEST ***` or nothing.
@@ -143,4 +144,39 @@ pub fn alert_text(d: &Disclosed) -> String {
     line("expires", Some(e.expires_at.to_string()));
     line("you may see", Some(fields_text(d.fields)));
     s
+}
+
+/// Where an alert stands with each recipient unit (`filet status`): one line per unit.
+pub fn status_text(alert: AlertId, st: &[RecipientStatus]) -> String {
+    let mut s = format!("alert {alert}: {} recipient unit(s)\n", st.len());
+    for r in st {
+        s.push_str(&format!(
+            "    {:<18} rule {:<28} disclosed #{:<6} {}\n",
+            r.unit.to_string(),
+            r.rules.join("+"),
+            r.disclosed_index,
+            match &r.acked {
+                Some((node, at, index)) => format!("acknowledged by {node} at {at} (#{index})"),
+                None => "not acknowledged".to_owned(),
+            }
+        ));
+    }
+    s
+}
+
+/// [`status_text`] as one JSON object.
+pub fn status_json(alert: AlertId, st: &[RecipientStatus]) -> Value {
+    json!({
+        "alert": alert.to_string(),
+        "recipients": st.iter().map(|r| json!({
+            "unit": r.unit.to_string(),
+            "rules": r.rules,
+            "legal_bases": r.legal_bases,
+            "fields": r.fields.paths(),
+            "disclosed_index": r.disclosed_index,
+            "acked_by": r.acked.as_ref().map(|a| a.0.to_string()),
+            "acked_at": r.acked.as_ref().map(|a| a.1.to_string()),
+            "ack_index": r.acked.as_ref().map(|a| a.2),
+        })).collect::<Vec<_>>(),
+    })
 }

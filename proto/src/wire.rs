@@ -104,6 +104,12 @@ pub enum Request {
         /// The newer size.
         new_size: u64,
     },
+    /// Where an alert of the asker's party stands with each recipient unit. Answered with
+    /// [`Response::Status`]; `UnknownAlert` for an alert of another party.
+    Status {
+        /// The alert (or follow-up) id.
+        alert: AlertId,
+    },
 }
 
 /// A frame from the relay.
@@ -168,6 +174,31 @@ pub enum Response {
         /// Its recipient units (only for the sender's party; empty otherwise).
         recipients: Vec<UnitRef>,
     },
+    /// The answer to [`Request::Status`].
+    Status {
+        /// The alert.
+        alert: AlertId,
+        /// One per recipient unit, in unit order.
+        recipients: Vec<RecipientStatus>,
+    },
+}
+
+/// Where an alert stands with one recipient unit (for the sender's party).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientStatus {
+    /// The recipient unit.
+    pub unit: UnitRef,
+    /// The rules that permitted the disclosure.
+    pub rules: Vec<String>,
+    /// Their legal bases.
+    pub legal_bases: Vec<String>,
+    /// The fields disclosed.
+    pub fields: FieldSet,
+    /// Index of the `disclosed` audit entry.
+    pub disclosed_index: u64,
+    /// The node that acknowledged for the unit, when and the audit index; `None` while
+    /// unacknowledged.
+    pub acked: Option<(Principal, Timestamp, u64)>,
 }
 
 /// The answer to [`Request::WhoAmI`].

@@ -1153,7 +1153,50 @@ async fn handle(
                 .map_err(|e| RelayError::new(ErrorCode::BadRequest, e.to_string()))?;
             Ok(Response::Proof(proof))
         }
+        Request::Status { alert } => status(ctx, alert),
     }
+}
+
+/// Where an alert of the asker's party stands with each recipient unit: what the receipt
+/// said, and who acknowledged and when. Another party learns nothing, not even that the
+/// alert exists.
+fn status(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
+    let rec = ctx
+        .shared
+        .store
+        .get(&id)
+        .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
+        .filter(|r| r.envelope.sender.unit.party == ctx.unit().party)
+        .ok_or_else(|| {
+            RelayError::new(
+                ErrorCode::UnknownAlert,
+                format!("alert {id} is not an alert of {}'s party", ctx.unit()),
+            )
+        })?;
+    let mut recipients = Vec::with_capacity(rec.recipients.len());
+    for r in &rec.recipients {
+        // Acknowledgements are kept under their own keys (the record is not rewritten).
+        let acked = match &r.acked {
+            Some(a) => Some(a.clone()),
+            None => ctx
+                .shared
+                .store
+                .ack(&id, &r.unit)
+                .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?,
+        };
+        recipients.push(filet_proto::wire::RecipientStatus {
+            unit: r.unit.clone(),
+            rules: r.rules.clone(),
+            legal_bases: r.legal_bases.clone(),
+            fields: r.fields,
+            disclosed_index: r.disclosed_index,
+            acked: acked.map(|a| (a.node, a.at, a.audit_index)),
+        });
+    }
+    Ok(Response::Status {
+        alert: id,
+        recipients,
+    })
 }
 
 fn whoami(ctx: &ConnCtx) -> WhoAmI {

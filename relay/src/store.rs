@@ -376,6 +376,24 @@ impl Store {
         Ok(())
     }
 
+    /// One unit's acknowledgement of an alert, if it acknowledged.
+    ///
+    /// # Errors
+    /// sled errors, a damaged value.
+    pub fn ack(&self, alert: &AlertId, unit: &UnitRef) -> Result<Option<AckRecord>> {
+        let mut key = alert.0.to_vec();
+        key.extend_from_slice(unit.to_string().as_bytes());
+        match self.acks.get(key).map_err(sled_err(&self.path))? {
+            None => Ok(None),
+            Some(v) => codec::decode_value(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: format!("ack {alert} {unit}"),
+                    problem: e.to_string(),
+                }),
+        }
+    }
+
     /// Every acknowledgement, by (alert, unit).
     ///
     /// # Errors

@@ -84,7 +84,7 @@ async fn garbage_bytes_close_the_connection_with_a_protocol_error() {
 async fn an_unknown_request_variant_closes_the_connection_with_a_protocol_error() {
     let net = TestNet::new();
     let relay = net.start_relay().await;
-    // Request id 1, then request variant 200 of 10.
+    // Request id 1, then request variant 200 of 11 (the last is Status).
     let body = [1, 200];
 
     let (code, reason) = close_after(&net, &relay, &frame_with_body(&body)).await;
@@ -92,7 +92,7 @@ async fn an_unknown_request_variant_closes_the_connection_with_a_protocol_error(
     assert_eq!(code, PROTOCOL);
     assert_eq!(
         reason,
-        "protocol error: malformed frame: invalid value: integer `200`, expected variant index 0 <= i < 10"
+        "protocol error: malformed frame: invalid value: integer `200`, expected variant index 0 <= i < 11"
     );
     relay.stop().await;
 }
