@@ -67,6 +67,7 @@ field-last-seen-place = Place
 field-last-seen-geo = Position (latitude; longitude)
 field-instructions = Instructions
 field-contact = Contact
+field-note = Note (free text)
 fields-all = all fields
 fields-none = no content field
 rule-name = Rule: { $rule }

@@ -67,6 +67,7 @@ field-last-seen-place = Lieu
 field-last-seen-geo = Position (latitude ; longitude)
 field-instructions = Consignes
 field-contact = Personne à joindre
+field-note = Note (texte libre)
 fields-all = tous les champs
 fields-none = aucun champ de contenu
 rule-name = Règle : { $rule }
