@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use filet_proto::AlertId;
@@ -69,21 +69,7 @@ impl ContentKeys {
             path: path.to_owned(),
             problem: e.to_string(),
         };
-        let existed = path.exists();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        if !existed {
-            file.sync_all().map_err(io)?;
-            if let Some(dir) = path.parent() {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-            }
-        }
+        let file = crate::store::open_durable(path).map_err(io)?;
         let bytes = std::fs::read(path).map_err(io)?;
         let damaged = |problem: String| {
             StoreError::Keys {

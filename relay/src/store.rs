@@ -596,21 +596,7 @@ impl StoreMark {
             path: path.to_owned(),
             problem: e.to_string(),
         };
-        let existed = path.exists();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        if !existed {
-            // Make the new name durable, so the mark cannot vanish with a power loss.
-            if let Some(dir) = path.parent() {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-            }
-        }
+        let file = open_durable(path).map_err(io)?;
         let bytes = std::fs::read(path).map_err(io)?;
         let said = if bytes.is_empty() {
             None
@@ -695,6 +681,27 @@ impl StoreMark {
         self.synced_at = std::time::Instant::now();
         Ok(())
     }
+}
+
+/// Opens a small file of the data directory for reading and writing, creating it with mode
+/// 0600; a new file and its name are made durable (the file and its directory synced), so
+/// it cannot vanish with a power loss.
+pub(crate) fn open_durable(path: &Path) -> std::io::Result<File> {
+    let existed = path.exists();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    if !existed {
+        file.sync_all()?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all())?;
+        }
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
