@@ -3,8 +3,8 @@
 //!
 //! - [`node`]: [`Node`], a mutual-TLS QUIC connection with pipelined requests and pushed
 //!   deliveries; [`NodeConfig`] from a profile.
-//! - [`transport`]: frames over QUIC streams, TLS settings and error descriptions shared
-//!   with the relay.
+//! - [`transport`]: frames over QUIC streams and the crypto provider (from `filet-net`,
+//!   shared with the relay), and connection errors described for people.
 //! - [`audit`]: the auditor's verification of the log online; [`audit_dir`]: the
 //!   auditor's local, append-only copy, pulled and verified offline; [`report`]:
 //!   compliance reports.

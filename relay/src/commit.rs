@@ -2110,7 +2110,7 @@ mod tests {
                 dir,
                 c,
                 agreement: Arc::new(
-                    Agreement::parse(crate::demo::AGREEMENT, "agreement.toml").unwrap(),
+                    Agreement::parse(crate::examples::AGREEMENT, "agreement.toml").unwrap(),
                 ),
                 clock,
                 keys: 0,
@@ -2177,7 +2177,7 @@ mod tests {
     }
 
     fn runaway() -> AlertDraft {
-        AlertFile::from_toml(crate::demo::RUNAWAY)
+        AlertFile::from_toml(crate::examples::RUNAWAY)
             .unwrap()
             .into_draft()
     }

@@ -60,7 +60,7 @@ impl Pki {
         };
         // A key of another certificate is named here, with both files, rather than by the
         // TLS layer without them.
-        let provider = filet_client::transport::provider();
+        let provider = filet_net::provider();
         let signing = provider
             .key_provider
             .load_private_key(pki.key.clone_key())
@@ -83,7 +83,7 @@ impl Pki {
 /// # Errors
 /// [`IdentityError::Tls`] if rustls refuses the material.
 pub fn server_config(pki: &Pki, limits: &Limits) -> Result<quinn::ServerConfig, IdentityError> {
-    let provider = filet_client::transport::provider();
+    let provider = filet_net::provider();
     let mut roots = rustls::RootCertStore::empty();
     for c in &pki.ca {
         roots

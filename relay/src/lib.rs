@@ -12,7 +12,6 @@
 //! - [`metrics`]: Prometheus metrics over HTTP.
 //! - [`hub`]: published mailboxes; [`ratelimit`]: per-principal post limits;
 //!   [`clock`]: time, controllable in tests.
-//! - [`demo`]: the whole story in one process.
 //!
 //! Data directory (0700, its files 0600): `lock` (held by the running relay, see
 //! [`datadir`]), `store/` (sled), `store.keys` (the keys of its sealed records, see
@@ -30,7 +29,6 @@ pub mod config;
 pub mod control;
 pub mod crl;
 pub mod datadir;
-pub mod demo;
 pub mod hub;
 pub mod identity;
 pub mod metrics;
@@ -38,6 +36,16 @@ pub mod ratelimit;
 pub mod sealed;
 pub mod server;
 pub mod store;
+
+/// The repository's example agreement and alert (those of the README's tour and the demo),
+/// for the unit tests.
+#[cfg(test)]
+pub(crate) mod examples {
+    /// `examples/agreement.toml`.
+    pub const AGREEMENT: &str = include_str!("../../examples/agreement.toml");
+    /// `examples/alerts/runaway.toml`.
+    pub const RUNAWAY: &str = include_str!("../../examples/alerts/runaway.toml");
+}
 
 use std::fs::OpenOptions;
 use std::io::Write;

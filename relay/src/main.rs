@@ -1,5 +1,5 @@
-//! `filet-relay`: run the relay (`serve`), the demonstration (`demo`), or print the audit
-//! verifier key (`audit-key`).
+//! `filet-relay`: run the relay (`serve`), the demonstration (`demo`, which runs the
+//! program `filet-demo` beside this one), or print the audit verifier key (`audit-key`).
 //!
 //! Exit codes: 0 success; 1 error (configuration, agreement, PKI, storage); 2 bad command
 //! line; 3 the demo ran but a step did not happen as described.
@@ -152,16 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             relay.run(stop).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir } => {
-            if let Some(d) = &dir {
-                std::fs::create_dir_all(d)?;
-            }
-            if filet_relay::demo::run(dir).await? {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Ok(ExitCode::from(3))
-            }
-        }
+        Command::Demo { dir } => run_demo(dir, cli.log_json),
         Command::Init { dir, agreement } => {
             if dir.join("relay.toml").exists() {
                 anyhow::bail!(
@@ -250,6 +241,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `filet-relay demo` runs `filet-demo`, the binary beside this one (as `git foo` runs
+/// `git-foo`), with the same arguments; its exit code is the demo's. The demo is its own
+/// crate (`demo/`) so that the relay does not depend on the node library.
+fn run_demo(dir: Option<PathBuf>, log_json: bool) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the path of filet-relay")?;
+    let demo = exe.with_file_name("filet-demo");
+    if !demo.is_file() {
+        anyhow::bail!(
+            "the demo is the program filet-demo, beside filet-relay, and {} does not exist: build it with `cargo build --release` (which builds every program of the workspace) or `cargo build --release -p filet-demo`",
+            demo.display()
+        );
+    }
+    let mut cmd = std::process::Command::new(&demo);
+    if log_json {
+        cmd.arg("--log-json");
+    }
+    if let Some(d) = dir {
+        cmd.arg("--dir").arg(d);
+    }
+    // Replaces this process: the demo's output, signals and exit code are its own.
+    let e = cmd.exec();
+    Err(anyhow::Error::new(e).context(format!("cannot run {}", demo.display())))
 }
 
 /// An error and its causes, each once (a message that already holds its cause's text is

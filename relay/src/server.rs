@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use filet_client::transport::{read_frame, ReadFrameError};
+use filet_net::{read_frame, ReadFrameError};
 use filet_proto::agreement::{Agreement, AuditScope};
 use filet_proto::alert::{Disclosed, Kind};
 use filet_proto::audit::{Entry, Event, RefusalReason};
@@ -1502,7 +1502,7 @@ mod tests {
     #[test]
     fn the_largest_message_with_the_largest_history_fits_in_one_page_and_one_frame() {
         let wide = |n: usize| Some("🚨".repeat(n));
-        let mut draft = AlertFile::from_toml(crate::demo::RUNAWAY)
+        let mut draft = AlertFile::from_toml(crate::examples::RUNAWAY)
             .unwrap()
             .into_draft();
         let c = &mut draft.content;

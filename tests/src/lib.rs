@@ -56,10 +56,10 @@ use tokio::sync::{mpsc, oneshot};
 /// slow; a test that passes never waits this long.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// `examples/agreement.toml` (as embedded in the relay).
-pub const AGREEMENT: &str = filet_relay::demo::AGREEMENT;
-/// `examples/alerts/runaway.toml` (as embedded in the relay).
-pub const RUNAWAY: &str = filet_relay::demo::RUNAWAY;
+/// `examples/agreement.toml` (as the demo embeds it).
+pub const AGREEMENT: &str = include_str!("../../examples/agreement.toml");
+/// `examples/alerts/runaway.toml` (as the demo embeds it).
+pub const RUNAWAY: &str = include_str!("../../examples/alerts/runaway.toml");
 /// `examples/alerts/invalid-too-long.toml`: a description of 291 characters and a
 /// reference with spaces.
 pub const TOO_LONG: &str = include_str!(concat!(

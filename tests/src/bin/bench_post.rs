@@ -719,7 +719,7 @@ fn git_head() -> Option<String> {
 }
 
 fn base_draft() -> anyhow::Result<AlertDraft> {
-    let mut d = AlertFile::from_toml(filet_relay::demo::RUNAWAY)
+    let mut d = AlertFile::from_toml(filet_tests::RUNAWAY)
         .map_err(anyhow::Error::msg)?
         .into_draft();
     // Keep "last seen" in the past whatever the clock says.
@@ -1162,7 +1162,7 @@ async fn drive(
             "post".to_owned(),
             format!(
                 "runaway.toml ({} bytes TOML, {post_frame_len} bytes on the wire)",
-                filet_relay::demo::RUNAWAY.len()
+                filet_tests::RUNAWAY.len()
             ),
         ),
         ("cores".to_owned(), cores.to_string()),

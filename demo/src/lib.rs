@@ -1,9 +1,15 @@
-//! `filet-relay demo`: the whole story in one process, on a temporary directory, with real
-//! QUIC clients, printed as a transcript. Every step is checked; the demo fails (exit 1)
-//! if any did not happen as described.
+//! `filet-demo` (run as `filet-relay demo`): the whole story in one process, on a temporary
+//! directory, with a real relay and real QUIC clients, printed as a transcript. Every step
+//! is checked; the demo fails (exit 3) if any did not happen as described.
+//!
+//! Its own crate so that the relay stays a server: this one depends on `filet-relay` and on
+//! `filet-client` (the nodes, the auditor's verification, the report); the relay does not
+//! depend on the client.
 //!
 //! The agreement and the alert are embedded from the repository's `examples/agreement.toml`
 //! and `examples/alerts/runaway.toml`, the files the README's tour uses.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,11 +22,10 @@ use filet_proto::alert::{AlertFile, AlertState, Disclosed, FieldPath, Kind};
 use filet_proto::checkpoint::NoteVerifier;
 use filet_proto::wire::{ErrorCode, Receipt};
 use filet_proto::{AlertDraft, AlertId, Selector, UnitRef};
+use filet_relay::clock::SystemClock;
+use filet_relay::config::{Overrides, RelayConfig};
+use filet_relay::Relay;
 use tokio::sync::mpsc;
-
-use crate::clock::SystemClock;
-use crate::config::{Overrides, RelayConfig};
-use crate::Relay;
 
 /// The example agreement, as embedded.
 pub const AGREEMENT: &str = include_str!("../../examples/agreement.toml");
