@@ -11,7 +11,7 @@
 //! 3. writes the alert records (one atomic sled batch), acknowledgements and the audit
 //!    watermark to sled, `flush`es it and `fdatasync`s its file;
 //! 4. signs a checkpoint of the new tree size, then publishes new mailbox entries to the
-//!    [`Hub`] (log before disclose) and answers every op of the batch.
+//!    [`Mailboxes`] (log before disclose) and answers every op of the batch.
 //!
 //! Steps 2 and 3 run in parallel when the batch only adds (new posts, acknowledgements,
 //! deliveries): a crash may then leave store records or acknowledgements without durable
@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit_log::{AuditLog, AuditLogError};
 use crate::clock::Clock;
-use crate::hub::{Hub, ThreadView};
+use crate::mailboxes::{Mailboxes, ThreadView};
 use crate::store::{AckRecord, AlertRecord, RecipientRecord, Store, StoreError, StoreMark};
 
 /// A request to the commit thread.
@@ -506,7 +506,7 @@ pub struct Committer {
     origin: String,
     subject_key: ring::hmac::Key,
     index: Index,
-    hub: Arc<Hub>,
+    hub: Arc<Mailboxes>,
     latest_checkpoint: Arc<RwLock<String>>,
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
@@ -588,7 +588,7 @@ impl Committer {
         origin: String,
         subject_key: Vec<u8>,
         index: Index,
-        hub: Arc<Hub>,
+        hub: Arc<Mailboxes>,
         latest_checkpoint: Arc<RwLock<String>>,
         clock: Arc<dyn Clock>,
         cfg: CommitConfig,
@@ -2088,7 +2088,7 @@ mod tests {
             "test.relay".into(),
             vec![1; 32],
             Index::default(),
-            Arc::new(Hub::default()),
+            Arc::new(Mailboxes::default()),
             Arc::new(RwLock::new(String::new())),
             Arc::new(clock.clone()),
             cfg,

@@ -1,5 +1,5 @@
-//! Operating a running relay: the registry of open connections, live reload of the
-//! agreement and the CRL, and the local control socket (`DATA/control/control.sock`) that
+//! Operating a running relay: live reload of the agreement and the CRL, and the local
+//! control socket (`DATA/control/control.sock`) that
 //! `filet-relay reload` talks to.
 //!
 //! A reload validates everything before changing anything: a bad agreement or PKI file
@@ -10,67 +10,19 @@
 //! connection is checked again: a certificate now in the CRL, or a unit no longer in the
 //! agreement, is cut at once (and audited); every other connection stays open.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use filet_proto::audit::{Event, RefusalReason};
 use filet_proto::wire::close;
-use filet_proto::Principal;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::config::RelayConfig;
 use crate::identity::{self, Pki};
-use crate::server::Shared;
-
-/// One open, identified connection.
-pub struct ConnEntry {
-    /// Who.
-    pub principal: Principal,
-    /// The certificate's serial, lowercase hex.
-    pub serial: String,
-    /// The connection, to close it.
-    pub conn: quinn::Connection,
-}
-
-/// Open connections by QUIC stable id.
-#[derive(Default)]
-pub struct Registry {
-    conns: Mutex<HashMap<usize, ConnEntry>>,
-}
-
-impl Registry {
-    /// Records an identified connection.
-    pub fn add(&self, e: ConnEntry) {
-        let id = e.conn.stable_id();
-        self.lock().insert(id, e);
-    }
-
-    /// Forgets a connection.
-    pub fn remove(&self, conn: &quinn::Connection) {
-        self.lock().remove(&conn.stable_id());
-    }
-
-    /// Open connections of one principal.
-    pub fn count(&self, p: &Principal) -> usize {
-        self.lock().values().filter(|e| e.principal == *p).count()
-    }
-
-    /// Open connections per party.
-    pub fn by_party(&self) -> HashMap<String, usize> {
-        let mut out = HashMap::new();
-        for e in self.lock().values() {
-            *out.entry(e.principal.party().to_owned()).or_default() += 1;
-        }
-        out
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, ConnEntry>> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::state::Shared;
 
 /// A request to the running relay.
 pub enum Control {
@@ -98,7 +50,7 @@ fn summary(
 
 /// Reloads the agreement and the CRL (see the module doc). What was done is logged at
 /// `info` (`reload: …`), a refusal at `error` (`reload refused: …`), whoever asked (SIGHUP,
-/// `filet-relay reload`, [`crate::RelayHandle::reload`]).
+/// `filet-relay reload`, [`crate::start::RelayHandle::reload`]).
 ///
 /// # Errors
 /// A message naming the file, line and rule; nothing was changed.
@@ -257,7 +209,7 @@ async fn reload_inner(
 type Inputs = (filet_proto::agreement::Agreement, Pki, quinn::ServerConfig);
 
 fn read_inputs(cfg: &RelayConfig) -> Result<Inputs, String> {
-    let agreement = crate::load_agreement(&cfg.agreement).map_err(|e| e.to_string())?;
+    let agreement = crate::error::load_agreement(&cfg.agreement).map_err(|e| e.to_string())?;
     let pki = Pki::load(&cfg.pki).map_err(|e| e.to_string())?;
     let server_config = identity::server_config(&pki, &cfg.limits).map_err(|e| e.to_string())?;
     Ok((agreement, pki, server_config))

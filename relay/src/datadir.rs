@@ -1,12 +1,16 @@
 //! The data directory as a whole: one relay at a time (an exclusive lock taken before any
-//! other file is opened), readable by its owner only (directories 0700, files 0600).
+//! other file is opened), readable by its owner only (directories 0700, files 0600), and
+//! the keys and log origin the first start creates in it ([`Keys`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::RelayError;
+use filet_proto::checkpoint::NoteSigner;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::error::RelayError;
 
 fn data_err(path: &Path, e: impl std::fmt::Display) -> RelayError {
     RelayError::Data {
@@ -127,4 +131,125 @@ fn set_mode(
         }
     }
     Ok(())
+}
+
+/// Writes a file readable by its owner only (created with mode 0600, synced).
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| data_err(path, e))?;
+    f.write_all(bytes).map_err(|e| data_err(path, e))?;
+    f.sync_all().map_err(|e| data_err(path, e))?;
+    Ok(())
+}
+
+/// Reads a file that the relay's first start creates; a missing one is an error saying so.
+fn read_existing(path: &Path, what: &str) -> Result<Vec<u8>, RelayError> {
+    std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            data_err(
+                path,
+                format!("no {what}: the relay creates it at its first start on this data directory (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?"),
+            )
+        } else {
+            data_err(path, e)
+        }
+    })
+}
+
+/// The relay's data-directory keys and the log's origin, created at the first start.
+pub struct Keys {
+    /// The checkpoint signer (key name = origin).
+    pub signer: NoteSigner,
+    /// HMAC key of subject references.
+    pub subject_ref: Vec<u8>,
+    /// The checkpoint origin.
+    pub origin: String,
+}
+
+impl Keys {
+    /// Loads the keys and the origin of a data directory the relay has already started on
+    /// (or `filet-relay init --agreement` made), creating nothing.
+    ///
+    /// # Errors
+    /// [`RelayError::Data`] naming the directory or file that is missing or unreadable.
+    pub fn load(data_dir: &Path) -> Result<Keys, RelayError> {
+        if !data_dir.is_dir() {
+            return Err(data_err(
+                data_dir,
+                "no such data directory: the relay creates it, with its keys, at its first start (or `filet-relay init --agreement FILE` does); is --data-dir the right directory?",
+            ));
+        }
+        let audit_key = data_dir.join("keys/audit-ed25519.pk8");
+        let pk8 = read_existing(&audit_key, "audit signing key")?;
+        let origin_path = data_dir.join("origin");
+        let origin = String::from_utf8(read_existing(&origin_path, "log origin")?)
+            .map_err(|e| data_err(&origin_path, e))?
+            .trim()
+            .to_owned();
+        let signer = NoteSigner::from_pkcs8(&origin, &pk8).map_err(|e| data_err(&audit_key, e))?;
+        let sr = data_dir.join("keys/subject-ref.key");
+        let subject_ref = read_existing(&sr, "subject-reference key")?;
+        if subject_ref.len() != 32 {
+            return Err(data_err(
+                &sr,
+                format!("{} bytes, expected 32", subject_ref.len()),
+            ));
+        }
+        Ok(Keys {
+            signer,
+            subject_ref,
+            origin,
+        })
+    }
+
+    /// Loads the keys of `data_dir`, creating them (and the origin) if absent.
+    ///
+    /// # Errors
+    /// [`RelayError::Data`] naming the file.
+    pub fn load_or_create(
+        data_dir: &Path,
+        origin: Option<&str>,
+        agreement_id: &str,
+    ) -> Result<Keys, RelayError> {
+        let keys = data_dir.join("keys");
+        create_private_dir(&keys)?;
+        let origin_path = data_dir.join("origin");
+        match std::fs::read_to_string(&origin_path) {
+            Ok(o) => {
+                let o = o.trim();
+                if let Some(want) = origin.filter(|want| *want != o) {
+                    return Err(data_err(
+                        &origin_path,
+                        format!("the log's origin is {o:?}; the configuration asks for {want:?}, which would start another log"),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let o = origin
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("filet.relay/{agreement_id}"));
+                write_secret(&origin_path, format!("{o}\n").as_bytes())?;
+            }
+            Err(e) => return Err(data_err(&origin_path, e)),
+        }
+        let audit_key = keys.join("audit-ed25519.pk8");
+        if !audit_key.exists() {
+            let pk8 = NoteSigner::generate_pkcs8().map_err(|e| data_err(&audit_key, e))?;
+            write_secret(&audit_key, &pk8)?;
+        }
+        let sr = keys.join("subject-ref.key");
+        if !sr.exists() {
+            let mut k = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut k)
+                .map_err(|_| data_err(&sr, "system random source failed"))?;
+            write_secret(&sr, &k)?;
+        }
+        // Everything exists now: read it as `filet-relay audit-key` does.
+        Self::load(data_dir)
+    }
 }

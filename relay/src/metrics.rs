@@ -22,10 +22,11 @@
 //! | `filet_crl_next_update_seconds` | gauge | | seconds until the CRL's nextUpdate, negative once past |
 //! | `filet_crl_stale` | gauge | | 1 when the CRL in force is past its nextUpdate (still used: fail-open), else 0 |
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use filet_proto::audit::Event;
+use filet_proto::UnitRef;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,7 +36,17 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
-use crate::server::Shared;
+/// The gauges, read from the relay's state at each scrape (`state::Shared::render_metrics`).
+pub struct Gauges {
+    /// Open, identified connections per party.
+    pub connected_by_party: HashMap<String, usize>,
+    /// Alerts waiting per unit.
+    pub mailbox_depths: Vec<(UnitRef, usize)>,
+    /// Size of the committed audit log.
+    pub audit_entries: u64,
+    /// Seconds until the CRL's nextUpdate, negative once past.
+    pub crl_seconds_left: i64,
+}
 
 /// `status` and `kind` of a post.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -268,21 +279,21 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read from the relay's state now.
-    pub fn render(&self, shared: &Shared) -> String {
+    pub fn render(&self, gauges: Gauges) -> String {
         self.connected.clear();
-        for (party, n) in shared.registry.by_party() {
+        for (party, n) in gauges.connected_by_party {
             self.connected.get_or_create(&Party { party }).set(n as i64);
         }
         self.mailbox.clear();
-        for (unit, n) in shared.hub.depths() {
+        for (unit, n) in gauges.mailbox_depths {
             self.mailbox
                 .get_or_create(&Unit {
                     unit: unit.to_string(),
                 })
                 .set(n as i64);
         }
-        self.audit_entries.set(shared.audit.size() as i64);
-        let left = shared.crl().seconds_left(shared.clock.now());
+        self.audit_entries.set(gauges.audit_entries as i64);
+        let left = gauges.crl_seconds_left;
         self.crl_next_update.set(left);
         self.crl_stale.set(i64::from(left <= 0));
         let mut out = String::new();
@@ -293,9 +304,10 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the task is aborted. Each request is read
-/// with a bound on size (8 KiB) and time (5 s).
-pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
+/// Serves `GET /metrics` on `listener` until the task is aborted, answering with
+/// `render()` (the relay passes `Shared::render_metrics`). Each request is read with a
+/// bound on size (8 KiB) and time (5 s).
+pub async fn serve(listener: std::net::TcpListener, render: impl Fn() -> String) {
     let listener = match listener
         .set_nonblocking(true)
         .and_then(|()| tokio::net::TcpListener::from_std(listener))
@@ -313,7 +325,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
-        let shared = shared.clone();
+        let render = &render;
         let answer = async move {
             let mut buf = vec![0u8; 8192];
             let mut n = 0;
@@ -332,7 +344,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
             let head = String::from_utf8_lossy(&buf[..n]);
             let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?")
             {
-                let body = shared.metrics.render(&shared);
+                let body = render();
                 format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()

@@ -5,7 +5,7 @@
 //! unit acknowledges or the alert expires or is purged. An entry holds the committed
 //! record itself (shared, immutable), so a delivery reads no storage. Each unit has a
 //! `watch` channel holding its newest mailbox position, so that subscribed connections wake
-//! at once. The hub also holds the current state and history of every alert that has
+//! at once. [`Mailboxes`] also holds the current state and history of every alert that has
 //! changed since it was posted. Its mutexes are held only to copy a few pointers: never
 //! across I/O or an `.await`.
 
@@ -69,7 +69,7 @@ pub struct ThreadView {
 
 /// Every unit's published mailbox, and the alerts' current states.
 #[derive(Default)]
-pub struct Hub {
+pub struct Mailboxes {
     units: Mutex<HashMap<UnitRef, UnitBox>>,
     threads: Mutex<HashMap<AlertId, ThreadView>>,
     /// The audit size below which every entry, and every store record that refers only to
@@ -83,7 +83,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Hub {
+impl Mailboxes {
     fn with<R>(&self, unit: &UnitRef, f: impl FnOnce(&mut UnitBox) -> R) -> R {
         let mut units = lock(&self.units);
         let b = units.entry(unit.clone()).or_insert_with(UnitBox::new);
@@ -218,27 +218,27 @@ mod tests {
 
     #[test]
     fn a_reader_holding_a_snapshot_sees_that_its_entry_left_the_mailbox() {
-        let hub = Hub::default();
+        let mailboxes = Mailboxes::default();
         let u: UnitRef = "DPJ/RTS".parse().unwrap();
-        hub.add(&u, 1, rec(1));
-        let taken = hub.pending_after(&u, 0, 10);
+        mailboxes.add(&u, 1, rec(1));
+        let taken = mailboxes.pending_after(&u, 0, 10);
         assert_eq!(taken.len(), 1);
         assert!(taken[0].is_live());
-        assert!(hub.live(&u, 1).is_some());
+        assert!(mailboxes.live(&u, 1).is_some());
         // Purged (or acknowledged, expired) while the reader still holds the record.
-        hub.remove(&u, 1);
+        mailboxes.remove(&u, 1);
         assert!(!taken[0].is_live(), "the snapshot is still taken for live");
-        assert!(hub.live(&u, 1).is_none());
+        assert!(mailboxes.live(&u, 1).is_none());
     }
 
     #[test]
     fn publishes_in_order_and_wakes_subscribers() {
-        let hub = Hub::default();
+        let mailboxes = Mailboxes::default();
         let u: UnitRef = "DPJ/RTS".parse().unwrap();
-        let mut rx = hub.subscribe(&u);
+        let mut rx = mailboxes.subscribe(&u);
         assert!(!rx.has_changed().unwrap());
-        hub.add(&u, 7, rec(7));
-        hub.add(&u, 3, rec(3));
+        mailboxes.add(&u, 7, rec(7));
+        mailboxes.add(&u, 3, rec(3));
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 7);
         let ids = |v: Vec<Published>| {
@@ -247,20 +247,20 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            ids(hub.pending_after(&u, 0, 10)),
+            ids(mailboxes.pending_after(&u, 0, 10)),
             vec![(3, AlertId([3; 16])), (7, AlertId([7; 16]))]
         );
         assert_eq!(
-            ids(hub.pending_after(&u, 3, 10)),
+            ids(mailboxes.pending_after(&u, 3, 10)),
             vec![(7, AlertId([7; 16]))]
         );
-        hub.remove(&u, 3);
-        assert_eq!(hub.depth(&u), 1);
-        assert!(hub
+        mailboxes.remove(&u, 3);
+        assert_eq!(mailboxes.depth(&u), 1);
+        assert!(mailboxes
             .pending_after(&"DPJ/PIVOT".parse().unwrap(), 0, 10)
             .is_empty());
-        assert_eq!(hub.thread(&AlertId([7; 16])), None);
-        hub.set_thread(
+        assert_eq!(mailboxes.thread(&AlertId([7; 16])), None);
+        mailboxes.set_thread(
             AlertId([7; 16]),
             ThreadView {
                 sender_unit: "A/B".parse().unwrap(),
@@ -270,7 +270,7 @@ mod tests {
             },
         );
         assert_eq!(
-            hub.thread(&AlertId([7; 16])).unwrap().state,
+            mailboxes.thread(&AlertId([7; 16])).unwrap().state,
             AlertState::Located
         );
     }
