@@ -15,7 +15,7 @@ use crate::store::StoreError;
 /// Why the relay cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// A setting is out of its bounds (see [`config::BOUNDS`]); the message names the key.
+    /// A setting is out of its bounds (see [`crate::config::BOUNDS`]); the message names the key.
     #[error("configuration: {0}")]
     Config(String),
     /// The agreement file cannot be read.

@@ -42,7 +42,7 @@ pub struct RelayHandle {
 
 impl RelayHandle {
     /// Runs the timers now (expiry, retention purge) and waits until what they did is
-    /// durable; returns the audit log size. Tests move a [`clock::ManualClock`] and call
+    /// durable; returns the audit log size. Tests move a [`crate::clock::ManualClock`] and call
     /// this instead of sleeping.
     ///
     /// # Errors

@@ -1,10 +1,11 @@
-//! The requests of a node, one handler per kind ([`handle`] dispatches), and the check at
-//! delivery time ([`disclose`]) that deliveries and answers share.
+//! The requests of a node, one handler per kind (`handle` dispatches), and the check at
+//! delivery time (`disclose`) that deliveries and answers share.
 //!
-//! A handler gets the connection's context (its principal and the relay's [`Shared`]
-//! state) and returns the answer; the alerts it puts in the answer go in `sent`, logged
-//! `delivered` once the answer is written (see [`super::answer`]). Changes go to the commit
-//! thread as [`Op`]s; reads use the published mailboxes, the store and the audit log.
+//! A handler gets the connection's context (its principal and the relay's
+//! [`Shared`](crate::state::Shared) state) and returns the answer; the alerts it puts in
+//! the answer go in `sent`, logged `delivered` once the answer is written (see
+//! `server::answer`). Changes go to the commit thread as [`Op`]s; reads use the published
+//! mailboxes, the store and the audit log.
 
 use filet_proto::agreement::AuditScope;
 use filet_proto::alert::{Disclosed, Kind};
@@ -249,28 +250,9 @@ pub(super) async fn handle(
             ErrorCode::BadRequest,
             "subscribe is handled by the stream",
         )),
-        Request::Ack { alert } => {
-            let (tx, rx) = oneshot::channel();
-            ctx.shared
-                .op(Op::Ack {
-                    principal: ctx.principal.clone(),
-                    alert,
-                    reply: tx,
-                })
-                .await?;
-            let audit_index = rx.await.map_err(|_| {
-                RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later")
-            })??;
-            Ok(Response::Acked { alert, audit_index })
-        }
+        Request::Ack { alert } => ack(ctx, alert).await,
         Request::GetAlert { alert } => get_alert(ctx, alert, sent).await,
-        Request::AuditCheckpoint => Ok(Response::Checkpoint(
-            ctx.shared
-                .latest_checkpoint
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )),
+        Request::AuditCheckpoint => Ok(audit_checkpoint(ctx)),
         Request::AuditEntries {
             start,
             end,
@@ -278,42 +260,91 @@ pub(super) async fn handle(
             proofs,
         } => audit_entries(ctx, start, end, tree_size, proofs).await,
         Request::AuditInclusion { index, tree_size } => {
-            let scope = audit_scope(ctx, "an inclusion proof").await?;
-            if let AuditScope::Party(p) = &scope {
-                let visible = ctx
-                    .shared
-                    .audit
-                    .entry(index)
-                    .ok()
-                    .and_then(|b| Entry::from_bytes(&b).ok())
-                    .is_some_and(|e| e.event.concerns_party(p));
-                if !visible {
-                    return Err(RelayError::new(
-                        ErrorCode::AuditDenied,
-                        format!("audit entry {index} does not concern party {p}"),
-                    ));
-                }
-            }
-            let proof = ctx
-                .shared
-                .audit
-                .inclusion_proof(index, tree_size)
-                .map_err(|e| RelayError::new(ErrorCode::BadRequest, e.to_string()))?;
-            Ok(Response::Proof(proof))
+            audit_inclusion(ctx, index, tree_size).await
         }
         Request::AuditConsistency { old_size, new_size } => {
-            // Its hashes include single entries' leaf hashes: audit rights only (the
-            // signed checkpoint stays public to every member, to check receipts).
-            audit_scope(ctx, "a consistency proof").await?;
-            let proof = ctx
-                .shared
-                .audit
-                .consistency_proof(old_size, new_size)
-                .map_err(|e| RelayError::new(ErrorCode::BadRequest, e.to_string()))?;
-            Ok(Response::Proof(proof))
+            audit_consistency(ctx, old_size, new_size).await
         }
         Request::Status { alert } => status(ctx, alert),
     }
+}
+
+/// `Ack`: the commit thread records the acknowledgement (audited) and takes the alert out
+/// of the unit's mailbox.
+async fn ack(ctx: &ConnCtx, alert: AlertId) -> Result<Response, RelayError> {
+    let (tx, rx) = oneshot::channel();
+    ctx.shared
+        .op(Op::Ack {
+            principal: ctx.principal.clone(),
+            alert,
+            reply: tx,
+        })
+        .await?;
+    let audit_index = rx
+        .await
+        .map_err(|_| RelayError::new(ErrorCode::Busy, "the relay is stopping; retry later"))??;
+    Ok(Response::Acked { alert, audit_index })
+}
+
+/// `AuditCheckpoint`: the newest signed checkpoint, public to every member (to check
+/// receipts).
+fn audit_checkpoint(ctx: &ConnCtx) -> Response {
+    Response::Checkpoint(
+        ctx.shared
+            .latest_checkpoint
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    )
+}
+
+/// `AuditInclusion`: the proof that entry `index` is in the tree of `tree_size`, for an
+/// auditor whose scope covers that entry.
+async fn audit_inclusion(
+    ctx: &ConnCtx,
+    index: u64,
+    tree_size: u64,
+) -> Result<Response, RelayError> {
+    let scope = audit_scope(ctx, "an inclusion proof").await?;
+    if let AuditScope::Party(p) = &scope {
+        let visible = ctx
+            .shared
+            .audit
+            .entry(index)
+            .ok()
+            .and_then(|b| Entry::from_bytes(&b).ok())
+            .is_some_and(|e| e.event.concerns_party(p));
+        if !visible {
+            return Err(RelayError::new(
+                ErrorCode::AuditDenied,
+                format!("audit entry {index} does not concern party {p}"),
+            ));
+        }
+    }
+    let proof = ctx
+        .shared
+        .audit
+        .inclusion_proof(index, tree_size)
+        .map_err(|e| RelayError::new(ErrorCode::BadRequest, e.to_string()))?;
+    Ok(Response::Proof(proof))
+}
+
+/// `AuditConsistency`: the proof that the tree of `old_size` is a prefix of that of
+/// `new_size`, for auditors.
+async fn audit_consistency(
+    ctx: &ConnCtx,
+    old_size: u64,
+    new_size: u64,
+) -> Result<Response, RelayError> {
+    // Its hashes include single entries' leaf hashes: audit rights only (the
+    // signed checkpoint stays public to every member, to check receipts).
+    audit_scope(ctx, "a consistency proof").await?;
+    let proof = ctx
+        .shared
+        .audit
+        .consistency_proof(old_size, new_size)
+        .map_err(|e| RelayError::new(ErrorCode::BadRequest, e.to_string()))?;
+    Ok(Response::Proof(proof))
 }
 
 /// Where an alert of the asker's party stands with each recipient unit: what the receipt
