@@ -19,7 +19,7 @@
 //! The rounds are seeded: `FILET_CRASH_ROUNDS` (default 6, about 10 to 20 s in a debug
 //! build) and `FILET_CRASH_SEED` (default fixed; the seed is printed) choose how many
 //! crashes and after how many receipts each (the exact instant also depends on scheduling).
-//! A soak: `FILET_CRASH_ROUNDS=200 cargo test -p filet-tests --release --test crash -- sigkill`
+//! A soak: `FILET_CRASH_ROUNDS=200 cargo test -p filet-tests --release --test e2e -- crash::sigkill`
 //! (add `--include-ignored` for the variant that does not rebuild the derived files).
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
 
