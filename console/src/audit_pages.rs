@@ -225,7 +225,7 @@ pub fn report(ctx: &Ctx, f: &ReportForm, r: Result<&ReportData, &AuditFailure>) 
                 }
                 div.field {
                     label for="unacked_after" { (t(l, "audit-unacked-after")) }
-                    input id="unacked_after" name="unacked_after" type="number" min="1" value=(f.unacked_after);
+                    input id="unacked_after" name="unacked_after" type="number" min="0" value=(f.unacked_after);
                 }
                 button type="submit" id="show-report" { (t(l, "audit-show")) }
             }

@@ -1101,7 +1101,7 @@ fn report_query(zone: &TimeZone, f: &ReportForm) -> Result<ReportQuery, AuditFai
         60
     } else {
         match f.unacked_after.parse::<i64>() {
-            Ok(n) if n > 0 => n,
+            Ok(n) if n >= 0 => n,
             _ => {
                 return Err(AuditFailure::new(
                     "bad-minutes",

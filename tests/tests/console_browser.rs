@@ -1111,3 +1111,206 @@ async fn the_console_subscribes_again_when_the_relay_comes_back_and_its_open_pag
     drop(dpj);
     relay.stop().await;
 }
+
+/// A console with the auditing pages' defaults: `audit_dir` for the pulls.
+async fn audit_console(net: &TestNet, unit: &str, relay: SocketAddr, audit_dir: PathBuf) -> Running {
+    let cfg = net.node_config(unit, relay);
+    let node = filet_client::Node::connect(&cfg).await.unwrap();
+    let backend = Arc::new(NodeBackend::with_node(cfg, node));
+    let mut c = ConsoleConfig::new("127.0.0.1:0".parse().unwrap(), Lang::Fr);
+    c.legal_bases = filet_client::console::legal_bases(&net.agreement).unwrap();
+    c.audit_dir = Some(audit_dir);
+    let running = filet_console::start(backend, c).await.unwrap();
+    assert!(running.wait_live(WAIT).await, "{unit}'s console subscribes");
+    running
+}
+
+impl Browser {
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_asks_who_was_told_about_a_file(
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let audit_dir = net.path().join("audit-conformite");
+    let table = audit_console(&net, "TABLE/CONFORMITE", relay.addr, audit_dir.clone()).await;
+    let dpj = console(&net, "DPJ/RTS", relay.addr).await;
+
+    // The demo's alert about file SPVQ-2026-04417, and another file's to DPJ/RTS only.
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let about = esm.post(runaway()).await.unwrap();
+    let mut other = runaway();
+    other.content.subject.reference = Some("SPVQ-2026-09999".into());
+    other.to = vec![filet_proto::Selector::Unit(unit("DPJ/RTS"))];
+    esm.post(other).await.unwrap();
+    // DPJ/RTS acknowledges the first; a unit without the audit right asks for the log.
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    rts.ack(about.alert).await.unwrap();
+    assert!(rts.audit_entries(0, 1, 1, false).await.is_err());
+    let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let verifier = relay.verifier();
+    wait_for_entry(&auditor, &verifier, "acknowledged", |e| {
+        matches!(e.event, filet_proto::audit::Event::Acknowledged { .. })
+    })
+    .await;
+    wait_for_entry(&auditor, &verifier, "refused", |e| {
+        matches!(e.event, filet_proto::audit::Event::Refused { .. })
+    })
+    .await;
+    let log = full_log(&auditor, &verifier).await;
+    let rules: Vec<usize> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            filet_proto::audit::Event::Disclosed { rules, .. } => Some(rules.len()),
+            _ => None,
+        })
+        .collect();
+    let disclosed = rules.len();
+    assert_eq!(disclosed, about.recipients.len() + 1);
+    // A disclosure permitted by two rules counts once under each.
+    let counted: usize = rules.iter().sum();
+
+    // A unit without the audit right is refused, in French, and has no Audit link.
+    let intake = Browser::start().await;
+    intake.client.goto(&dpj.login_url()).await.unwrap();
+    assert!(intake.controls().await.iter().all(|c| !c.ends_with("/audit")));
+    intake
+        .client
+        .goto(&format!("http://{}/audit/report", dpj.addr))
+        .await
+        .unwrap();
+    assert_eq!(intake.text("h1").await, "Vous n'avez pas le droit d'audit");
+    intake.screenshot("audit-refuse").await;
+    intake.close().await;
+
+    // The auditor pulls and verifies: the progress, then « Journal vérifié ».
+    let b = Browser::start().await;
+    b.client.goto(&table.login_url()).await.unwrap();
+    b.click("nav a[href='/audit']").await;
+    assert_eq!(b.text("h1").await, "Audit du journal");
+    assert_eq!(
+        b.client
+            .find(Locator::Id("dir"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(audit_dir.to_str().unwrap()),
+        "the configured audit directory is the default"
+    );
+    b.fill("verifier_key", &relay.verifier_key).await;
+    b.assert_keyboard_reaches_every_control("the audit page").await;
+    b.click("#pull").await;
+    let status = b.wait_text("#audit-status", "vérifié").await;
+    assert!(status.starts_with("Journal vérifié — le "), "{status}");
+    let result = b.text("#audit-result").await;
+    let size = full_log(&auditor, &verifier).await.len();
+    assert!(
+        result.contains(&format!("Point de contrôle\n{size} entrées")),
+        "{result}"
+    );
+    assert!(result.contains("Signé par\n"), "{result}");
+    assert!(result.contains("Portée\ntout le journal"), "{result}");
+    assert!(audit_dir.join("verifier.key").is_file(), "the key is pinned");
+    b.screenshot("audit-verifie").await;
+
+    // The report: a chart of the disclosures, followed by its table; every bar's value is
+    // in the table.
+    b.click("#to-report").await;
+    b.wait_text("h1", "Rapport de conformité").await;
+    b.fill("unacked_after", "0").await;
+    b.click("#show-report").await;
+    b.wait_text("#h-late", "dans les 0 minutes").await;
+    let chart = b
+        .js("const s = document.getElementById('chart-disclosures'); return [s.getAttribute('role'), document.getElementById(s.getAttribute('aria-labelledby').split(' ')[0]).textContent, s.nextElementSibling.id, Array.from(s.querySelectorAll('rect[data-value]')).reduce((a, r) => a + Number(r.dataset.value), 0)];")
+        .await;
+    assert_eq!(
+        chart,
+        serde_json::json!([
+            "img",
+            "Divulgations par partie et par règle, par jour",
+            "table-disclosures",
+            counted
+        ])
+    );
+    let rows = b.text("#table-disclosures").await;
+    assert!(rows.contains("police-vers-protection"), "{rows}");
+    assert!(rows.contains("LPJ art. 35.4"), "{rows}");
+    let refusals = b.text("#table-refusals").await;
+    assert!(refusals.contains("Audit non permis"), "{refusals}");
+    // Not acknowledged within 0 minutes: every disclosure; DPJ/RTS acknowledged the
+    // first one (later than at once), the others never.
+    let late = b
+        .js("const rows = Array.from(document.querySelectorAll('#table-late tbody tr')); return [rows.length, rows.filter(r => r.cells[4].textContent === 'jamais').length];")
+        .await;
+    assert_eq!(late, serde_json::json!([disclosed, disclosed - 1]));
+    b.assert_keyboard_reaches_every_control("the report").await;
+    b.screenshot("audit-rapport").await;
+
+    // The CSV downloads with a byte-order mark, `;` between values, keys untranslated.
+    let csv = b
+        .js("return fetch(document.getElementById('csv-disclosures').href, {credentials: 'same-origin'}).then(r => Promise.all([r.headers.get('content-disposition'), r.arrayBuffer()])).then(([d, buf]) => { const b = new Uint8Array(buf); return [d, Array.from(b.slice(0, 3)), new TextDecoder().decode(b).split('\\r\\n')[0]]; });")
+        .await;
+    assert_eq!(
+        csv,
+        serde_json::json!([
+            "attachment; filename=\"filet-disclosures.csv\"",
+            [0xEF, 0xBB, 0xBF],
+            "day;status;sender_party;recipient_party;rule;legal_basis;count"
+        ])
+    );
+
+    // « Qui a été informé au sujet du dossier SPVQ-2026-04417 ? »
+    b.client
+        .goto(&format!("http://{}/audit/told", table.addr))
+        .await
+        .unwrap();
+    b.fill("reference", "SPVQ-2026-04417").await;
+    let key = net.data_dir().join("keys").join("subject-ref.key");
+    b.fill("subject_ref_key", key.to_str().unwrap()).await;
+    b.click("#ask").await;
+    let head = b.wait_text("#told-result", "SPVQ-2026-04417").await;
+    assert_eq!(
+        head,
+        format!(
+            "Dossier SPVQ-2026-04417 : {} divulgation(s)",
+            about.recipients.len()
+        )
+    );
+    let told = b.text("#table-told").await;
+    for r in &about.recipients {
+        assert!(told.contains(&r.unit.to_string()), "{} in {told}", r.unit);
+    }
+    assert!(told.contains("livrée à DPJ/RTS/"), "{told}");
+    assert!(told.contains(" HNE") || told.contains(" HAE"), "{told}");
+    assert!(!told.contains("SPVQ-2026-09999"));
+    b.screenshot("audit-qui-informe").await;
+    // Each disclosure links to its inclusion proof check.
+    b.click("#table-told tbody tr a").await;
+    let proof = b.wait_text("#proof-result", "Inclusion vérifiée").await;
+    assert!(proof.contains("signé par"), "{proof}");
+    b.close().await;
+    auditor.close().await;
+    rts.close().await;
+    esm.close().await;
+    drop(table);
+    drop(dpj);
+    relay.stop().await;
+}
