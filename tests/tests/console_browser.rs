@@ -1314,3 +1314,204 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
     drop(dpj);
     relay.stop().await;
 }
+
+/// A node whose pull waits until the test lets it finish: the job's progress and the
+/// refusal of a second pull are seen while it runs.
+struct SlowAuditor {
+    calls: std::sync::atomic::AtomicUsize,
+    started: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+fn offline<T>() -> Result<T, filet_console::BackendError> {
+    Err(filet_console::BackendError {
+        relay: None,
+        message: "offline".into(),
+    })
+}
+
+impl filet_console::Backend for SlowAuditor {
+    fn whoami(
+        &self,
+    ) -> filet_console::BoxFuture<'_, Result<filet_proto::wire::WhoAmI, filet_console::BackendError>>
+    {
+        Box::pin(async {
+            Ok(filet_proto::wire::WhoAmI {
+                principal: "TABLE/CONFORMITE/table-conformite-01".parse().unwrap(),
+                agreement_id: "a".into(),
+                agreement_version: 1,
+                may_send_under: vec![],
+                may_receive_under: vec![],
+                audit_right: "full".into(),
+            })
+        })
+    }
+    fn post(
+        &self,
+        _: filet_proto::AlertDraft,
+    ) -> filet_console::BoxFuture<'_, Result<filet_proto::wire::Receipt, filet_console::BackendError>>
+    {
+        Box::pin(async { offline() })
+    }
+    fn subscribe(
+        &self,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<
+            tokio::sync::mpsc::Receiver<filet_proto::alert::Disclosed>,
+            filet_console::BackendError,
+        >,
+    > {
+        Box::pin(async { offline() })
+    }
+    fn ack(
+        &self,
+        _: filet_proto::AlertId,
+    ) -> filet_console::BoxFuture<'_, Result<u64, filet_console::BackendError>> {
+        Box::pin(async { offline() })
+    }
+    fn get_alert(
+        &self,
+        _: filet_proto::AlertId,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<
+            (filet_proto::alert::Disclosed, Vec<filet_proto::UnitRef>),
+            filet_console::BackendError,
+        >,
+    > {
+        Box::pin(async { offline() })
+    }
+    fn status(
+        &self,
+        _: filet_proto::AlertId,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<Vec<filet_proto::wire::RecipientStatus>, filet_console::BackendError>,
+    > {
+        Box::pin(async { offline() })
+    }
+    fn audit_pull(
+        &self,
+        _dir: PathBuf,
+        _key: Option<String>,
+        progress: filet_console::audit::ProgressFn,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<filet_console::audit::Verified, filet_console::audit::AuditFailure>,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            progress(filet_console::audit::Progress::Pulling { done: 3, total: 10 });
+            self.started.notify_one();
+            self.release.notified().await;
+            Ok(filet_console::audit::Verified {
+                size: 10,
+                root: "ab".repeat(32),
+                signed_by: "filet.relay/test".into(),
+                new_entries: 10,
+                entries: 10,
+                checkpoints: 1,
+                previous_size: 0,
+                full: true,
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_until_it_ends() {
+    let slow = Arc::new(SlowAuditor {
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        started: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let c = ConsoleConfig::new("127.0.0.1:0".parse().unwrap(), Lang::Fr);
+    let console = filet_console::start(slow.clone(), c).await.unwrap();
+    let a = console.addr;
+    let host = format!("127.0.0.1:{}", a.port());
+    let token = console.login_url();
+    let token = token.split("token=").nth(1).unwrap().to_owned();
+    let (_, h, _) = http(
+        a,
+        &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    let cookie = header(&h, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
+    };
+    let (st, _, body) = http(a, &get("/audit")).await;
+    assert_eq!(st, 200);
+    assert!(body.contains("Aucune extraction depuis le démarrage"), "{body}");
+    let form_token = body
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let pull = {
+        let b = format!("form_token={form_token}&dir=%2Ftmp%2Faudit&verifier_key=");
+        format!(
+            "POST /audit/pull HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: http://{host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+            b.len()
+        )
+    };
+    let (st, h, _) = http(a, &pull).await;
+    assert_eq!(st, 303);
+    assert_eq!(header(&h, "location"), Some("/audit"));
+    tokio::time::timeout(WAIT, slow.started.notified())
+        .await
+        .expect("the pull starts");
+
+    // While it runs: the progress, for the page's script and in the page.
+    let (st, h, body) = http(a, &get("/audit/progress")).await;
+    assert_eq!(st, 200);
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"state": "running", "text": "Extraction\u{a0}: 3 entrées reçues sur 10", "done": 3, "total": 10})
+    );
+    let (_, _, body) = http(a, &get("/audit")).await;
+    assert!(body.contains("data-state=\"running\""), "{body}");
+    assert!(
+        body.contains("<progress id=\"audit-progress\" value=\"3\" max=\"10\">"),
+        "{body}"
+    );
+    assert!(body.contains("Extraction\u{a0}: 3 entrées reçues sur 10"));
+
+    // A second click while it runs says so, and starts nothing.
+    let (st, h, _) = http(a, &pull).await;
+    assert_eq!(st, 303);
+    assert_eq!(header(&h, "location"), Some("/audit?busy=1"));
+    let (_, _, body) = http(a, &get("/audit?busy=1")).await;
+    assert!(
+        body.contains("Une extraction est déjà en cours\u{a0}: attendez qu'elle se termine"),
+        "{body}"
+    );
+
+    // It ends: the result.
+    slow.release.notify_one();
+    let start = Instant::now();
+    loop {
+        let (_, _, body) = http(a, &get("/audit/progress")).await;
+        if body.contains("\"state\":\"done\"") {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the job ends: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, _, body) = http(a, &get("/audit")).await;
+    assert!(body.contains("Journal vérifié"), "{body}");
+    assert!(body.contains("filet.relay/test"), "{body}");
+    assert_eq!(
+        slow.calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pull ran"
+    );
+}
