@@ -12,11 +12,11 @@ use filet_console::audit::{
 };
 pub use filet_console::Lang;
 use filet_console::{Backend, BackendError, BoxFuture, ConsoleConfig};
-use filet_proto::audit::hex;
-use filet_proto::Timestamp;
 use filet_proto::agreement::Agreement;
 use filet_proto::alert::Disclosed;
+use filet_proto::audit::hex;
 use filet_proto::wire::{Receipt, RecipientStatus, WhoAmI};
+use filet_proto::Timestamp;
 use filet_proto::{AlertDraft, AlertId, UnitRef};
 use tokio::sync::{mpsc, Mutex};
 
@@ -162,11 +162,9 @@ impl Backend for NodeBackend {
                     AuditError::Client(_) | AuditError::BadRequest(_) | AuditError::Denied(_) => {
                         AuditFailure::new("relay", &[], e.to_string())
                     }
-                    AuditError::Checkpoint(_) => AuditFailure::new(
-                        "checkpoint",
-                        &[("file", "relay".into())],
-                        e.to_string(),
-                    ),
+                    AuditError::Checkpoint(_) => {
+                        AuditFailure::new("checkpoint", &[("file", "relay".into())], e.to_string())
+                    }
                     _ => AuditFailure::new("entry", &[("index", index.to_string())], e.to_string()),
                 })?;
             Ok(Included {
@@ -186,9 +184,11 @@ pub fn dir_failure(e: &AuditDirError) -> AuditFailure {
     let detail = e.to_string();
     match e {
         AuditDirError::Client(_) => AuditFailure::new("relay", &[], detail),
-        AuditDirError::NoDirectory { path } => {
-            AuditFailure::new("no-directory", &[("path", path.display().to_string())], detail)
-        }
+        AuditDirError::NoDirectory { path } => AuditFailure::new(
+            "no-directory",
+            &[("path", path.display().to_string())],
+            detail,
+        ),
         AuditDirError::File { path, .. } => {
             AuditFailure::new("file", &[("path", path.display().to_string())], detail)
         }

@@ -833,12 +833,20 @@ mod tests {
         assert_eq!(one.iter().map(|x| x.2).sum::<u64>(), 2);
         let two = disclosures_by_day(&r, |x| if x < t(1) { "a".into() } else { "b".into() });
         assert_eq!(
-            two.iter().map(|(d, k, n)| (d.as_str(), k.status.as_str(), *n)).collect::<Vec<_>>(),
+            two.iter()
+                .map(|(d, k, n)| (d.as_str(), k.status.as_str(), *n))
+                .collect::<Vec<_>>(),
             [("a", "actual", 1), ("b", "exercise", 1)]
         );
         // The counts by key are the records' counts.
         let total: u64 = r.disclosures.iter().map(|x| x.1).sum();
-        assert_eq!(total, r.disclosed.iter().map(|d| d.keys().len() as u64).sum::<u64>());
+        assert_eq!(
+            total,
+            r.disclosed
+                .iter()
+                .map(|d| d.keys().len() as u64)
+                .sum::<u64>()
+        );
     }
 
     #[test]

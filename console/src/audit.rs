@@ -258,7 +258,10 @@ mod tests {
         let jobs = Jobs::default();
         assert_eq!(jobs.now(), Job::Idle);
         assert!(jobs.try_start());
-        assert!(!jobs.try_start(), "a second start while one runs is refused");
+        assert!(
+            !jobs.try_start(),
+            "a second start while one runs is refused"
+        );
         let p = jobs.progress();
         p(Progress::Pulling { done: 3, total: 10 });
         assert_eq!(
@@ -267,7 +270,10 @@ mod tests {
         );
         jobs.finish(Timestamp(0), Err(AuditFailure::new("relay", &[], "x")));
         p(Progress::Verifying);
-        assert!(matches!(jobs.now(), Job::Done(_, Err(_))), "late progress is ignored");
+        assert!(
+            matches!(jobs.now(), Job::Done(_, Err(_))),
+            "late progress is ignored"
+        );
         assert!(jobs.try_start(), "a finished job lets the next one start");
     }
 }

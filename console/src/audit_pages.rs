@@ -45,7 +45,11 @@ fn int(l: Lang, n: u64) -> String {
 
 /// The sentence for a failure, in `l`.
 pub fn failure_text(l: Lang, f: &AuditFailure) -> String {
-    let args: Vec<(&str, String)> = f.args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let args: Vec<(&str, String)> = f
+        .args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     tr(l, &format!("audit-failure-{}", f.kind), &args)
 }
 
@@ -268,9 +272,16 @@ pub fn series_of(l: Lang, d: &ReportData) -> (Vec<String>, Vec<Stack>) {
     for c in &d.by_day {
         let i = series
             .iter()
-            .position(|s| s.0 == c.status && s.1 == c.sender_party && s.2 == c.recipient_party && s.3 == c.rule)
+            .position(|s| {
+                s.0 == c.status
+                    && s.1 == c.sender_party
+                    && s.2 == c.recipient_party
+                    && s.3 == c.rule
+            })
             .unwrap_or(0);
-        let v = days.entry(c.day.as_str()).or_insert_with(|| vec![0; series.len()]);
+        let v = days
+            .entry(c.day.as_str())
+            .or_insert_with(|| vec![0; series.len()]);
         v[i] += c.count;
     }
     let names = series
@@ -356,7 +367,13 @@ fn refusals_section(l: Lang, d: &ReportData, q: &str, fmt: &dyn Fn(u64) -> Strin
     }
 }
 
-fn late_section(ctx: &Ctx, d: &ReportData, f: &ReportForm, q: &str, fmt: &dyn Fn(u64) -> String) -> Markup {
+fn late_section(
+    ctx: &Ctx,
+    d: &ReportData,
+    f: &ReportForm,
+    q: &str,
+    fmt: &dyn Fn(u64) -> String,
+) -> Markup {
     let l = ctx.lang;
     let mut by_unit: BTreeMap<String, u64> = BTreeMap::new();
     for x in &d.late {
@@ -365,7 +382,11 @@ fn late_section(ctx: &Ctx, d: &ReportData, f: &ReportForm, q: &str, fmt: &dyn Fn
             .or_default() += 1;
     }
     let rows: Vec<(String, u64)> = by_unit.into_iter().collect();
-    let minutes = if f.unacked_after.is_empty() { "60".to_owned() } else { f.unacked_after.clone() };
+    let minutes = if f.unacked_after.is_empty() {
+        "60".to_owned()
+    } else {
+        f.unacked_after.clone()
+    };
     let title = tr(l, "audit-late", &[("minutes", minutes)]);
     html! {
         section aria-labelledby="h-late" {

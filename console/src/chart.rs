@@ -33,6 +33,19 @@ fn scale(max: u64, h: u32) -> impl Fn(u64) -> u32 {
     }
 }
 
+/// The non-zero values of a stack: `(series, value, sum of the values below it)`.
+fn segments(values: &[u64]) -> Vec<(usize, u64, u64)> {
+    let mut below = 0;
+    let mut out = Vec::new();
+    for (k, v) in values.iter().enumerate() {
+        if *v > 0 {
+            out.push((k, *v, below));
+            below += v;
+        }
+    }
+    out
+}
+
 /// Stacked vertical bars (`stacks`, one per day), one colour per series (`series` names
 /// them in the legend); `id` makes the title's and description's ids; `fmt` writes a
 /// number for people.
@@ -69,16 +82,12 @@ pub fn stacked(
                 @let x = LEFT + 5 + u32::try_from(i).unwrap_or(0) * slot + (slot - bar_w) / 2;
                 @let total: u64 = s.values.iter().sum();
                 g.bar data-label=(s.label) data-total=(total) {
-                    @let mut below = 0u64;
-                    @for (k, v) in s.values.iter().enumerate() {
-                        @if *v > 0 {
-                            @let y0 = base - y(below);
-                            @let y1 = base - y(below + v);
-                            rect x=(x) y=(y1) width=(bar_w) height=(y0 - y1)
-                                fill=(PALETTE[k % PALETTE.len()]) data-value=(v) data-series=(k) {
-                                title { (series.get(k).map(String::as_str).unwrap_or("")) " : " (fmt(*v)) }
-                            }
-                            @let _ = { below += v; };
+                    @for (k, v, below) in segments(&s.values) {
+                        @let y0 = base - y(below);
+                        @let y1 = base - y(below + v);
+                        rect x=(x) y=(y1) width=(bar_w) height=(y0 - y1)
+                            fill=(PALETTE[k % PALETTE.len()]) data-value=(v) data-series=(k) {
+                            title { (series.get(k).map(String::as_str).unwrap_or("")) " — " (fmt(v)) }
                         }
                     }
                     text x=(x + bar_w / 2) y=(base - y(total) - 3) text-anchor="middle" font-size="12" { (fmt(total)) }
@@ -140,15 +149,27 @@ mod tests {
 
     #[test]
     fn stacked_bars_sum_to_the_data_and_their_heights_are_proportional() {
-        let series = vec!["DPJ · police-vers-protection".to_owned(), "CJQ · r".to_owned()];
+        let series = vec![
+            "DPJ · police-vers-protection".to_owned(),
+            "CJQ · r".to_owned(),
+        ];
         let stacks = vec![
-            Stack { label: "2 déc.".into(), values: vec![3, 1] },
-            Stack { label: "3 déc.".into(), values: vec![0, 2] },
+            Stack {
+                label: "2 déc.".into(),
+                values: vec![3, 1],
+            },
+            Stack {
+                label: "3 déc.".into(),
+                values: vec![0, 2],
+            },
         ];
         let svg = stacked("c", "Divulgations", "par jour", &series, &stacks, &n).into_string();
         assert!(svg.contains("role=\"img\""));
         assert!(svg.contains("<title id=\"c-title\">Divulgations</title>"));
-        let values: Vec<u64> = attrs(&svg, "data-value").iter().map(|v| v.parse().unwrap()).collect();
+        let values: Vec<u64> = attrs(&svg, "data-value")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
         assert_eq!(values, [3, 1, 2], "one rect per non-zero value, in order");
         assert_eq!(values.iter().sum::<u64>(), 6, "the bars sum to the data");
         let totals: Vec<&str> = attrs(&svg, "data-total");
@@ -167,7 +188,10 @@ mod tests {
         let rows = vec![("<script>alert(1)</script> & \"x\"".to_owned(), 2)];
         let svg = bars("r", "Refus <b>", "d", &rows, &n).into_string();
         assert!(!svg.contains("<script>"), "{svg}");
-        assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"), "{svg}");
+        assert!(
+            svg.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"),
+            "{svg}"
+        );
         assert!(svg.contains("Refus &lt;b&gt;"));
         assert_eq!(attrs(&svg, "data-value"), ["2"]);
     }

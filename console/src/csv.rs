@@ -14,9 +14,7 @@ pub const SEP: char = ';';
 
 /// One value, quoted if needed.
 pub fn field(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r'])
-        && v.parse::<f64>().is_err()
-    {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) && v.parse::<f64>().is_err() {
         format!("'{v}")
     } else {
         v.to_owned()
@@ -52,12 +50,23 @@ mod tests {
         let s = table(
             &["rule", "legal_basis", "count"],
             &[
-                vec!["police-vers-protection".into(), "LPJ, art. 35.4".into(), "3".into()],
+                vec![
+                    "police-vers-protection".into(),
+                    "LPJ, art. 35.4".into(),
+                    "3".into(),
+                ],
                 vec!["r;2".into(), "dit \"urgent\"\nsuite".into(), "-1".into()],
-                vec!["=HYPERLINK(\"x\")".into(), "Protection de la jeunesse — é".into(), "0".into()],
+                vec![
+                    "=HYPERLINK(\"x\")".into(),
+                    "Protection de la jeunesse — é".into(),
+                    "0".into(),
+                ],
             ],
         );
-        assert!(s.as_bytes().starts_with(&[0xEF, 0xBB, 0xBF]), "UTF-8 BOM first");
+        assert!(
+            s.as_bytes().starts_with(&[0xEF, 0xBB, 0xBF]),
+            "UTF-8 BOM first"
+        );
         let lines: Vec<&str> = s[BOM.len()..].split("\r\n").collect();
         assert_eq!(lines[0], "rule;legal_basis;count");
         // A comma is no separator here: not quoted.

@@ -116,8 +116,8 @@ pub fn local_day(tz: &TimeZone, t: Timestamp) -> String {
 /// given.
 pub fn day_label(lang: Lang, day: &str) -> String {
     const MOIS_ABR: [&str; 12] = [
-        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juill.", "août", "sept.", "oct.",
-        "nov.", "déc.",
+        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juill.", "août", "sept.", "oct.", "nov.",
+        "déc.",
     ];
     const MON: [&str; 12] = [
         "Jan.", "Feb.", "Mar.", "Apr.", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.",

@@ -1086,9 +1086,13 @@ fn report_query(zone: &TimeZone, f: &ReportForm) -> Result<ReportQuery, AuditFai
         if v.is_empty() {
             return Ok(None);
         }
-        crate::format::parse_day(zone, v)
-            .map(Some)
-            .map_err(|_| AuditFailure::new("bad-date", &[("field", name.to_owned()), ("value", v.to_owned())], ""))
+        crate::format::parse_day(zone, v).map(Some).map_err(|_| {
+            AuditFailure::new(
+                "bad-date",
+                &[("field", name.to_owned()), ("value", v.to_owned())],
+                "",
+            )
+        })
     };
     let from = day("from", &f.from)?;
     let to = day("to", &f.to)?;
@@ -1196,7 +1200,15 @@ async fn audit_csv(
 pub fn report_csv(d: &ReportData, table: &str) -> Option<String> {
     Some(match table {
         "disclosures" => crate::csv::table(
-            &["day", "status", "sender_party", "recipient_party", "rule", "legal_basis", "count"],
+            &[
+                "day",
+                "status",
+                "sender_party",
+                "recipient_party",
+                "rule",
+                "legal_basis",
+                "count",
+            ],
             &d.by_day
                 .iter()
                 .map(|c| {
@@ -1220,7 +1232,14 @@ pub fn report_csv(d: &ReportData, table: &str) -> Option<String> {
                 .collect::<Vec<_>>(),
         ),
         "late" => crate::csv::table(
-            &["alert", "status", "recipient", "disclosed_at", "acknowledged_at", "delay_minutes"],
+            &[
+                "alert",
+                "status",
+                "recipient",
+                "disclosed_at",
+                "acknowledged_at",
+                "delay_minutes",
+            ],
             &d.late
                 .iter()
                 .map(|x| {
@@ -1239,7 +1258,10 @@ pub fn report_csv(d: &ReportData, table: &str) -> Option<String> {
     })
 }
 
-async fn audit_told_form(State(c): State<Arc<Console>>, Extension(ctx): Extension<Ctx>) -> Response {
+async fn audit_told_form(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+) -> Response {
     if !may_audit(&c, &ctx).await {
         return no_right(&ctx);
     }

@@ -1113,7 +1113,12 @@ async fn the_console_subscribes_again_when_the_relay_comes_back_and_its_open_pag
 }
 
 /// A console with the auditing pages' defaults: `audit_dir` for the pulls.
-async fn audit_console(net: &TestNet, unit: &str, relay: SocketAddr, audit_dir: PathBuf) -> Running {
+async fn audit_console(
+    net: &TestNet,
+    unit: &str,
+    relay: SocketAddr,
+    audit_dir: PathBuf,
+) -> Running {
     let cfg = net.node_config(unit, relay);
     let node = filet_client::Node::connect(&cfg).await.unwrap();
     let backend = Arc::new(NodeBackend::with_node(cfg, node));
@@ -1188,7 +1193,11 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
     // A unit without the audit right is refused, in French, and has no Audit link.
     let intake = Browser::start().await;
     intake.client.goto(&dpj.login_url()).await.unwrap();
-    assert!(intake.controls().await.iter().all(|c| !c.ends_with("/audit")));
+    assert!(intake
+        .controls()
+        .await
+        .iter()
+        .all(|c| !c.ends_with("/audit")));
     intake
         .client
         .goto(&format!("http://{}/audit/report", dpj.addr))
@@ -1216,7 +1225,8 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
         "the configured audit directory is the default"
     );
     b.fill("verifier_key", &relay.verifier_key).await;
-    b.assert_keyboard_reaches_every_control("the audit page").await;
+    b.assert_keyboard_reaches_every_control("the audit page")
+        .await;
     b.click("#pull").await;
     let status = b.wait_text("#audit-status", "vérifié").await;
     assert!(status.starts_with("Journal vérifié — le "), "{status}");
@@ -1228,7 +1238,10 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
     );
     assert!(result.contains("Signé par\n"), "{result}");
     assert!(result.contains("Portée\ntout le journal"), "{result}");
-    assert!(audit_dir.join("verifier.key").is_file(), "the key is pinned");
+    assert!(
+        audit_dir.join("verifier.key").is_file(),
+        "the key is pinned"
+    );
     b.screenshot("audit-verifie").await;
 
     // The report: a chart of the disclosures, followed by its table; every bar's value is
@@ -1444,11 +1457,16 @@ async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_unt
         .unwrap()
         .to_owned();
     let get = |path: &str| {
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        )
     };
     let (st, _, body) = http(a, &get("/audit")).await;
     assert_eq!(st, 200);
-    assert!(body.contains("Aucune extraction depuis le démarrage"), "{body}");
+    assert!(
+        body.contains("Aucune extraction depuis le démarrage"),
+        "{body}"
+    );
     let form_token = body
         .split("name=\"form_token\" value=\"")
         .nth(1)
