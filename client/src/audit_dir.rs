@@ -455,6 +455,20 @@ fn open_checked(note: &str, verifier: &NoteVerifier) -> std::result::Result<Chec
 /// than the kept one (rollback), has the same size and another root (fork), is not
 /// consistent, or an entry fails verification (nothing is kept then).
 pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result<PullReport> {
+    pull_with_progress(node, dir, verifier_key, &|_, _| {}).await
+}
+
+/// [`pull`], telling `progress(fetched, to_fetch)` after each page of entries the relay
+/// sends (the console shows it).
+///
+/// # Errors
+/// As [`pull`].
+pub async fn pull_with_progress(
+    node: &Node,
+    dir: &Path,
+    verifier_key: Option<&str>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<PullReport> {
     // Not `open`: the directory may not exist yet, and is made only at the end.
     let d = AuditDir {
         path: dir.to_owned(),
@@ -530,8 +544,8 @@ pub async fn pull(node: &Node, dir: &Path, verifier_key: Option<&str>) -> Result
         ));
     }
     let fetched = match scope {
-        Scope::Full => pull_full(node, &d, &cp).await?,
-        Scope::Party => pull_party(node, &cp, previous_size).await?,
+        Scope::Full => pull_full(node, &d, &cp, progress).await?,
+        Scope::Party => pull_party(node, &cp, previous_size, progress).await?,
     };
     // Everything the relay sent has verified: only now is anything written.
     d.create()?;
@@ -582,9 +596,12 @@ async fn fetch_entries(
     cp: &Checkpoint,
     start: u64,
     proofs: bool,
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Vec<EntryWithProof>> {
     let mut received = Vec::new();
+    let first = start;
     let mut start = start;
+    progress(0, cp.size.saturating_sub(first));
     while start < cp.size {
         let (page, next) = node.audit_entries(start, cp.size, cp.size, proofs).await?;
         if next <= start || next > cp.size {
@@ -599,6 +616,7 @@ async fn fetch_entries(
         }
         received.extend(page);
         start = next;
+        progress(start - first, cp.size - first);
     }
     Ok(received)
 }
@@ -625,7 +643,12 @@ fn refused(e: AuditError, from: u64) -> AuditDirError {
     }
 }
 
-async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<Fetched> {
+async fn pull_full(
+    node: &Node,
+    d: &AuditDir,
+    cp: &Checkpoint,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Fetched> {
     let leaves = d.leaves()?;
     let have = leaves.len() as u64;
     if d.lines("entries.jsonl")?.len() as u64 != have {
@@ -634,7 +657,7 @@ async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<Fetched
             "entries.jsonl and leaves.bin disagree; run `filet audit verify --dir` to see why",
         ));
     }
-    let received = fetch_entries(node, cp, have, false).await?;
+    let received = fetch_entries(node, cp, have, false, progress).await?;
     let mut tree = MemoryTree::new();
     for l in &leaves {
         tree.push_leaf_hash(*l);
@@ -657,8 +680,13 @@ async fn pull_full(node: &Node, d: &AuditDir, cp: &Checkpoint) -> Result<Fetched
 
 /// Party auditors scan from the size of the last kept checkpoint: everything before it
 /// was scanned by an earlier pull.
-async fn pull_party(node: &Node, cp: &Checkpoint, scanned: u64) -> Result<Fetched> {
-    let received = fetch_entries(node, cp, scanned, true).await?;
+async fn pull_party(
+    node: &Node,
+    cp: &Checkpoint,
+    scanned: u64,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Fetched> {
+    let received = fetch_entries(node, cp, scanned, true, progress).await?;
     // Order, range, index match, no newline, inclusion proof: as `verify` will check them,
     // before anything is written.
     check_party_entries(cp, scanned, &received).map_err(|e| refused(e, scanned))?;

@@ -156,6 +156,70 @@ pub struct LateDelivery {
     pub expires_at: String,
 }
 
+/// One disclosure, as the log records it: the answer to "who was told" (with
+/// [`ReportOptions::subject_ref`], about one file) and the points of the charts over time.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DisclosureRecord {
+    /// The `disclosed` entry's index in the log (its inclusion proof can be checked).
+    pub index: u64,
+    /// When the relay disclosed it (UTC, as the log holds it).
+    pub time: Timestamp,
+    /// The alert or follow-up.
+    pub alert: String,
+    /// alert, update, located, cancel (from its `posted` entry; empty if not in the copy).
+    pub kind: String,
+    /// actual, exercise, test.
+    pub status: String,
+    /// Who posted it.
+    pub sender: String,
+    /// The recipient unit.
+    pub recipient: String,
+    /// The fields disclosed (`all`, or the field paths).
+    pub fields: String,
+    /// The rules that permit it.
+    pub rules: Vec<String>,
+    /// Their legal bases, in the same order.
+    pub legal_bases: Vec<String>,
+    /// The recipient unit's nodes it was delivered to, and when.
+    pub delivered: Vec<(String, Timestamp)>,
+}
+
+impl DisclosureRecord {
+    /// Its counting keys: one per rule (a disclosure permitted by two rules counts once
+    /// under each, as in [`Report::disclosures`]).
+    pub fn keys(&self) -> Vec<DisclosureKey> {
+        let sender_party = self.sender.split('/').next().unwrap_or_default();
+        let recipient_party = self.recipient.split('/').next().unwrap_or_default();
+        self.rules
+            .iter()
+            .zip(&self.legal_bases)
+            .map(|(rule, basis)| DisclosureKey {
+                status: self.status.clone(),
+                sender_party: sender_party.to_owned(),
+                recipient_party: recipient_party.to_owned(),
+                rule: rule.clone(),
+                legal_basis: basis.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The disclosures counted by day and key, for a chart over time: `day_of` names the day
+/// of a time (the caller's local calendar day); rows sorted by day, then key.
+pub fn disclosures_by_day(
+    r: &Report,
+    day_of: impl Fn(Timestamp) -> String,
+) -> Vec<(String, DisclosureKey, u64)> {
+    let mut counts: BTreeMap<(String, DisclosureKey), u64> = BTreeMap::new();
+    for d in &r.disclosed {
+        let day = day_of(d.time);
+        for k in d.keys() {
+            *counts.entry((day.clone(), k)).or_default() += 1;
+        }
+    }
+    counts.into_iter().map(|((d, k), n)| (d, k, n)).collect()
+}
+
 /// The report.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
@@ -179,6 +243,8 @@ pub struct Report {
     pub late_deliveries: Vec<LateDelivery>,
     /// Posts voided after a crash (left out of the counts).
     pub voided: u64,
+    /// Each disclosure counted, in log order.
+    pub disclosed: Vec<DisclosureRecord>,
 }
 
 /// Builds the report from verified entries.
@@ -194,12 +260,26 @@ pub fn build(entries: &[Entry], o: &ReportOptions) -> Report {
         .collect();
     let mut expires: HashMap<AlertId, Timestamp> = HashMap::new();
     let mut acks: HashMap<(AlertId, UnitRef), Timestamp> = HashMap::new();
+    let mut kinds: HashMap<AlertId, String> = HashMap::new();
+    let mut delivered: HashMap<(AlertId, UnitRef), Vec<(String, Timestamp)>> = HashMap::new();
     for e in entries {
         match &e.event {
             Event::Posted {
-                alert, expires_at, ..
+                alert,
+                expires_at,
+                kind,
+                ..
             } => {
                 expires.insert(*alert, *expires_at);
+                kinds.insert(*alert, kind.to_string());
+            }
+            Event::Delivered {
+                alert, recipient, ..
+            } => {
+                delivered
+                    .entry((*alert, recipient.unit.clone()))
+                    .or_default()
+                    .push((recipient.to_string(), e.time));
             }
             Event::Acknowledged {
                 alert, recipient, ..
@@ -264,8 +344,25 @@ pub fn build(entries: &[Entry], o: &ReportOptions) -> Report {
                 status,
                 rules,
                 legal_bases,
+                fields,
                 ..
             } => {
+                r.disclosed.push(DisclosureRecord {
+                    index: e.index,
+                    time: e.time,
+                    alert: alert.to_string(),
+                    kind: kinds.get(alert).cloned().unwrap_or_default(),
+                    status: status.to_string(),
+                    sender: sender.to_string(),
+                    recipient: recipient.to_string(),
+                    fields: fields.to_string(),
+                    rules: rules.clone(),
+                    legal_bases: legal_bases.clone(),
+                    delivered: delivered
+                        .get(&(*alert, recipient.clone()))
+                        .cloned()
+                        .unwrap_or_default(),
+                });
                 for (rule, basis) in rules.iter().zip(legal_bases) {
                     *counts
                         .entry(DisclosureKey {
@@ -686,6 +783,70 @@ mod tests {
         assert_eq!(r.disclosures.len(), 1);
         o.subject_ref = Some(subject_ref(&key, "SPVQ-2026-00000"));
         assert_eq!(build(&es, &o).entries, 0);
+    }
+
+    #[test]
+    fn each_disclosure_is_kept_with_its_deliveries_and_counted_by_day() {
+        let mut es = entries();
+        // The actual alert is delivered to a DPJ/RTS node at minute 2.
+        es.insert(
+            2,
+            Entry::new(
+                0,
+                t(2),
+                Event::Delivered {
+                    alert: AlertId([1; 16]),
+                    sender: p("SPVQ/ESM/n1"),
+                    recipient: p("DPJ/RTS/r1"),
+                    fields: FieldSet::all(),
+                    rules: vec!["police-vers-protection".into()],
+                    agreement: None,
+                    agreement_version: None,
+                },
+            ),
+        );
+        let es: Vec<Entry> = es
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Entry::new(i as u64, e.time, e.event))
+            .collect();
+        let r = build(&es, &opts());
+        assert_eq!(r.disclosed.len(), 2);
+        let d = &r.disclosed[0];
+        assert_eq!(d.index, 1);
+        assert_eq!(d.time, t(0));
+        assert_eq!(d.kind, "alert");
+        assert_eq!(d.status, "actual");
+        assert_eq!(d.recipient, "DPJ/RTS");
+        assert_eq!(d.fields, "all");
+        assert_eq!(d.rules, ["police-vers-protection"]);
+        assert_eq!(d.legal_bases, ["LPJ, art. 35.4"]);
+        assert_eq!(d.delivered, [("DPJ/RTS/r1".to_owned(), t(2))]);
+        // Deliveries come from the whole copy: the exercise's, long after, is named too.
+        assert_eq!(
+            r.disclosed[1].delivered,
+            [("DPJ/RTS/r1".to_owned(), t(200))]
+        );
+        // By day: both on one day, or on two when the day changes between them.
+        let one = disclosures_by_day(&r, |_| "2027-01-15".into());
+        assert_eq!(one.len(), 2, "two keys (actual and exercise) on one day");
+        assert_eq!(one.iter().map(|x| x.2).sum::<u64>(), 2);
+        let two = disclosures_by_day(&r, |x| if x < t(1) { "a".into() } else { "b".into() });
+        assert_eq!(
+            two.iter()
+                .map(|(d, k, n)| (d.as_str(), k.status.as_str(), *n))
+                .collect::<Vec<_>>(),
+            [("a", "actual", 1), ("b", "exercise", 1)]
+        );
+        // The counts by key are the records' counts.
+        let total: u64 = r.disclosures.iter().map(|x| x.1).sum();
+        assert_eq!(
+            total,
+            r.disclosed
+                .iter()
+                .map(|d| d.keys().len() as u64)
+                .sum::<u64>()
+        );
     }
 
     #[test]

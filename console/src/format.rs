@@ -104,6 +104,46 @@ pub fn datetime(lang: Lang, tz: &TimeZone, t: Timestamp) -> String {
     }
 }
 
+/// The local calendar day of `t` in `tz`: `2026-12-02` (a key: sorts as days do).
+pub fn local_day(tz: &TimeZone, t: Timestamp) -> String {
+    to_jiff(t)
+        .to_zoned(tz.clone())
+        .strftime("%Y-%m-%d")
+        .to_string()
+}
+
+/// A day key (`2026-12-02`) for people: « 2 déc. 2026 », "Dec. 2, 2026"; anything else as
+/// given.
+pub fn day_label(lang: Lang, day: &str) -> String {
+    const MOIS_ABR: [&str; 12] = [
+        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juill.", "août", "sept.", "oct.", "nov.",
+        "déc.",
+    ];
+    const MON: [&str; 12] = [
+        "Jan.", "Feb.", "Mar.", "Apr.", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.",
+        "Dec.",
+    ];
+    let Ok(d) = day.parse::<jiff::civil::Date>() else {
+        return day.to_owned();
+    };
+    let m = usize::try_from(d.month() - 1).unwrap_or(0).min(11);
+    match lang {
+        Lang::Fr if d.day() == 1 => format!("1er {} {}", MOIS_ABR[m], d.year()),
+        Lang::Fr => format!("{} {} {}", d.day(), MOIS_ABR[m], d.year()),
+        Lang::En => format!("{} {}, {}", MON[m], d.day(), d.year()),
+    }
+}
+
+/// The start of a local day typed as `2026-12-02` (an `<input type="date">`), in `tz`.
+///
+/// # Errors
+/// Not a date.
+pub fn parse_day(tz: &TimeZone, s: &str) -> Result<Timestamp, String> {
+    let d: jiff::civil::Date = s.trim().parse().map_err(|_| format!("{s:?}"))?;
+    let z = d.to_zoned(tz.clone()).map_err(|e| e.to_string())?;
+    Ok(Timestamp(z.timestamp().as_millisecond()))
+}
+
 /// The value of an `<input type="datetime-local">` for `t` in `tz` (`2026-12-02T22:40`).
 pub fn input_value(tz: &TimeZone, t: Timestamp) -> String {
     to_jiff(t)
@@ -299,5 +339,33 @@ mod tests {
         assert_eq!(decimal(Lang::Fr, 46.8123, 4), "46,8123");
         assert_eq!(decimal(Lang::Fr, -71.2345, 4), "-71,2345");
         assert_eq!(decimal(Lang::Fr, 3.0, 2), "3");
+    }
+}
+
+#[cfg(test)]
+mod day_tests {
+    use super::*;
+
+    #[test]
+    fn a_local_day_is_the_zones_calendar_day_with_its_label() {
+        let tz = zone(DEFAULT_ZONE).unwrap();
+        // 2026-12-03T03:40Z is 22 h 40 on December 2 in Québec.
+        let t: Timestamp = "2026-12-03T03:40:00Z".parse().unwrap();
+        assert_eq!(local_day(&tz, t), "2026-12-02");
+        assert_eq!(local_day(&TimeZone::UTC, t), "2026-12-03");
+        assert_eq!(day_label(Lang::Fr, "2026-12-02"), "2 déc. 2026");
+        assert_eq!(day_label(Lang::Fr, "2026-11-01"), "1er nov. 2026");
+        assert_eq!(day_label(Lang::En, "2026-12-02"), "Dec. 2, 2026");
+        assert_eq!(day_label(Lang::Fr, "x"), "x");
+        // The start of a local day: midnight HNE is 05:00 UTC; in July (HAE), 04:00 UTC.
+        assert_eq!(
+            parse_day(&tz, "2026-12-02").unwrap(),
+            "2026-12-02T05:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            parse_day(&tz, "2026-07-02").unwrap(),
+            "2026-07-02T04:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert!(parse_day(&tz, "2 déc").is_err());
     }
 }

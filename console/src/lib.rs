@@ -7,9 +7,15 @@
 //! - [`i18n`]: Fluent catalogs; [`format`]: dates, times (local zone, named) and numbers.
 //! - [`store`]: the alerts this unit received, fed by the node's subscription.
 //! - [`pages`] and [`form`]: the server-rendered pages and the alert form.
+//! - [`audit`] (the pull job and the report's data), [`audit_pages`], [`chart`] (SVG drawn
+//!   on the server) and [`csv`]: the auditing pages.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit;
+pub mod audit_pages;
+pub mod chart;
+pub mod csv;
 pub mod form;
 pub mod format;
 pub mod i18n;
@@ -19,6 +25,7 @@ pub mod server;
 pub mod store;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use filet_proto::alert::Disclosed;
@@ -27,6 +34,7 @@ use filet_proto::{AlertDraft, AlertId, UnitRef};
 use tokio::sync::mpsc;
 
 pub use i18n::Lang;
+pub use jiff::tz::TimeZone;
 pub use server::{start, ConsoleConfig, Running};
 
 /// A boxed future, for [`Backend`]'s methods.
@@ -66,4 +74,40 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(Disclosed, Vec<UnitRef>), BackendError>>;
     /// Where an alert of this party stands with each recipient unit.
     fn status(&self, alert: AlertId) -> BoxFuture<'_, Result<Vec<RecipientStatus>, BackendError>>;
+    /// Pulls the relay's log into the audit directory `dir` and verifies the directory
+    /// (`filet audit pull`, then `verify`), telling `progress` as it goes.
+    fn audit_pull(
+        &self,
+        dir: PathBuf,
+        verifier_key: Option<String>,
+        progress: audit::ProgressFn,
+    ) -> BoxFuture<'_, Result<audit::Verified, audit::AuditFailure>> {
+        let _ = (dir, verifier_key, progress);
+        Box::pin(async { Err(unsupported()) })
+    }
+    /// The compliance report of the audit directory `dir`, verified first
+    /// (`filet audit report`); days are local days in `zone`.
+    fn audit_report(
+        &self,
+        dir: PathBuf,
+        query: audit::ReportQuery,
+        zone: TimeZone,
+    ) -> BoxFuture<'_, Result<audit::ReportData, audit::AuditFailure>> {
+        let _ = (dir, query, zone);
+        Box::pin(async { Err(unsupported()) })
+    }
+    /// Entry `index` and its inclusion proof against the relay's newest checkpoint, checked
+    /// with the key pinned in `dir` (`filet audit prove`).
+    fn audit_prove(
+        &self,
+        dir: PathBuf,
+        index: u64,
+    ) -> BoxFuture<'_, Result<audit::Included, audit::AuditFailure>> {
+        let _ = (dir, index);
+        Box::pin(async { Err(unsupported()) })
+    }
+}
+
+fn unsupported() -> audit::AuditFailure {
+    audit::AuditFailure::new("relay", &[], "this node cannot audit")
 }

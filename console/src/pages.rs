@@ -47,7 +47,7 @@ pub fn refusal(lang: Lang, id: &str) -> Markup {
     }
 }
 
-fn layout(ctx: &Ctx, title: &str, body: Markup) -> Markup {
+pub(crate) fn layout(ctx: &Ctx, title: &str, body: Markup) -> Markup {
     let l = ctx.lang;
     html! {
         (DOCTYPE)
@@ -64,6 +64,9 @@ fn layout(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                         ul {
                             li { a href="/" { (t(l, "nav-inbox")) } }
                             li { a href="/new" { (t(l, "nav-new")) } }
+                            @if ctx.me.as_ref().is_some_and(|m| m.audit_right != "none") {
+                                li { a href="/audit" { (t(l, "nav-audit")) } }
+                            }
                         }
                     }
                     form.lang method="post" action="/lang" {

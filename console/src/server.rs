@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ use filet_proto::{AlertDraft, AlertId};
 use jiff::tz::TimeZone;
 use tokio::sync::watch;
 
+use crate::audit::{AuditFailure, Job, Jobs, ReportData, ReportQuery};
+use crate::audit_pages::{self, ReportForm};
 use crate::form::{self, Values};
 use crate::i18n::{t, tr, Lang};
 use crate::pages;
@@ -43,6 +46,12 @@ pub struct ConsoleConfig {
     pub legal_bases: HashMap<String, String>,
     /// A session unused this long is gone.
     pub idle_timeout: Duration,
+    /// The offline audit directory the auditing pages pull into (the form may name another).
+    pub audit_dir: Option<PathBuf>,
+    /// The relay's audit verifier key, for the first pull (then pinned in the directory).
+    pub verifier_key: Option<String>,
+    /// The relay's subject-reference key file, for « qui a été informé ».
+    pub subject_ref_key: Option<PathBuf>,
 }
 
 impl ConsoleConfig {
@@ -54,6 +63,9 @@ impl ConsoleConfig {
             zone: crate::format::zone(crate::format::DEFAULT_ZONE).unwrap_or(TimeZone::UTC),
             legal_bases: HashMap::new(),
             idle_timeout: security::IDLE_TIMEOUT,
+            audit_dir: None,
+            verifier_key: None,
+            subject_ref_key: None,
         }
     }
 }
@@ -84,6 +96,17 @@ pub struct Console {
     live: watch::Sender<bool>,
     me: Mutex<Option<WhoAmI>>,
     sent: Mutex<HashMap<AlertId, Sent>>,
+    /// The pull job.
+    jobs: Jobs,
+    /// The audit directory, verifier key and subject-reference key file last used.
+    audit: Mutex<AuditPaths>,
+}
+
+#[derive(Clone, Default)]
+struct AuditPaths {
+    dir: String,
+    verifier_key: String,
+    subject_ref_key: String,
 }
 
 /// What a page needs to know about the request.
@@ -178,6 +201,12 @@ pub async fn start(backend: Arc<dyn Backend>, cfg: ConsoleConfig) -> Result<Runn
         live: watch::Sender::new(false),
         me: Mutex::new(me),
         sent: Mutex::default(),
+        jobs: Jobs::default(),
+        audit: Mutex::new(AuditPaths {
+            dir: path_text(cfg.audit_dir.as_deref()),
+            verifier_key: cfg.verifier_key.unwrap_or_default(),
+            subject_ref_key: path_text(cfg.subject_ref_key.as_deref()),
+        }),
     });
     let feed = tokio::spawn(feed(console.clone()));
     let app = router(console.clone());
@@ -252,6 +281,13 @@ fn router(c: Arc<Console>) -> Router {
         .route("/alert/{id}/cancel", post(cancel))
         .route("/alert/{id}/update", get(update_form).post(update_post))
         .route("/sent/{id}", get(sent_page))
+        .route("/audit", get(audit_home))
+        .route("/audit/pull", post(audit_pull))
+        .route("/audit/progress", get(audit_progress))
+        .route("/audit/report", get(audit_report))
+        .route("/audit/report.csv", get(audit_csv))
+        .route("/audit/told", get(audit_told_form).post(audit_told))
+        .route("/audit/proof/{index}", get(audit_proof))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))
         .route("/static/alert.wav", get(sound))
@@ -922,4 +958,373 @@ async fn update_post(
         return not_found(Extension(ctx)).await;
     };
     submit(&c, &ctx, values(pairs), Kind::Update, Some(id)).await
+}
+
+fn path_text(p: Option<&std::path::Path>) -> String {
+    p.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// Whether this unit may read the audit log (its right, per the relay).
+async fn may_audit(c: &Console, ctx: &Ctx) -> bool {
+    let me = match &ctx.me {
+        Some(m) => Some(m.clone()),
+        None => {
+            let w = c.backend.whoami().await.ok();
+            if let (Some(w), Ok(mut m)) = (&w, c.me.lock()) {
+                *m = Some(w.clone());
+            }
+            w
+        }
+    };
+    me.is_some_and(|m| m.audit_right != "none")
+}
+
+fn no_right(ctx: &Ctx) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(audit_pages::no_right(ctx).into_string()),
+    )
+        .into_response()
+}
+
+fn audit_paths(c: &Console) -> AuditPaths {
+    c.audit.lock().map(|a| a.clone()).unwrap_or_default()
+}
+
+fn field<'a>(pairs: &'a [(String, String)], k: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.trim())
+        .unwrap_or("")
+}
+
+async fn audit_home(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let p = audit_paths(&c);
+    let busy = q.contains_key("busy");
+    Html(audit_pages::home(&ctx, &c.jobs.now(), &p.dir, &p.verifier_key, busy).into_string())
+        .into_response()
+}
+
+/// Starts the pull job (one at a time) and comes back to the audit page, which shows its
+/// progress.
+async fn audit_pull(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let dir = field(&pairs, "dir").to_owned();
+    let key = field(&pairs, "verifier_key").to_owned();
+    if let Ok(mut a) = c.audit.lock() {
+        a.dir = dir.clone();
+        a.verifier_key = key.clone();
+    }
+    if !c.jobs.try_start() {
+        return Redirect::to("/audit?busy=1").into_response();
+    }
+    let job = c.clone();
+    tokio::spawn(async move {
+        let r = if dir.is_empty() {
+            Err(AuditFailure::new("no-dir", &[], ""))
+        } else {
+            let key = (!key.is_empty()).then_some(key);
+            job.backend
+                .audit_pull(PathBuf::from(dir), key, job.jobs.progress())
+                .await
+        };
+        job.jobs.finish(filet_proto::Timestamp::now(), r);
+    });
+    Redirect::to("/audit").into_response()
+}
+
+/// The job's state for the page's polling script: `{"state", "text", "done", "total"}`.
+async fn audit_progress(State(c): State<Arc<Console>>, Extension(ctx): Extension<Ctx>) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let (state, text, done, total) = match c.jobs.now() {
+        Job::Idle => ("idle", String::new(), 0, 0),
+        Job::Running(p) => {
+            let (d, t) = match p {
+                crate::audit::Progress::Pulling { done, total } => (done, total),
+                crate::audit::Progress::Verifying => (0, 0),
+            };
+            ("running", audit_pages::progress_text(ctx.lang, &p), d, t)
+        }
+        Job::Done(..) => ("done", String::new(), 0, 0),
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"state": state, "text": text, "done": done, "total": total}).to_string(),
+    )
+        .into_response()
+}
+
+fn report_form(q: &HashMap<String, String>) -> ReportForm {
+    let v = |k: &str| q.get(k).map(|s| s.trim().to_owned()).unwrap_or_default();
+    ReportForm {
+        from: v("from"),
+        to: v("to"),
+        party: v("party").to_ascii_uppercase(),
+        unacked_after: v("unacked_after"),
+    }
+}
+
+/// The report's query from its form; a bad value is named.
+fn report_query(zone: &TimeZone, f: &ReportForm) -> Result<ReportQuery, AuditFailure> {
+    let day = |name: &str, v: &str| {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        crate::format::parse_day(zone, v).map(Some).map_err(|_| {
+            AuditFailure::new(
+                "bad-date",
+                &[("field", name.to_owned()), ("value", v.to_owned())],
+                "",
+            )
+        })
+    };
+    let from = day("from", &f.from)?;
+    let to = day("to", &f.to)?;
+    if let (Some(a), Some(b)) = (from, to) {
+        if a >= b {
+            return Err(AuditFailure::new("empty-range", &[], ""));
+        }
+    }
+    let unacked_after_min = if f.unacked_after.is_empty() {
+        60
+    } else {
+        match f.unacked_after.parse::<i64>() {
+            Ok(n) if n >= 0 => n,
+            _ => {
+                return Err(AuditFailure::new(
+                    "bad-minutes",
+                    &[("value", f.unacked_after.clone())],
+                    "",
+                ))
+            }
+        }
+    };
+    Ok(ReportQuery {
+        from,
+        to,
+        party: (!f.party.is_empty()).then(|| f.party.clone()),
+        unacked_after_min,
+        subject: None,
+    })
+}
+
+async fn run_report(c: &Console, q: ReportQuery) -> Result<ReportData, AuditFailure> {
+    let dir = audit_paths(c).dir;
+    if dir.is_empty() {
+        return Err(AuditFailure::new("no-dir", &[], ""));
+    }
+    c.backend
+        .audit_report(PathBuf::from(dir), q, c.zone.clone())
+        .await
+}
+
+async fn audit_report(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let f = report_form(&q);
+    let r = match report_query(&c.zone, &f) {
+        Ok(query) => run_report(&c, query).await,
+        Err(e) => Err(e),
+    };
+    let status = if r.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (
+        status,
+        Html(audit_pages::report(&ctx, &f, r.as_ref()).into_string()),
+    )
+        .into_response()
+}
+
+/// The report's tables as CSV (see [`crate::csv`]): `table=disclosures|refusals|late`.
+async fn audit_csv(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let f = report_form(&q);
+    let table = q.get("table").map(String::as_str).unwrap_or("");
+    let r = match report_query(&c.zone, &f) {
+        Ok(query) => run_report(&c, query).await,
+        Err(e) => Err(e),
+    };
+    let d = match r {
+        Ok(d) => d,
+        Err(e) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(audit_pages::report(&ctx, &f, Err(&e)).into_string()),
+            )
+                .into_response()
+        }
+    };
+    let Some(body) = report_csv(&d, table) else {
+        return not_found(Extension(ctx)).await;
+    };
+    let disposition = format!("attachment; filename=\"filet-{table}.csv\"");
+    let mut r = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// One table of the report as CSV; `None` for an unknown table. Times are the log's (UTC,
+/// RFC 3339); days are local days; keys are not translated.
+pub fn report_csv(d: &ReportData, table: &str) -> Option<String> {
+    Some(match table {
+        "disclosures" => crate::csv::table(
+            &[
+                "day",
+                "status",
+                "sender_party",
+                "recipient_party",
+                "rule",
+                "legal_basis",
+                "count",
+            ],
+            &d.by_day
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.day.clone(),
+                        c.status.clone(),
+                        c.sender_party.clone(),
+                        c.recipient_party.clone(),
+                        c.rule.clone(),
+                        c.legal_basis.clone(),
+                        c.count.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+        "refusals" => crate::csv::table(
+            &["reason", "count"],
+            &d.refusals
+                .iter()
+                .map(|(k, v)| vec![k.clone(), v.to_string()])
+                .collect::<Vec<_>>(),
+        ),
+        "late" => crate::csv::table(
+            &[
+                "alert",
+                "status",
+                "recipient",
+                "disclosed_at",
+                "acknowledged_at",
+                "delay_minutes",
+            ],
+            &d.late
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.alert.clone(),
+                        x.status.clone(),
+                        x.recipient.clone(),
+                        x.disclosed_at.to_string(),
+                        x.acknowledged_at.map(|a| a.to_string()).unwrap_or_default(),
+                        x.delay_minutes.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+        _ => return None,
+    })
+}
+
+async fn audit_told_form(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let p = audit_paths(&c);
+    Html(audit_pages::told(&ctx, "", &p.subject_ref_key, None).into_string()).into_response()
+}
+
+/// « Qui a été informé au sujet du dossier X ? » (a POST: the file number stays out of
+/// addresses and history).
+async fn audit_told(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let reference = field(&pairs, "reference").to_owned();
+    let key = field(&pairs, "subject_ref_key").to_owned();
+    if let Ok(mut a) = c.audit.lock() {
+        a.subject_ref_key = key.clone();
+    }
+    let r = if reference.is_empty() {
+        Err(AuditFailure::new("no-reference", &[], ""))
+    } else if key.is_empty() {
+        Err(AuditFailure::new("no-subject-key", &[], ""))
+    } else {
+        let q = ReportQuery {
+            unacked_after_min: 60,
+            subject: Some((PathBuf::from(&key), reference.clone())),
+            ..ReportQuery::default()
+        };
+        run_report(&c, q).await
+    };
+    let list = r.as_ref().map(|d| d.disclosures.as_slice());
+    let status = if r.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (
+        status,
+        Html(audit_pages::told(&ctx, &reference, &key, Some(list)).into_string()),
+    )
+        .into_response()
+}
+
+async fn audit_proof(
+    State(c): State<Arc<Console>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(index): Path<String>,
+) -> Response {
+    if !may_audit(&c, &ctx).await {
+        return no_right(&ctx);
+    }
+    let Ok(index) = index.parse::<u64>() else {
+        return not_found(Extension(ctx)).await;
+    };
+    let dir = audit_paths(&c).dir;
+    let r = if dir.is_empty() {
+        Err(AuditFailure::new("no-dir", &[], ""))
+    } else {
+        c.backend.audit_prove(PathBuf::from(dir), index).await
+    };
+    Html(audit_pages::proof(&ctx, index, r.as_ref()).into_string()).into_response()
 }

@@ -25,6 +25,25 @@
       if (JSON.parse(ev.data).root === page.dataset.root) { window.location.reload(); }
     });
   }
+  var job = document.getElementById('audit-job');
+  if (job && job.dataset.state === 'running' && window.fetch) {
+    // The audit page: the pull job's progress, asked for until the job ends; then the page
+    // again, with the result.
+    var status = document.getElementById('audit-status');
+    var bar = document.getElementById('audit-progress');
+    var poll = function () {
+      window.fetch('/audit/progress', { credentials: 'same-origin', cache: 'no-store' })
+        .then(function (r) { return r.json(); })
+        .then(function (m) {
+          if (m.state !== 'running') { window.location.replace('/audit'); return; }
+          if (status) { status.textContent = m.text; }
+          if (bar && m.total > 0) { bar.max = m.total; bar.value = m.done; bar.textContent = m.text; }
+          window.setTimeout(poll, 300);
+        })
+        .catch(function () { window.setTimeout(poll, 2000); });
+    };
+    window.setTimeout(poll, 300);
+  }
   if (!list || !window.EventSource) { return; }
   var base = document.title;
   var fresh = 0;

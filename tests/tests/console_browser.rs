@@ -1111,3 +1111,425 @@ async fn the_console_subscribes_again_when_the_relay_comes_back_and_its_open_pag
     drop(dpj);
     relay.stop().await;
 }
+
+/// A console with the auditing pages' defaults: `audit_dir` for the pulls.
+async fn audit_console(
+    net: &TestNet,
+    unit: &str,
+    relay: SocketAddr,
+    audit_dir: PathBuf,
+) -> Running {
+    let cfg = net.node_config(unit, relay);
+    let node = filet_client::Node::connect(&cfg).await.unwrap();
+    let backend = Arc::new(NodeBackend::with_node(cfg, node));
+    let mut c = ConsoleConfig::new("127.0.0.1:0".parse().unwrap(), Lang::Fr);
+    c.legal_bases = filet_client::console::legal_bases(&net.agreement).unwrap();
+    c.audit_dir = Some(audit_dir);
+    let running = filet_console::start(backend, c).await.unwrap();
+    assert!(running.wait_live(WAIT).await, "{unit}'s console subscribes");
+    running
+}
+
+impl Browser {
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_asks_who_was_told_about_a_file(
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let net = TestNet::new();
+    let relay = net.start_relay().await;
+    let audit_dir = net.path().join("audit-conformite");
+    let table = audit_console(&net, "TABLE/CONFORMITE", relay.addr, audit_dir.clone()).await;
+    let dpj = console(&net, "DPJ/RTS", relay.addr).await;
+
+    // The demo's alert about file SPVQ-2026-04417, and another file's to DPJ/RTS only.
+    let esm = net.node("SPVQ/ESM", relay.addr).await;
+    let about = esm.post(runaway()).await.unwrap();
+    let mut other = runaway();
+    other.content.subject.reference = Some("SPVQ-2026-09999".into());
+    other.to = vec![filet_proto::Selector::Unit(unit("DPJ/RTS"))];
+    esm.post(other).await.unwrap();
+    // DPJ/RTS acknowledges the first; a unit without the audit right asks for the log.
+    let rts = net.node("DPJ/RTS", relay.addr).await;
+    rts.ack(about.alert).await.unwrap();
+    assert!(rts.audit_entries(0, 1, 1, false).await.is_err());
+    let auditor = net.node("TABLE/CONFORMITE", relay.addr).await;
+    let verifier = relay.verifier();
+    wait_for_entry(&auditor, &verifier, "acknowledged", |e| {
+        matches!(e.event, filet_proto::audit::Event::Acknowledged { .. })
+    })
+    .await;
+    wait_for_entry(&auditor, &verifier, "refused", |e| {
+        matches!(e.event, filet_proto::audit::Event::Refused { .. })
+    })
+    .await;
+    let log = full_log(&auditor, &verifier).await;
+    let rules: Vec<usize> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            filet_proto::audit::Event::Disclosed { rules, .. } => Some(rules.len()),
+            _ => None,
+        })
+        .collect();
+    let disclosed = rules.len();
+    assert_eq!(disclosed, about.recipients.len() + 1);
+    // A disclosure permitted by two rules counts once under each.
+    let counted: usize = rules.iter().sum();
+
+    // A unit without the audit right is refused, in French, and has no Audit link.
+    let intake = Browser::start().await;
+    intake.client.goto(&dpj.login_url()).await.unwrap();
+    assert!(intake
+        .controls()
+        .await
+        .iter()
+        .all(|c| !c.ends_with("/audit")));
+    intake
+        .client
+        .goto(&format!("http://{}/audit/report", dpj.addr))
+        .await
+        .unwrap();
+    assert_eq!(intake.text("h1").await, "Vous n'avez pas le droit d'audit");
+    intake.screenshot("audit-refuse").await;
+    intake.close().await;
+
+    // The auditor pulls and verifies: the progress, then « Journal vérifié ».
+    let b = Browser::start().await;
+    b.client.goto(&table.login_url()).await.unwrap();
+    b.click("nav a[href='/audit']").await;
+    assert_eq!(b.text("h1").await, "Audit du journal");
+    assert_eq!(
+        b.client
+            .find(Locator::Id("dir"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(audit_dir.to_str().unwrap()),
+        "the configured audit directory is the default"
+    );
+    b.fill("verifier_key", &relay.verifier_key).await;
+    b.assert_keyboard_reaches_every_control("the audit page")
+        .await;
+    b.click("#pull").await;
+    let status = b.wait_text("#audit-status", "vérifié").await;
+    assert!(status.starts_with("Journal vérifié — le "), "{status}");
+    let result = b.text("#audit-result").await;
+    let size = full_log(&auditor, &verifier).await.len();
+    assert!(
+        result.contains(&format!("Point de contrôle\n{size} entrées")),
+        "{result}"
+    );
+    assert!(result.contains("Signé par\n"), "{result}");
+    assert!(result.contains("Portée\ntout le journal"), "{result}");
+    assert!(
+        audit_dir.join("verifier.key").is_file(),
+        "the key is pinned"
+    );
+    b.screenshot("audit-verifie").await;
+
+    // The report: a chart of the disclosures, followed by its table; every bar's value is
+    // in the table.
+    b.click("#to-report").await;
+    b.wait_text("h1", "Rapport de conformité").await;
+    b.fill("unacked_after", "0").await;
+    b.click("#show-report").await;
+    b.wait_text("#h-late", "dans les 0 minutes").await;
+    let chart = b
+        .js("const s = document.getElementById('chart-disclosures'); return [s.getAttribute('role'), document.getElementById(s.getAttribute('aria-labelledby').split(' ')[0]).textContent, s.nextElementSibling.id, Array.from(s.querySelectorAll('rect[data-value]')).reduce((a, r) => a + Number(r.dataset.value), 0)];")
+        .await;
+    assert_eq!(
+        chart,
+        serde_json::json!([
+            "img",
+            "Divulgations par partie et par règle, par jour",
+            "table-disclosures",
+            counted
+        ])
+    );
+    let rows = b.text("#table-disclosures").await;
+    assert!(rows.contains("police-vers-protection"), "{rows}");
+    assert!(rows.contains("LPJ art. 35.4"), "{rows}");
+    let refusals = b.text("#table-refusals").await;
+    assert!(refusals.contains("Audit non permis"), "{refusals}");
+    // Not acknowledged within 0 minutes: every disclosure; DPJ/RTS acknowledged the
+    // first one (later than at once), the others never.
+    let late = b
+        .js("const rows = Array.from(document.querySelectorAll('#table-late tbody tr')); return [rows.length, rows.filter(r => r.cells[4].textContent === 'jamais').length];")
+        .await;
+    assert_eq!(late, serde_json::json!([disclosed, disclosed - 1]));
+    b.assert_keyboard_reaches_every_control("the report").await;
+    b.screenshot("audit-rapport").await;
+
+    // The CSV downloads with a byte-order mark, `;` between values, keys untranslated.
+    let csv = b
+        .js("return fetch(document.getElementById('csv-disclosures').href, {credentials: 'same-origin'}).then(r => Promise.all([r.headers.get('content-disposition'), r.arrayBuffer()])).then(([d, buf]) => { const b = new Uint8Array(buf); return [d, Array.from(b.slice(0, 3)), new TextDecoder().decode(b).split('\\r\\n')[0]]; });")
+        .await;
+    assert_eq!(
+        csv,
+        serde_json::json!([
+            "attachment; filename=\"filet-disclosures.csv\"",
+            [0xEF, 0xBB, 0xBF],
+            "day;status;sender_party;recipient_party;rule;legal_basis;count"
+        ])
+    );
+
+    // « Qui a été informé au sujet du dossier SPVQ-2026-04417 ? »
+    b.client
+        .goto(&format!("http://{}/audit/told", table.addr))
+        .await
+        .unwrap();
+    b.fill("reference", "SPVQ-2026-04417").await;
+    let key = net.data_dir().join("keys").join("subject-ref.key");
+    b.fill("subject_ref_key", key.to_str().unwrap()).await;
+    b.click("#ask").await;
+    let head = b.wait_text("#told-result", "SPVQ-2026-04417").await;
+    assert_eq!(
+        head,
+        format!(
+            "Dossier SPVQ-2026-04417 : {} divulgation(s)",
+            about.recipients.len()
+        )
+    );
+    let told = b.text("#table-told").await;
+    for r in &about.recipients {
+        assert!(told.contains(&r.unit.to_string()), "{} in {told}", r.unit);
+    }
+    assert!(told.contains("livrée à DPJ/RTS/"), "{told}");
+    assert!(told.contains(" HNE") || told.contains(" HAE"), "{told}");
+    assert!(!told.contains("SPVQ-2026-09999"));
+    b.screenshot("audit-qui-informe").await;
+    // Each disclosure links to its inclusion proof check.
+    b.click("#table-told tbody tr a").await;
+    let proof = b.wait_text("#proof-result", "Inclusion vérifiée").await;
+    assert!(proof.contains("signé par"), "{proof}");
+    b.close().await;
+    auditor.close().await;
+    rts.close().await;
+    esm.close().await;
+    drop(table);
+    drop(dpj);
+    relay.stop().await;
+}
+
+/// A node whose pull waits until the test lets it finish: the job's progress and the
+/// refusal of a second pull are seen while it runs.
+struct SlowAuditor {
+    calls: std::sync::atomic::AtomicUsize,
+    started: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+fn offline<T>() -> Result<T, filet_console::BackendError> {
+    Err(filet_console::BackendError {
+        relay: None,
+        message: "offline".into(),
+    })
+}
+
+impl filet_console::Backend for SlowAuditor {
+    fn whoami(
+        &self,
+    ) -> filet_console::BoxFuture<'_, Result<filet_proto::wire::WhoAmI, filet_console::BackendError>>
+    {
+        Box::pin(async {
+            Ok(filet_proto::wire::WhoAmI {
+                principal: "TABLE/CONFORMITE/table-conformite-01".parse().unwrap(),
+                agreement_id: "a".into(),
+                agreement_version: 1,
+                may_send_under: vec![],
+                may_receive_under: vec![],
+                audit_right: "full".into(),
+            })
+        })
+    }
+    fn post(
+        &self,
+        _: filet_proto::AlertDraft,
+    ) -> filet_console::BoxFuture<'_, Result<filet_proto::wire::Receipt, filet_console::BackendError>>
+    {
+        Box::pin(async { offline() })
+    }
+    fn subscribe(
+        &self,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<
+            tokio::sync::mpsc::Receiver<filet_proto::alert::Disclosed>,
+            filet_console::BackendError,
+        >,
+    > {
+        Box::pin(async { offline() })
+    }
+    fn ack(
+        &self,
+        _: filet_proto::AlertId,
+    ) -> filet_console::BoxFuture<'_, Result<u64, filet_console::BackendError>> {
+        Box::pin(async { offline() })
+    }
+    fn get_alert(
+        &self,
+        _: filet_proto::AlertId,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<
+            (filet_proto::alert::Disclosed, Vec<filet_proto::UnitRef>),
+            filet_console::BackendError,
+        >,
+    > {
+        Box::pin(async { offline() })
+    }
+    fn status(
+        &self,
+        _: filet_proto::AlertId,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<Vec<filet_proto::wire::RecipientStatus>, filet_console::BackendError>,
+    > {
+        Box::pin(async { offline() })
+    }
+    fn audit_pull(
+        &self,
+        _dir: PathBuf,
+        _key: Option<String>,
+        progress: filet_console::audit::ProgressFn,
+    ) -> filet_console::BoxFuture<
+        '_,
+        Result<filet_console::audit::Verified, filet_console::audit::AuditFailure>,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            progress(filet_console::audit::Progress::Pulling { done: 3, total: 10 });
+            self.started.notify_one();
+            self.release.notified().await;
+            Ok(filet_console::audit::Verified {
+                size: 10,
+                root: "ab".repeat(32),
+                signed_by: "filet.relay/test".into(),
+                new_entries: 10,
+                entries: 10,
+                checkpoints: 1,
+                previous_size: 0,
+                full: true,
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_until_it_ends() {
+    let slow = Arc::new(SlowAuditor {
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        started: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let c = ConsoleConfig::new("127.0.0.1:0".parse().unwrap(), Lang::Fr);
+    let console = filet_console::start(slow.clone(), c).await.unwrap();
+    let a = console.addr;
+    let host = format!("127.0.0.1:{}", a.port());
+    let token = console.login_url();
+    let token = token.split("token=").nth(1).unwrap().to_owned();
+    let (_, h, _) = http(
+        a,
+        &format!("GET /login?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    let cookie = header(&h, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let get = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (st, _, body) = http(a, &get("/audit")).await;
+    assert_eq!(st, 200);
+    assert!(
+        body.contains("Aucune extraction depuis le démarrage"),
+        "{body}"
+    );
+    let form_token = body
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let pull = {
+        let b = format!("form_token={form_token}&dir=%2Ftmp%2Faudit&verifier_key=");
+        format!(
+            "POST /audit/pull HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: http://{host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+            b.len()
+        )
+    };
+    let (st, h, _) = http(a, &pull).await;
+    assert_eq!(st, 303);
+    assert_eq!(header(&h, "location"), Some("/audit"));
+    tokio::time::timeout(WAIT, slow.started.notified())
+        .await
+        .expect("the pull starts");
+
+    // While it runs: the progress, for the page's script and in the page.
+    let (st, h, body) = http(a, &get("/audit/progress")).await;
+    assert_eq!(st, 200);
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"state": "running", "text": "Extraction\u{a0}: 3 entrées reçues sur 10", "done": 3, "total": 10})
+    );
+    let (_, _, body) = http(a, &get("/audit")).await;
+    assert!(body.contains("data-state=\"running\""), "{body}");
+    assert!(
+        body.contains("<progress id=\"audit-progress\" value=\"3\" max=\"10\">"),
+        "{body}"
+    );
+    assert!(body.contains("Extraction\u{a0}: 3 entrées reçues sur 10"));
+
+    // A second click while it runs says so, and starts nothing.
+    let (st, h, _) = http(a, &pull).await;
+    assert_eq!(st, 303);
+    assert_eq!(header(&h, "location"), Some("/audit?busy=1"));
+    let (_, _, body) = http(a, &get("/audit?busy=1")).await;
+    assert!(
+        body.contains("Une extraction est déjà en cours\u{a0}: attendez qu'elle se termine"),
+        "{body}"
+    );
+
+    // It ends: the result.
+    slow.release.notify_one();
+    let start = Instant::now();
+    loop {
+        let (_, _, body) = http(a, &get("/audit/progress")).await;
+        if body.contains("\"state\":\"done\"") {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the job ends: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, _, body) = http(a, &get("/audit")).await;
+    assert!(body.contains("Journal vérifié"), "{body}");
+    assert!(body.contains("filet.relay/test"), "{body}");
+    assert_eq!(
+        slow.calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pull ran"
+    );
+}
