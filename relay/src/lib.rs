@@ -7,8 +7,13 @@
 //!   live reload of the agreement and CRL, the control socket, the connection registry.
 //! - [`identity`]: TLS settings and the principal of a connection (SPEC §3).
 //! - [`server`]: the QUIC endpoint, streams, requests, pushed deliveries (SPEC §6).
-//! - [`commit`]: the group-commit thread, sole writer of the store and the audit log.
-//! - [`store`]: alert records in sled; [`audit_log`]: the audit log files and Merkle tree.
+//! - [`ledger`]: the alert lifecycle without I/O (threads, mailboxes' accounting, timers,
+//!   follow-ups, limits, the audit entries each op produces).
+//! - [`commit`]: the group-commit thread, sole writer of the storage: runs the ledger,
+//!   commits each batch, then answers and publishes; [`recovery`]: start-up repair.
+//! - [`storage`]: the storage trait at the batch, and its data-directory implementation
+//!   over [`store`] (alert records in sled) and [`audit_log`] (the audit log files and
+//!   Merkle tree).
 //! - [`metrics`]: Prometheus metrics over HTTP.
 //! - [`hub`]: published mailboxes; [`ratelimit`]: per-principal post limits;
 //!   [`clock`]: time, controllable in tests.
@@ -33,10 +38,13 @@ pub mod datadir;
 pub mod demo;
 pub mod hub;
 pub mod identity;
+pub mod ledger;
 pub mod metrics;
 pub mod ratelimit;
+pub mod recovery;
 pub mod sealed;
 pub mod server;
+pub mod storage;
 pub mod store;
 
 use std::fs::OpenOptions;
@@ -55,7 +63,7 @@ use tracing::{info, warn};
 
 use crate::audit_log::{AuditLog, AuditLogError};
 use crate::clock::Clock;
-use crate::commit::{CommitConfig, CommitError, CommitStats, Committer, Index, Op};
+use crate::commit::{CommitConfig, CommitError, CommitStats, Committer, Op};
 use crate::config::RelayConfig;
 use crate::hub::Hub;
 use crate::identity::{IdentityError, Pki};
@@ -427,13 +435,17 @@ impl Relay {
         let hub = Arc::new(Hub::default());
         let metrics = Arc::new(metrics::Metrics::new());
         let latest_checkpoint = Arc::new(RwLock::new(checkpoint.unwrap_or_default()));
-        let mut committer = Committer::new(
+        let storage = storage::embedded::Embedded::new(
             log,
             store.clone(),
+            mark,
             keys.signer,
             keys.origin.clone(),
-            keys.subject_ref,
-            Index::default(),
+        );
+        let audit = storage.audit_reader();
+        let mut committer = Committer::new(
+            Box::new(storage),
+            &keys.subject_ref,
             hub.clone(),
             latest_checkpoint.clone(),
             clock.clone(),
@@ -443,9 +455,8 @@ impl Relay {
                 cfg.limits.mailbox_max_per_sender,
             ),
             metrics.clone(),
-            mark,
         );
-        let recovered = commit::recover(&mut committer, &rec.facts, stored_below)?;
+        let recovered = recovery::recover(&mut committer, &rec.facts, stored_below)?;
         if recovered.dropped_records > 0 || !recovered.voided.is_empty() {
             warn!(
                 "recovered after an unclean stop: {} store records without durable audit entries removed, {} posts voided",
@@ -456,18 +467,17 @@ impl Relay {
         committer.append(Event::RelayStarted {
             software: format!("filet-relay {}", env!("CARGO_PKG_VERSION")),
             origin: keys.origin.clone(),
-        })?;
+        });
         committer.append(Event::AgreementLoaded {
             agreement: agreement.id.clone(),
             version: agreement.version,
             sha256: agreement.sha256_hex(),
-        })?;
+        });
         // The CRL in force, logged before any connection is checked against it.
         for event in pki.crl.events() {
-            committer.append(event)?;
+            committer.append(event);
         }
         committer.sync()?;
-        let audit = committer.audit_reader();
         let stats = committer.stats.clone();
         info!(
             "agreement {} v{} (sha256 {}), {} alerts in store, audit log of {} entries, origin {}",
