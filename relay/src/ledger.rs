@@ -1535,3 +1535,486 @@ pub fn receipt_of(rec: &AlertRecord, duplicate: bool) -> Receipt {
         duplicate,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The ledger alone, in memory: no files, no threads. A "commit" is copying the
+    //! batch's records into a map.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use filet_proto::alert::{AlertFile, Risk};
+
+    /// 2026-12-03, after the example alert's `last_seen.at`.
+    const T0: i64 = 1_796_300_000_000;
+    const DAY: i64 = 24 * 3600 * 1000;
+    const SENDER: &str = "SPVQ/ESM/poste-1";
+
+    /// Random bytes that never repeat.
+    struct Counter(u64);
+
+    impl Entropy for Counter {
+        fn fill(&mut self, buf: &mut [u8]) -> Result<(), LedgerError> {
+            // A counter in the first bytes: no two fills are the same.
+            self.0 += 1;
+            let n = buf.len().min(8);
+            buf[..n].copy_from_slice(&self.0.to_be_bytes()[8 - n..]);
+            for b in buf[n..].iter_mut() {
+                *b = 0x5a;
+            }
+            Ok(())
+        }
+    }
+
+    /// A ledger over an in-memory store.
+    struct Mem {
+        ledger: Ledger,
+        stored: HashMap<AlertId, AlertRecord>,
+        entropy: Counter,
+        now: Timestamp,
+        agreement: Arc<Agreement>,
+        keys: u64,
+    }
+
+    impl Mem {
+        fn new(limits: Limits) -> Mem {
+            Mem {
+                // A log that already holds 7 entries (start-up entries).
+                ledger: Ledger::new(limits, &[1; 32], 7),
+                stored: HashMap::new(),
+                entropy: Counter(0),
+                now: Timestamp(T0),
+                agreement: Arc::new(
+                    Agreement::parse(crate::demo::AGREEMENT, "agreement.toml").unwrap(),
+                ),
+                keys: 0,
+            }
+        }
+
+        /// Applies `inputs` as one batch and "commits" it.
+        fn batch(&mut self, inputs: Vec<Input>) -> (Batch, Vec<Answer>) {
+            let mut batch = Batch::default();
+            let mut answers = Vec::new();
+            for i in inputs {
+                let a = self
+                    .ledger
+                    .apply(i, self.now, &mut self.entropy, &self.stored, &mut batch)
+                    .unwrap();
+                answers.push(a);
+            }
+            for (id, r) in &batch.records {
+                self.stored.insert(*id, r.clone());
+            }
+            (batch, answers)
+        }
+
+        fn one(&mut self, input: Input) -> (Batch, Answer) {
+            let (b, mut a) = self.batch(vec![input]);
+            (b, a.remove(0))
+        }
+
+        fn post(&mut self, sender: &str, draft: AlertDraft, to: Option<Vec<Disclosure>>) -> Input {
+            let draft = draft.validate(self.now).unwrap();
+            let route = match to {
+                Some(d) => Route::New(d),
+                None => Route::FollowUp(self.agreement.clone()),
+            };
+            self.keys += 1;
+            let mut idempotency_key = [0u8; 16];
+            idempotency_key[..8].copy_from_slice(&self.keys.to_be_bytes());
+            Input::Post {
+                principal: sender.parse().unwrap(),
+                draft,
+                route,
+                idempotency_key,
+                received_at: self.now,
+            }
+        }
+
+        /// Posts the example alert from `sender` to `units`; returns its receipt.
+        fn alert(&mut self, sender: &str, units: &[&str]) -> Receipt {
+            let input = self.post(
+                sender,
+                runaway(),
+                Some(units.iter().map(|u| to(u)).collect()),
+            );
+            match self.one(input).1 {
+                Answer::Receipt(r) => r,
+                a => panic!("{a:?}"),
+            }
+        }
+
+        fn follow_up(&mut self, kind: Kind, root: AlertId) -> (Batch, Answer) {
+            let input = self.post(SENDER, follow_up(kind, root), None);
+            self.one(input)
+        }
+    }
+
+    fn runaway() -> AlertDraft {
+        AlertFile::from_toml(crate::demo::RUNAWAY)
+            .unwrap()
+            .into_draft()
+    }
+
+    fn follow_up(kind: Kind, root: AlertId) -> AlertDraft {
+        let mut d = AlertDraft::new(Category::Runaway, Risk::Severe, "unused", "418 555-0100");
+        d.kind = kind;
+        d.references = Some(root);
+        if kind != Kind::Update {
+            d.content = filet_proto::Content::default();
+        }
+        if kind == Kind::Cancel {
+            d.note = Some("posted in error".into());
+        }
+        d
+    }
+
+    /// A disclosure of every field to `unit`, kept 90 days.
+    fn to(unit: &str) -> Disclosure {
+        Disclosure {
+            recipient: unit.parse().unwrap(),
+            rules: vec!["police-vers-protection".into()],
+            legal_bases: vec!["LPJ".into()],
+            fields: FieldSet::all(),
+            retention_ms: 90 * DAY,
+        }
+    }
+
+    fn refused(a: Answer) -> RelayError {
+        match a {
+            Answer::Refused(e) => e,
+            a => panic!("not refused: {a:?}"),
+        }
+    }
+
+    fn kinds(b: &Batch) -> Vec<&'static str> {
+        b.entries.iter().map(|e| e.event.name()).collect()
+    }
+
+    #[test]
+    fn a_post_to_three_units_produces_one_record_three_disclosed_entries_and_three_publications() {
+        let mut m = Mem::new(Limits::new(100, 100));
+        let input = m.post(
+            SENDER,
+            runaway(),
+            Some(vec![to("DPJ/RTS"), to("CJQ/PIVOT"), to("SPVQ/IKAT")]),
+        );
+        let (b, a) = m.one(input);
+        let Answer::Receipt(r) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(kinds(&b), ["posted", "disclosed", "disclosed", "disclosed"]);
+        // Numbered from the log's size, with no gap.
+        let indices: Vec<u64> = b.entries.iter().map(|e| e.index).collect();
+        assert_eq!(indices, [7, 8, 9, 10]);
+        assert_eq!(m.ledger.next_index(), 11);
+        assert_eq!(b.records.len(), 1);
+        let rec = &b.records[&r.alert];
+        assert_eq!(rec.posted_index, 7);
+        assert_eq!(r.posted_index, 7);
+        let disclosed: Vec<u64> = rec.recipients.iter().map(|x| x.disclosed_index).collect();
+        assert_eq!(disclosed, [8, 9, 10]);
+        assert_eq!(
+            r.recipients
+                .iter()
+                .map(|x| x.audit_index)
+                .collect::<Vec<_>>(),
+            disclosed
+        );
+        assert_eq!(
+            b.publications,
+            ["DPJ/RTS", "CJQ/PIVOT", "SPVQ/IKAT"]
+                .iter()
+                .zip(1u64..)
+                .map(|(u, seq)| Publication::Publish {
+                    unit: u.parse().unwrap(),
+                    seq,
+                    alert: r.alert,
+                })
+                .collect::<Vec<_>>()
+        );
+        assert!(!b.rewrites, "a new alert rewrites nothing");
+        assert!(b.acks.is_empty() && b.hide_now.is_empty());
+    }
+
+    #[test]
+    fn the_same_idempotency_key_gets_the_same_receipt_marked_duplicate_and_no_entry() {
+        let mut m = Mem::new(Limits::new(100, 100));
+        let input = m.post(SENDER, runaway(), Some(vec![to("DPJ/RTS")]));
+        let Input::Post {
+            principal,
+            draft,
+            idempotency_key,
+            received_at,
+            ..
+        } = input
+        else {
+            panic!()
+        };
+        let again = |d: &AlertDraft| Input::Post {
+            principal: principal.clone(),
+            draft: d.clone(),
+            route: Route::New(vec![to("DPJ/RTS")]),
+            idempotency_key,
+            received_at,
+        };
+        let (b, answers) = m.batch(vec![again(&draft), again(&draft)]);
+        assert_eq!(kinds(&b), ["posted", "disclosed"]);
+        let [Answer::Receipt(first), Answer::Receipt(second)] = &answers[..] else {
+            panic!("{answers:?}")
+        };
+        assert_eq!(first.alert, second.alert);
+        assert!(!first.duplicate && second.duplicate);
+    }
+
+    #[test]
+    fn an_acknowledgement_is_logged_once_takes_the_alert_out_of_the_mailbox_and_only_its_recipients_may_give_it(
+    ) {
+        let mut m = Mem::new(Limits::new(100, 100));
+        let r = m.alert(SENDER, &["DPJ/RTS"]);
+        let node: Principal = "DPJ/RTS/n1".parse().unwrap();
+        let ack = |p: &Principal| Input::Ack {
+            principal: p.clone(),
+            alert: r.alert,
+        };
+        let (b, a) = m.one(ack(&node));
+        assert_eq!(kinds(&b), ["acknowledged"]);
+        let Answer::Index(Ok(i)) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(i, b.entries[0].index);
+        assert_eq!(b.acks.len(), 1);
+        assert_eq!(b.acks[0].2.audit_index, i);
+        assert_eq!(
+            b.publications,
+            [Publication::Unpublish {
+                unit: "DPJ/RTS".parse().unwrap(),
+                seq: 1
+            }]
+        );
+        // Again: the same index, nothing new.
+        let (b, a) = m.one(ack(&node));
+        assert!(b.is_empty());
+        assert!(matches!(a, Answer::Index(Ok(j)) if j == i), "{a:?}");
+        // A unit the alert was not sent to.
+        let (b, a) = m.one(ack(&"CJQ/PIVOT/n1".parse().unwrap()));
+        assert!(b.is_empty());
+        let Answer::Index(Err(e)) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(e.code, ErrorCode::UnknownAlert);
+        assert!(
+            e.message.contains("was not sent to CJQ/PIVOT"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_full_mailbox_refuses_a_post_naming_the_mailbox_and_still_takes_the_closing_message() {
+        let mut m = Mem::new(Limits::new(2, 100));
+        let first = m.alert(SENDER, &["DPJ/RTS"]).alert;
+        m.alert(SENDER, &["DPJ/RTS"]);
+        let input = m.post(SENDER, runaway(), Some(vec![to("DPJ/RTS")]));
+        let (b, a) = m.one(input);
+        let e = refused(a);
+        assert_eq!(e.code, ErrorCode::MailboxFull);
+        assert!(
+            e.message
+                .contains("the mailbox of DPJ/RTS is full (2 alerts waiting, the limit is 2)"),
+            "{}",
+            e.message
+        );
+        // The refusal is audited, and nothing else is written.
+        assert_eq!(kinds(&b), ["refused"]);
+        assert!(b.records.is_empty() && b.publications.is_empty());
+        let (_, a) = m.follow_up(Kind::Located, first);
+        assert!(matches!(a, Answer::Receipt(_)), "{a:?}");
+    }
+
+    #[test]
+    fn one_sender_holds_at_most_its_quota_of_a_mailbox_and_another_sender_is_still_received() {
+        let mut m = Mem::new(Limits::new(100, 1));
+        m.alert(SENDER, &["DPJ/RTS"]);
+        let input = m.post(SENDER, runaway(), Some(vec![to("DPJ/RTS")]));
+        let e = refused(m.one(input).1);
+        assert_eq!(e.code, ErrorCode::MailboxFull);
+        assert!(
+            e.message.contains("from SPVQ/ESM")
+                && e.message.contains("limits.mailbox_max_per_sender"),
+            "{}",
+            e.message
+        );
+        m.alert("SQ/EILP/poste-2", &["DPJ/RTS"]);
+    }
+
+    #[test]
+    fn an_update_past_the_thread_cap_is_refused_naming_the_limit_and_a_cancel_still_closes_it() {
+        let mut limits = Limits::new(100, 100);
+        limits.max_follow_ups = 2;
+        let mut m = Mem::new(limits);
+        let root = m.alert(SENDER, &["DPJ/RTS"]).alert;
+        for _ in 0..2 {
+            let (b, a) = m.follow_up(Kind::Update, root);
+            assert!(matches!(a, Answer::Receipt(_)), "{a:?}");
+            // The update and the original's rewritten record.
+            assert_eq!(b.records.len(), 2);
+            assert!(b.rewrites);
+            assert_eq!(b.changed_threads, [root]);
+        }
+        let e = refused(m.follow_up(Kind::Update, root).1);
+        assert_eq!(e.code, ErrorCode::InvalidAlert);
+        assert!(
+            e.message.contains(&format!(
+                "alert {root} already has 2 updates, the limit per alert is 2"
+            )),
+            "{}",
+            e.message
+        );
+        let (_, a) = m.follow_up(Kind::Cancel, root);
+        assert!(matches!(a, Answer::Receipt(_)), "{a:?}");
+        assert_eq!(m.stored[&root].state, AlertState::Cancelled);
+        assert_eq!(m.stored[&root].history.len(), 1 + 2 + 1);
+    }
+
+    #[test]
+    fn a_follow_up_goes_where_the_agreement_still_permits_and_a_closing_notice_to_the_others() {
+        let mut m = Mem::new(Limits::new(100, 100));
+        // ULAVAL/RECHERCHE appears in no rule: told of the alert (under an older
+        // agreement), it is withheld the update and told, envelope only, of the end.
+        let root = m.alert(SENDER, &["DPJ/RTS", "ULAVAL/RECHERCHE"]).alert;
+        let (b, a) = m.follow_up(Kind::Update, root);
+        let Answer::Receipt(r) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(kinds(&b), ["posted", "disclosed", "withheld"]);
+        assert_eq!(r.recipients.len(), 1);
+        assert_eq!(r.recipients[0].unit.to_string(), "DPJ/RTS");
+        let Event::Withheld {
+            recipient, reason, ..
+        } = &b.entries[2].event
+        else {
+            panic!()
+        };
+        assert_eq!(recipient.to_string(), "ULAVAL/RECHERCHE");
+        assert!(
+            reason.contains("no rule of agreement table-regionale-quebec-esj v1 permits SPVQ/ESM to send runaway alerts to ULAVAL/RECHERCHE"),
+            "{reason}"
+        );
+        let (b, a) = m.follow_up(Kind::Located, root);
+        let Answer::Receipt(r) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(kinds(&b), ["posted", "disclosed", "disclosed"]);
+        let notice = r
+            .recipients
+            .iter()
+            .find(|x| x.unit.to_string() == "ULAVAL/RECHERCHE")
+            .expect("a closing notice");
+        assert_eq!(notice.fields, FieldSet::EMPTY);
+        let Event::Disclosed { legal_bases, .. } = &b.entries[2].event else {
+            panic!()
+        };
+        assert_eq!(legal_bases, &[CLOSING_NOTICE.to_string()]);
+    }
+
+    #[test]
+    fn a_follow_up_of_another_party_or_of_a_follow_up_is_refused_naming_the_alert() {
+        let mut m = Mem::new(Limits::new(100, 100));
+        let root = m.alert(SENDER, &["DPJ/RTS"]).alert;
+        let input = m.post("SQ/EILP/poste-2", follow_up(Kind::Update, root), None);
+        let e = refused(m.one(input).1);
+        assert_eq!(e.code, ErrorCode::NotOwner);
+        assert!(
+            e.message
+                .contains(&format!("only party SPVQ may update alert {root}")),
+            "{}",
+            e.message
+        );
+        let (_, a) = m.follow_up(Kind::Update, root);
+        let Answer::Receipt(update) = a else {
+            panic!("{a:?}")
+        };
+        let e = refused(m.follow_up(Kind::Update, update.alert).1);
+        assert_eq!(e.code, ErrorCode::UnknownAlert);
+        assert!(
+            e.message
+                .contains(&format!("{} is a follow-up of alert {root}", update.alert)),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn an_open_alert_past_its_expiry_is_expired_by_the_tick_and_leaves_every_mailbox() {
+        let mut m = Mem::new(Limits::new(100, 100));
+        let r = m.alert(SENDER, &["DPJ/RTS", "CJQ/PIVOT"]);
+        // Nothing is due yet: nothing is written.
+        let (b, _) = m.one(Input::Tick);
+        assert!(b.is_empty());
+        m.now = Timestamp(r.expires_at.0 + 1);
+        let (b, a) = m.one(Input::Tick);
+        assert_eq!(kinds(&b), ["expired"]);
+        assert!(
+            matches!(a, Answer::Index(Ok(i)) if i == m.ledger.next_index()),
+            "{a:?}"
+        );
+        let rec = &b.records[&r.alert];
+        assert_eq!(rec.state, AlertState::Expired);
+        assert_eq!(rec.closed_at, Some(m.now));
+        assert!(b.rewrites);
+        assert_eq!(
+            b.publications,
+            [
+                Publication::Unpublish {
+                    unit: "DPJ/RTS".parse().unwrap(),
+                    seq: 1
+                },
+                Publication::Unpublish {
+                    unit: "CJQ/PIVOT".parse().unwrap(),
+                    seq: 2
+                },
+            ]
+        );
+        // Expired: a follow-up is refused as closed.
+        let e = refused(m.follow_up(Kind::Update, r.alert).1);
+        assert_eq!(e.code, ErrorCode::Closed);
+    }
+
+    #[test]
+    fn a_located_on_a_purged_thread_is_refused_naming_the_alert() {
+        let mut m = Mem::new(Limits::new(100, 100));
+        let root = m.alert(SENDER, &["DPJ/RTS"]).alert;
+        let (_, a) = m.follow_up(Kind::Cancel, root);
+        let Answer::Receipt(cancel) = a else {
+            panic!("{a:?}")
+        };
+        // Past the retention (90 days) of the closed thread: purged, every message.
+        m.now = Timestamp(m.now.0 + 91 * DAY);
+        let (b, _) = m.one(Input::Tick);
+        assert_eq!(kinds(&b), ["purged", "purged"]);
+        for id in [root, cancel.alert] {
+            let rec = &b.records[&id];
+            assert!(
+                rec.purged && rec.content.is_none() && rec.salt == [0; 32],
+                "{id}"
+            );
+        }
+        assert_eq!(b.publications, [Publication::Forget { root }]);
+        assert!(!m.ledger.index.threads.contains_key(&root), "still indexed");
+        let (b, a) = m.follow_up(Kind::Located, root);
+        let e = refused(a);
+        assert_eq!(e.code, ErrorCode::Closed);
+        assert!(
+            e.message.contains(&format!(
+                "alert {root} is already cancelled and its content purged"
+            )),
+            "{}",
+            e.message
+        );
+        let Event::Refused { alert, reason, .. } = &b.entries[0].event else {
+            panic!("{:?}", kinds(&b))
+        };
+        assert_eq!(*alert, Some(root));
+        assert_eq!(*reason, RefusalReason::Closed);
+    }
+}

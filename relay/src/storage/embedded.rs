@@ -203,3 +203,74 @@ impl Storage for Embedded {
         Ok(self.store.put_all(records.iter().copied())?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use filet_proto::audit::{Entry, Event};
+    use filet_proto::checkpoint::{open_checkpoint, NoteVerifier};
+    use filet_proto::Timestamp;
+
+    fn open(dir: &std::path::Path) -> (Embedded, String) {
+        let (log, _) = AuditLog::open(&dir.join("audit")).unwrap();
+        let store = Store::open(&dir.join("store")).unwrap();
+        let (mark, _) = StoreMark::open(&dir.join("store.mark")).unwrap();
+        let signer = NoteSigner::from_seed("test.relay", &[7; 32]).unwrap();
+        let key = signer.verifier_key();
+        (
+            Embedded::new(log, store, mark, signer, "test.relay".into()),
+            key,
+        )
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry::new(
+            index,
+            Timestamp(1_796_300_000_000),
+            Event::RelayStopped {
+                software: "test".into(),
+            },
+        )
+    }
+
+    fn batch(entries: &[Entry]) -> Batch<'_> {
+        static NONE: std::sync::OnceLock<HashMap<AlertId, AlertRecord>> =
+            std::sync::OnceLock::new();
+        Batch {
+            entries,
+            records: NONE.get_or_init(HashMap::new),
+            acks: &[],
+            rewrites: false,
+        }
+    }
+
+    #[test]
+    fn a_commit_returns_the_new_size_with_its_signed_checkpoint_and_a_batch_out_of_step_is_refused()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut s, key) = open(tmp.path());
+        let verifier = NoteVerifier::parse(&key).unwrap();
+        let entries = [entry(0), entry(1)];
+        let c = s.commit(batch(&entries)).unwrap();
+        assert_eq!(c.size, 2);
+        assert_eq!(s.audit_size(), 2);
+        let cp = open_checkpoint(&c.checkpoint, &verifier).unwrap();
+        assert_eq!((cp.size, cp.root), (2, s.root(2).unwrap()));
+        assert_eq!(s.entry(1).unwrap(), entries[1].to_bytes());
+        // A batch that does not continue the log (another writer): refused, nothing added.
+        let stale = [entry(1)];
+        let e = s.commit(batch(&stale)).unwrap_err();
+        assert!(
+            matches!(e, StorageError::OutOfStep { first: 1, size: 2 }),
+            "{e}"
+        );
+        assert_eq!(s.audit_size(), 2);
+        // A clean stop, then the store says it caught up with the log.
+        s.close().unwrap();
+        drop(s);
+        let (s, _) = open(tmp.path());
+        assert_eq!(s.audit_size(), 2);
+        assert_eq!(s.recorded_size().unwrap(), 2);
+    }
+}
