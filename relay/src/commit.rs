@@ -974,4 +974,136 @@ mod tests {
         b.restart(CommitConfig::new(1024, 10_000, 1000));
         assert_eq!(b.store.iter().count(), 2);
     }
+
+    /// Storage in memory that fails on demand (the disk is full): the driver's order
+    /// without a data directory.
+    #[derive(Default)]
+    struct MemStorage {
+        entries: Vec<Vec<u8>>,
+        records: HashMap<AlertId, AlertRecord>,
+        full: bool,
+    }
+
+    use crate::storage::{Batch as Writes, Committed};
+    use filet_proto::merkle::Hash;
+    use std::collections::HashMap;
+
+    impl Storage for MemStorage {
+        fn audit_size(&self) -> u64 {
+            self.entries.len() as u64
+        }
+        fn record(&self, id: &AlertId) -> Result<Option<AlertRecord>, StorageError> {
+            Ok(self.records.get(id).cloned())
+        }
+        fn commit(&mut self, batch: Writes<'_>) -> Result<Committed, StorageError> {
+            if self.full {
+                return Err(StorageError::Sign("no space left on device".into()));
+            }
+            self.entries
+                .extend(batch.entries.iter().map(|e| e.to_bytes()));
+            for (id, r) in batch.records {
+                self.records.insert(*id, r.clone());
+            }
+            Ok(Committed {
+                size: self.audit_size(),
+                checkpoint: format!("checkpoint of {}", self.audit_size()),
+            })
+        }
+        fn close(&mut self) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn entry(&self, index: u64) -> Result<Vec<u8>, StorageError> {
+            Ok(self.entries[index as usize].clone())
+        }
+        fn root(&self, _: u64) -> Result<Hash, StorageError> {
+            Ok([0; 32])
+        }
+        fn inclusion_proof(&self, _: u64, _: u64) -> Result<Vec<Hash>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn consistency_proof(&self, _: u64, _: u64) -> Result<Vec<Hash>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn recorded_size(&self) -> Result<u64, StorageError> {
+            Ok(self.audit_size())
+        }
+        fn records(&self) -> Box<dyn Iterator<Item = Result<AlertRecord, StorageError>> + '_> {
+            Box::new(self.records.values().cloned().map(Ok))
+        }
+        fn acks(
+            &self,
+        ) -> Result<HashMap<(AlertId, UnitRef), crate::store::AckRecord>, StorageError> {
+            Ok(HashMap::new())
+        }
+        fn remove_ack(&mut self, _: &AlertId, _: &UnitRef) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn remove_record(&mut self, id: &AlertId) -> Result<(), StorageError> {
+            self.records.remove(id);
+            Ok(())
+        }
+        fn put_records(&mut self, records: &[&AlertRecord]) -> Result<(), StorageError> {
+            for r in records {
+                self.records.insert(r.envelope.id, (*r).clone());
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_the_storage_cannot_commit_is_answered_internal_op_by_op_and_nothing_is_published() {
+        let clock = ManualClock::new(Timestamp(T0));
+        let hub = Arc::new(Hub::default());
+        let mut c = Committer::new(
+            Box::new(MemStorage::default()),
+            &[1; 32],
+            hub.clone(),
+            Arc::new(RwLock::new(String::new())),
+            Arc::new(clock.clone()),
+            CommitConfig::new(64, 100, 100),
+            Arc::new(crate::metrics::Metrics::new()),
+        );
+        let mut b = Bench::new(CommitConfig::new(64, 100, 100));
+        // A batch that commits: answered with the storage's checkpoint, then published.
+        let (op, mut rx) = b.post(SENDER, runaway());
+        c.commit_batch(&mut vec![op]).unwrap();
+        let r = rx.try_recv().unwrap().unwrap();
+        assert_eq!(
+            r.checkpoint,
+            format!("checkpoint of {}", 1 + r.recipients.len())
+        );
+        let unit = r.recipients[0].unit.clone();
+        assert_eq!(hub.depth(&unit), 1);
+        // The disk is full: every op of the batch is refused, nothing reaches a mailbox,
+        // and the thread stops.
+        c.storage = Box::new(MemStorage {
+            full: true,
+            ..MemStorage::default()
+        });
+        let (p1, mut r1) = b.post(SENDER, runaway());
+        let (p2, mut r2) = b.post(SENDER, runaway());
+        let (reply, mut r3) = oneshot::channel();
+        let ack = Op::Ack {
+            principal: format!("{unit}/n1").parse().unwrap(),
+            alert: r.alert,
+            reply,
+        };
+        let e = c.commit_batch(&mut vec![p1, ack, p2]).unwrap_err();
+        assert!(e.to_string().contains("no space left on device"), "{e}");
+        for e in [
+            r1.try_recv().unwrap().unwrap_err(),
+            r2.try_recv().unwrap().unwrap_err(),
+        ]
+        .into_iter()
+        .chain([r3.try_recv().unwrap().unwrap_err()])
+        {
+            assert_eq!(e.code, ErrorCode::Internal);
+            assert!(
+                e.message.contains("nothing was acknowledged"),
+                "{}",
+                e.message
+            );
+        }
+        assert_eq!(hub.depth(&unit), 1, "published before durable");
+    }
 }
