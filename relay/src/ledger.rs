@@ -26,7 +26,7 @@ use filet_proto::audit::{commitment, committed_content, Entry, Event, RefusalRea
 use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
 
-use crate::store::{AckRecord, AlertRecord, RecipientRecord};
+use crate::record::{AckRecord, AlertRecord, RecipientRecord};
 
 /// How a post's recipients are decided.
 pub enum Route {

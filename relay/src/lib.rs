@@ -13,7 +13,7 @@
 //!   commits each batch, then answers and publishes; [`recovery`]: start-up repair.
 //! - [`storage`]: the storage trait at the batch, and its data-directory implementation
 //!   over [`store`] (alert records in sled) and [`audit_log`] (the audit log files and
-//!   Merkle tree).
+//!   Merkle tree); [`record`]: what is kept of each alert.
 //! - [`metrics`]: Prometheus metrics over HTTP.
 //! - [`hub`]: published mailboxes; [`ratelimit`]: per-principal post limits;
 //!   [`clock`]: time, controllable in tests.
@@ -41,6 +41,7 @@ pub mod identity;
 pub mod ledger;
 pub mod metrics;
 pub mod ratelimit;
+pub mod record;
 pub mod recovery;
 pub mod sealed;
 pub mod server;
