@@ -6,12 +6,16 @@
 //! - **Identity** — [`identity`]: TLS settings and the principal of a connection
 //!   (SPEC §3); [`crl`]: the revocation list in force and its freshness.
 //! - **Policy** — the agreement and its decisions are `filet_proto`'s (no I/O); the relay
-//!   applies them in [`commit`] (new alerts and follow-ups, at commit) and
+//!   applies them in [`ledger`] (new alerts and follow-ups, at commit) and
 //!   [`server::requests`] (the re-check at delivery, who may see an alert, audit scope).
-//! - **Routing** — [`commit`]: the group-commit thread decides each op (post, ack,
-//!   timers) against its index and is the sole writer of the store and the audit log.
-//! - **Storage** — [`store`]: alert records in sled, [`sealed`]: their per-alert keys;
-//!   [`datadir`]: the directory's lock, permissions and keys.
+//! - **Routing** — [`ledger`]: the alert lifecycle without I/O (threads, mailboxes'
+//!   accounting, timers, follow-ups, limits, the audit entries each op produces);
+//!   [`commit`]: the group-commit thread, sole writer of the storage: runs the ledger,
+//!   commits each batch, then publishes and answers; [`recovery`]: start-up repair.
+//! - **Storage** — [`storage`]: the storage trait at the batch and its data-directory
+//!   implementation over [`store`] (alert records in sled; [`sealed`]: their per-alert
+//!   keys) and [`audit_log`]; [`record`]: what is kept of each alert; [`datadir`]: the
+//!   directory's lock, permissions and keys.
 //! - **Audit** — [`audit_log`]: the log files, Merkle tree and checkpoints.
 //! - **Delivery** — [`mailboxes`]: what each unit has waiting, published after commit;
 //!   [`server`]: the QUIC endpoint, connections, streams and pushed deliveries (SPEC §6),
@@ -22,8 +26,8 @@
 //!   [`metrics`]: Prometheus over HTTP; [`ratelimit`]: post, handshake and refusal
 //!   limits; [`clock`]: time, controllable in tests; [`error`]: [`RelayError`].
 //!
-//! Modules import downwards only: `start` → `server` → `state` → `commit` →
-//! `mailboxes`, `store`, `audit_log`; `control` and `metrics` never import `server`.
+//! Modules import downwards only: `start` → `server` → `state` → `commit` → `ledger`,
+//! `storage` → `mailboxes`, `store`, `audit_log`, `record`; `control` and `metrics` never import `server`.
 //!
 //! Data directory (0700, its files 0600): `lock` (held by the running relay, see
 //! [`datadir`]), `store/` (sled), `store.keys` (the keys of its sealed records, see
@@ -43,13 +47,17 @@ pub mod crl;
 pub mod datadir;
 pub mod error;
 pub mod identity;
+pub mod ledger;
 pub mod mailboxes;
 pub mod metrics;
 pub mod ratelimit;
+pub mod record;
+pub mod recovery;
 pub mod sealed;
 pub mod server;
 pub mod start;
 pub mod state;
+pub mod storage;
 pub mod store;
 
 pub use datadir::Keys;

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::audit_log::AuditLog;
 use crate::clock::Clock;
-use crate::commit::{self, CommitConfig, CommitError, CommitStats, Committer, Index, Op};
+use crate::commit::{CommitConfig, CommitError, CommitStats, Committer, Op};
 use crate::config::{self, RelayConfig};
 use crate::datadir::{self, Keys};
 use crate::error::{load_agreement, RelayError};
@@ -24,7 +24,7 @@ use crate::mailboxes::Mailboxes;
 use crate::ratelimit::{self, RateLimiter};
 use crate::state::{self, Registry, Shared, Stopped};
 use crate::store::{Store, StoreMark};
-use crate::{control, crl, metrics, server};
+use crate::{control, crl, metrics, recovery, server, storage};
 
 fn data_err(path: &std::path::Path, e: impl std::fmt::Display) -> RelayError {
     RelayError::Data {
@@ -203,13 +203,17 @@ impl Relay {
         let mailboxes = Arc::new(Mailboxes::default());
         let metrics = Arc::new(metrics::Metrics::new());
         let latest_checkpoint = Arc::new(RwLock::new(checkpoint.unwrap_or_default()));
-        let mut committer = Committer::new(
+        let storage = storage::embedded::Embedded::new(
             log,
             store.clone(),
+            mark,
             keys.signer,
             keys.origin.clone(),
-            keys.subject_ref,
-            Index::default(),
+        );
+        let audit = storage.audit_reader();
+        let mut committer = Committer::new(
+            Box::new(storage),
+            &keys.subject_ref,
             mailboxes.clone(),
             latest_checkpoint.clone(),
             clock.clone(),
@@ -219,9 +223,8 @@ impl Relay {
                 cfg.limits.mailbox_max_per_sender,
             ),
             metrics.clone(),
-            mark,
         );
-        let recovered = commit::recover(&mut committer, &rec.facts, stored_below)?;
+        let recovered = recovery::recover(&mut committer, &rec.facts, stored_below)?;
         if recovered.dropped_records > 0 || !recovered.voided.is_empty() {
             warn!(
                 "recovered after an unclean stop: {} store records without durable audit entries removed, {} posts voided",
@@ -232,18 +235,17 @@ impl Relay {
         committer.append(Event::RelayStarted {
             software: format!("filet-relay {}", env!("CARGO_PKG_VERSION")),
             origin: keys.origin.clone(),
-        })?;
+        });
         committer.append(Event::AgreementLoaded {
             agreement: agreement.id.clone(),
             version: agreement.version,
             sha256: agreement.sha256_hex(),
-        })?;
+        });
         // The CRL in force, logged before any connection is checked against it.
         for event in pki.crl.events() {
-            committer.append(event)?;
+            committer.append(event);
         }
         committer.sync()?;
-        let audit = committer.audit_reader();
         let stats = committer.stats.clone();
         info!(
             "agreement {} v{} (sha256 {}), {} alerts in store, audit log of {} entries, origin {}",
