@@ -26,10 +26,10 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::mailboxes::{Mailboxes, ThreadView};
 use crate::ledger::{
     self, Answer, Entropy, Input, Ledger, LedgerError, Limits, Publication, Records,
 };
+use crate::mailboxes::{Mailboxes, ThreadView};
 use crate::storage::{Storage, StorageError};
 use crate::store::AlertRecord;
 

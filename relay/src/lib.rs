@@ -46,6 +46,7 @@ pub mod control;
 pub mod crl;
 pub mod datadir;
 pub mod error;
+pub mod files;
 pub mod identity;
 pub mod ledger;
 pub mod mailboxes;

@@ -26,7 +26,7 @@ use filet_proto::AlertId;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::store::StoreError;
+use crate::files::open_durable;
 
 /// Bytes of one slot.
 pub const SLOT_LEN: usize = 64;
@@ -34,7 +34,18 @@ const CHECK_TAG: &[u8; 8] = b"FILETCK1";
 /// The first bytes of a sealed value.
 pub const SEALED_MAGIC: &[u8; 4] = b"\xffFS1";
 
-type Result<T> = std::result::Result<T, StoreError>;
+/// `store.keys` cannot be read or written, or is damaged (the store reports it as
+/// [`crate::store::StoreError::Keys`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct KeyFileError {
+    /// The key file.
+    pub path: std::path::PathBuf,
+    /// What is wrong.
+    pub problem: String,
+}
+
+type Result<T> = std::result::Result<T, KeyFileError>;
 
 fn check(id: &[u8; 16], key: &[u8; 32]) -> [u8; 16] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -62,17 +73,17 @@ impl ContentKeys {
     /// Opens (or creates, 0600) the key file at `path` and reads every slot.
     ///
     /// # Errors
-    /// [`StoreError::Keys`] for I/O errors, a length that is not whole slots, a damaged
+    /// [`KeyFileError`] for I/O errors, a length that is not whole slots, a damaged
     /// slot or two slots of one alert, naming the file and the slot.
     pub fn open(path: &Path) -> Result<ContentKeys> {
-        let io = |e: std::io::Error| StoreError::Keys {
+        let io = |e: std::io::Error| KeyFileError {
             path: path.to_owned(),
             problem: e.to_string(),
         };
-        let file = crate::store::open_durable(path).map_err(io)?;
+        let file = open_durable(path).map_err(io)?;
         let bytes = std::fs::read(path).map_err(io)?;
         let damaged = |problem: String| {
-            StoreError::Keys {
+            KeyFileError {
             path: path.to_owned(),
             problem: format!(
                 "{problem}; it holds the keys of the alerts' content: restore the data directory (with this file) from a backup"
@@ -123,8 +134,8 @@ impl ContentKeys {
         &self.path
     }
 
-    fn io_err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Keys {
+    fn io_err(&self, e: impl std::fmt::Display) -> KeyFileError {
+        KeyFileError {
             path: self.path.clone(),
             problem: e.to_string(),
         }
@@ -149,7 +160,7 @@ impl ContentKeys {
     /// slot (durable only after [`ContentKeys::sync`]).
     ///
     /// # Errors
-    /// [`StoreError::Keys`] for I/O or randomness errors.
+    /// [`KeyFileError`] for I/O or randomness errors.
     pub fn key_for(&mut self, id: &AlertId) -> Result<[u8; 32]> {
         if let Some((_, k)) = self.keys.get(id) {
             return Ok(*k);
@@ -177,7 +188,7 @@ impl ContentKeys {
     /// nothing if the file holds none.
     ///
     /// # Errors
-    /// [`StoreError::Keys`] for I/O errors.
+    /// [`KeyFileError`] for I/O errors.
     pub fn clear(&mut self, id: &AlertId) -> Result<()> {
         let Some((n, mut key)) = self.keys.remove(id) else {
             return Ok(());
@@ -198,7 +209,7 @@ impl ContentKeys {
     /// `fdatasync`s the file if it was written since the last sync.
     ///
     /// # Errors
-    /// [`StoreError::Keys`] for I/O errors.
+    /// [`KeyFileError`] for I/O errors.
     pub fn sync(&mut self) -> Result<()> {
         if self.unsynced {
             self.file.sync_data().map_err(|e| self.io_err(e))?;
@@ -210,7 +221,7 @@ impl ContentKeys {
     /// Seals `plain` (an encoded record of `id`) under `key`.
     ///
     /// # Errors
-    /// [`StoreError::Keys`] if randomness or sealing fails.
+    /// [`KeyFileError`] if randomness or sealing fails.
     pub fn seal(&self, id: &AlertId, key: &[u8; 32], plain: Vec<u8>) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng

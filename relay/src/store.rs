@@ -21,14 +21,14 @@
 //! leaves a key of a plain or absent record: [`Store::open`] clears it).
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use filet_proto::codec;
 use filet_proto::{AlertId, UnitRef};
 
-use crate::sealed::{self, ContentKeys};
+use crate::files::open_durable;
+use crate::sealed::{self, ContentKeys, KeyFileError};
 
 /// Errors of the alert store.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,15 @@ pub enum StoreError {
         /// What is wrong.
         problem: String,
     },
+}
+
+impl From<KeyFileError> for StoreError {
+    fn from(e: KeyFileError) -> Self {
+        StoreError::Keys {
+            path: e.path,
+            problem: e.problem,
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -437,7 +446,7 @@ impl Store {
             keys.file.clear(&id)?;
             keys.clear_after_flush.pop();
         }
-        keys.file.sync()
+        Ok(keys.file.sync()?)
     }
 
     /// `fdatasync`s sled's blob files and their directory (sled writes them, never syncs
@@ -598,27 +607,6 @@ impl StoreMark {
         self.synced_at = std::time::Instant::now();
         Ok(())
     }
-}
-
-/// Opens a small file of the data directory for reading and writing, creating it with mode
-/// 0600; a new file and its name are made durable (the file and its directory synced), so
-/// it cannot vanish with a power loss.
-pub(crate) fn open_durable(path: &Path) -> std::io::Result<File> {
-    let existed = path.exists();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
-    if !existed {
-        file.sync_all()?;
-        if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|d| d.sync_all())?;
-        }
-    }
-    Ok(file)
 }
 
 #[cfg(test)]
