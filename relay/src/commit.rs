@@ -24,13 +24,14 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use filet_proto::agreement::{Agreement, Disclosure};
+use filet_proto::agreement::Agreement;
 use filet_proto::alert::{
     AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, Status,
     DEFAULT_EXPIRY_MS,
 };
 use filet_proto::audit::{commitment, committed_content, Entry, Event, RefusalReason};
 use filet_proto::checkpoint::{Checkpoint, NoteSigner};
+use filet_proto::policy::{self, Disclosure};
 use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -120,16 +121,6 @@ pub enum Route {
     FollowUp(Arc<Agreement>),
 }
 
-/// What a follow-up does, as a verb: "update", "mark as located", "cancel".
-fn verb(k: Kind) -> &'static str {
-    match k {
-        Kind::Alert => "post",
-        Kind::Update => "update",
-        Kind::Located => "mark as located",
-        Kind::Cancel => "cancel",
-    }
-}
-
 /// The same as a past participle: "updated", "marked as located", "cancelled".
 fn participle(k: Kind) -> &'static str {
     match k {
@@ -179,7 +170,6 @@ struct AlertMeta {
 
 /// What the commit thread knows about one alert's life (its thread).
 struct Thread {
-    sender_party: String,
     /// The original's sender unit: follow-ups are routed with its rules, so that every
     /// recipient of the original that the agreement still permits hears of them, whichever
     /// unit of the party posts them.
@@ -276,7 +266,6 @@ impl Index {
             .unwrap_or(0);
         if rec.envelope.kind == Kind::Alert {
             let t = Thread {
-                sender_party: rec.envelope.sender.party().to_owned(),
                 sender_unit: rec.envelope.sender.unit.clone(),
                 category: rec.envelope.category,
                 status: rec.envelope.status,
@@ -448,11 +437,6 @@ impl Index {
         }
     }
 }
-
-/// The legal basis of a closing notice: a `located` or `cancel` sent, envelope only, to a
-/// unit that received the alert but that no rule permits any more (its rules are those of
-/// the original disclosure). Audited as a `disclosed` entry with no fields.
-pub const CLOSING_NOTICE: &str = "closing-notice";
 
 /// Most updates of one alert: the next one is refused ([`ErrorCode::InvalidAlert`]); `located`
 /// and `cancel` are still accepted (they close the thread).
@@ -1152,18 +1136,14 @@ impl Committer {
                         .record(&root, records)?
                         .filter(|r| r.purged && r.envelope.kind == Kind::Alert);
                     if let Some(r) = purged {
-                        let (code, reason, message) = if r.envelope.sender.party()
-                            != principal.party()
-                        {
-                            (
-                                ErrorCode::NotOwner,
-                                RefusalReason::NotOwner,
-                                format!(
-                                    "{principal}: only party {} may {} alert {root}; nothing was posted",
-                                    r.envelope.sender.party(),
-                                    verb(draft.kind)
-                                ),
-                            )
+                        let owner = policy::owner_of_closed(
+                            &principal,
+                            draft.kind,
+                            root,
+                            r.envelope.sender.party(),
+                        );
+                        let (code, reason, message) = if let Err(refusal) = owner {
+                            (refusal.code(), refusal.reason(), refusal.to_string())
                         } else {
                             (
                                 ErrorCode::Closed,
@@ -1203,46 +1183,20 @@ impl Committer {
                         e,
                     );
                 };
-                if t.sender_party != principal.party() {
-                    let e = RelayError::new(
-                        ErrorCode::NotOwner,
-                        format!(
-                            "{principal}: only party {} may {} alert {root}; nothing was posted",
-                            t.sender_party,
-                            verb(draft.kind)
-                        ),
-                    );
-                    return self.refuse_post(
-                        reply,
-                        after,
-                        refused(RefusalReason::NotOwner, e.message.clone(), None, &draft),
-                        e,
-                    );
-                }
-                // The party's units act for it only if the agreement lets them send this
-                // category themselves: a unit that may only receive it (a patrol told a
-                // subset of the fields) may not speak for the alert to its recipients.
-                if principal.unit != t.sender_unit
-                    && !agreement.may_send(&principal.unit, t.category)
+                let thread = policy::Thread {
+                    alert: root,
+                    sender_unit: &t.sender_unit,
+                    category: t.category,
+                    recipients: &t.recipients,
+                };
+                if let Err(refusal) =
+                    policy::may_follow_up(&agreement, &principal, draft.kind, &thread)
                 {
-                    let e = RelayError::new(
-                        ErrorCode::NotPermitted,
-                        format!(
-                            "{principal}: no rule of agreement {} v{} lets {} send {} alerts, so it may not {} alert {root} of {}; its sender, or another unit of {} that may send {} alerts, can; nothing was posted",
-                            agreement.id,
-                            agreement.version,
-                            principal.unit,
-                            t.category,
-                            verb(draft.kind),
-                            t.sender_unit,
-                            t.sender_party,
-                            t.category
-                        ),
-                    );
+                    let e = RelayError::new(refusal.code(), refusal.to_string());
                     return self.refuse_post(
                         reply,
                         after,
-                        refused(RefusalReason::NotPermitted, e.message.clone(), None, &draft),
+                        refused(refusal.reason(), e.message.clone(), None, &draft),
                         e,
                     );
                 }
@@ -1310,7 +1264,6 @@ impl Committer {
                         t.expires_at.0.max(received_at.0 + DEFAULT_EXPIRY_MS),
                     ));
                 }
-                let mut d = Vec::new();
                 let closing = matches!(draft.kind, Kind::Located | Kind::Cancel);
                 // The original's disclosures, for the closing notices.
                 let told: Vec<RecipientRecord> = if closing {
@@ -1320,31 +1273,28 @@ impl Committer {
                 } else {
                     Vec::new()
                 };
-                // A unit never receives its own messages, even one that also received the
-                // original.
-                for unit in t.recipients.iter().filter(|u| **u != principal.unit) {
-                    let notice = told.iter().find(|r| r.unit == *unit).filter(|_| closing);
-                    match (agreement.permits(&t.sender_unit, unit, t.category), notice) {
-                        (Some(x), _) => d.push(x),
-                        // Everyone who was told of the alert hears that it ended, even a
-                        // unit no rule permits any more: the envelope only, no content.
-                        (None, Some(r)) => d.push(Disclosure {
-                            recipient: unit.clone(),
-                            rules: r.rules.clone(),
-                            legal_bases: vec![CLOSING_NOTICE.to_string()],
-                            fields: FieldSet::EMPTY,
-                            retention_ms: r.retention_ms,
-                        }),
-                        (None, None) => withheld.push((
-                            unit.clone(),
-                            format!(
-                                "no rule of agreement {} v{} permits {} to send {} alerts to {} any more: the {} is not sent",
-                                agreement.id, agreement.version, t.sender_unit, t.category, unit, draft.kind
-                            ),
-                        )),
-                    }
-                }
-                d
+                let told: Vec<policy::Told> = told
+                    .iter()
+                    .map(|r| policy::Told {
+                        unit: &r.unit,
+                        rules: &r.rules,
+                        retention_ms: r.retention_ms,
+                    })
+                    .collect();
+                let route = policy::route_follow_up(
+                    &agreement,
+                    &principal.unit,
+                    draft.kind,
+                    &thread,
+                    &told,
+                );
+                withheld.extend(
+                    route
+                        .withheld
+                        .iter()
+                        .map(|w| (w.why.recipient.clone(), w.to_string())),
+                );
+                route.disclosures
             }
         };
         // A closing message (located, cancel) is always accepted, even into a full
@@ -2138,9 +2088,13 @@ mod tests {
             let draft = draft.validate(self.clock.now()).unwrap();
             let route = if draft.kind == Kind::Alert {
                 Route::New(
-                    self.agreement
-                        .route(&principal.unit, draft.category, &draft.to)
-                        .unwrap(),
+                    policy::route_alert(
+                        &self.agreement,
+                        &principal.unit,
+                        draft.category,
+                        &draft.to,
+                    )
+                    .unwrap(),
                 )
             } else {
                 Route::FollowUp(self.agreement.clone())

@@ -25,9 +25,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use filet_proto::agreement::Disclosure;
 use filet_proto::alert::{AlertState, Content, Envelope, FieldSet, HistoryItem};
 use filet_proto::codec;
+use filet_proto::policy::Disclosure;
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
 use serde::{Deserialize, Serialize};
 
