@@ -13,7 +13,7 @@
 //! | route a follow-up (update/located/cancel) | [`route_follow_up`]                         | [`FollowUpWithheld`] |
 //! | re-check at delivery (push, mailbox page) | [`recheck_delivery`]                        | [`NotDelivered`]     |
 //! | what a closing notice carries             | [`closing_notice`]                          | —                    |
-//! | who may see an alert (`GetAlert`)         | [`alert_view`]                              | [`NotVisible`]       |
+//! | who may see an alert (`GetAlert`)         | [`alert_view`], [`owner_party_view`]        | [`NotVisible`]       |
 //! | who may ask an alert's status             | [`status_access`]                           | [`NotOwnParty`]      |
 //! | which audit entries, which proofs         | [`audit_scope`], [`AuditScope::admits`], [`inclusion_access`] | [`AuditDenied`], [`NotConcerned`] |
 //!
@@ -587,6 +587,26 @@ pub enum AlertView {
     /// Another unit of the sender's party (which may follow the alert up): the envelope,
     /// state and history, no content and no recipients.
     OwnerParty,
+}
+
+/// What [`AlertView::OwnerParty`] carries: the envelope, the state and the history (its
+/// steps' kinds and times, no note); no content, no rules, no recipients.
+pub fn owner_party_view(
+    envelope: Envelope,
+    state: AlertState,
+    history: Vec<HistoryItem>,
+) -> Disclosed {
+    Disclosed {
+        envelope,
+        content: crate::alert::Content::default(),
+        fields: FieldSet::EMPTY,
+        note: None,
+        rules: Vec::new(),
+        seq: 0,
+        state,
+        history,
+    }
+    .narrowed(FieldSet::EMPTY)
 }
 
 /// An alert that is not visible to a unit: it learns nothing, not even that it exists.

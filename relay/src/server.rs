@@ -1045,17 +1045,7 @@ async fn get_alert(
     if seen == AlertView::OwnerParty {
         // The owner party may follow the alert up; it learns nothing of its content here.
         return Ok(Response::Alert {
-            alert: Disclosed {
-                envelope,
-                content: filet_proto::Content::default(),
-                fields: filet_proto::FieldSet::EMPTY,
-                note: None,
-                rules: Vec::new(),
-                seq: 0,
-                state,
-                history,
-            }
-            .narrowed(filet_proto::FieldSet::EMPTY),
+            alert: policy::owner_party_view(envelope, state, history),
             recipients: Vec::new(),
         });
     }

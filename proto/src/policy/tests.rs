@@ -522,3 +522,23 @@ fn a_party_reads_and_proves_its_own_entries_only() {
     // An entry that cannot be read is not shown to a party.
     assert!(inclusion_access(&dpj, 4, None).is_err());
 }
+
+#[test]
+fn another_unit_of_the_sender_party_sees_the_envelope_state_and_steps_only() {
+    let h = history(id(1), &[(Kind::Update, id(2))]);
+    let d = owner_party_view(envelope(Kind::Alert, id(1), id(1)), AlertState::Updated, h);
+    assert_eq!(d.content, crate::alert::Content::default());
+    assert_eq!((d.note, d.fields, d.seq), (None, FieldSet::EMPTY, 0));
+    assert!(d.rules.is_empty());
+    assert_eq!(d.state, AlertState::Updated);
+    assert_eq!(
+        d.history
+            .iter()
+            .map(|h| (h.kind, h.id, h.note.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some(Kind::Alert), id(1), None),
+            (Some(Kind::Update), id(2), None)
+        ]
+    );
+}
