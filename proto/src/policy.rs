@@ -6,16 +6,16 @@
 //! disclosure — or a typed refusal whose variants hold what their message needs and whose
 //! `Display` is the message the principal is told (and the audit log records).
 //!
-//! | decision                                  | function                                    | refusal              |
-//! |-------------------------------------------|---------------------------------------------|----------------------|
-//! | route a new alert                         | [`route_alert`] (built on [`permits`])      | [`RouteRefusal`]     |
-//! | who may follow an alert up                | [`may_follow_up`], [`owner_of_closed`]      | [`FollowUpRefusal`]  |
-//! | route a follow-up (update/located/cancel) | [`route_follow_up`]                         | [`FollowUpWithheld`] |
-//! | re-check at delivery (push, mailbox page) | [`recheck_delivery`]                        | [`NotDelivered`]     |
-//! | what a closing notice carries             | [`closing_notice`]                          | —                    |
-//! | who may see an alert (`GetAlert`)         | [`alert_view`], [`owner_party_view`]        | [`NotVisible`]       |
-//! | who may ask an alert's status             | [`status_access`]                           | [`NotOwnParty`]      |
-//! | which audit entries, which proofs         | [`audit_scope`], [`AuditScope::admits`], [`inclusion_access`] | [`AuditDenied`], [`NotConcerned`] |
+//! | decision | function | refusal |
+//! |---|---|---|
+//! | route a new alert | [`route_alert`] (on [`permits`], [`may_send`]) | [`RouteRefusal`] |
+//! | who may follow an alert up | [`may_follow_up`], [`may_follow_up_purged`] | [`FollowUpRefusal`] |
+//! | route a follow-up (update, located, cancel) | [`route_follow_up`] | [`FollowUpWithheld`] |
+//! | re-check at delivery (push, mailbox page) | [`recheck_delivery`] | [`NotDelivered`] |
+//! | what a closing notice carries | [`closing_notice`] | — |
+//! | who may see an alert (`GetAlert`) | [`alert_view`], [`owner_party_view`] | [`NotVisible`] |
+//! | who may ask an alert's status | [`status_access`] | [`NotOwnParty`] |
+//! | which audit entries and proofs | [`audit_scope`], [`AuditScope::admits`], [`inclusion_access`] | [`AuditDenied`], [`NotConcerned`] |
 //!
 //! Routing is deny by default: a unit receives an alert only if some rule names the sender
 //! in `from`, the recipient in `to` and the alert's category in `categories`; it gets the
@@ -311,13 +311,13 @@ impl FollowUpRefusal {
     }
 }
 
-/// Whether `principal` may post a follow-up of `kind` of an alert whose sender party is
-/// `owner` (the party alone: for an alert whose content is purged, see [`may_follow_up`]
-/// for a live one).
+/// Whether `principal` may post a follow-up of `kind` of an alert whose content is purged
+/// and whose sender party is `owner`: the party alone is checked (the alert is closed and
+/// the follow-up refused as such anyway; [`may_follow_up`] for a live alert).
 ///
 /// # Errors
 /// [`FollowUpRefusal::NotOwner`].
-pub fn owner_of_closed(
+pub fn may_follow_up_purged(
     principal: &Principal,
     kind: Kind,
     alert: AlertId,
@@ -347,7 +347,7 @@ pub fn may_follow_up(
     kind: Kind,
     thread: &Thread<'_>,
 ) -> Result<(), Box<FollowUpRefusal>> {
-    owner_of_closed(principal, kind, thread.alert, &thread.sender_unit.party)?;
+    may_follow_up_purged(principal, kind, thread.alert, &thread.sender_unit.party)?;
     if principal.unit != *thread.sender_unit
         && !may_send(agreement, &principal.unit, thread.category)
     {

@@ -1136,7 +1136,7 @@ impl Committer {
                         .record(&root, records)?
                         .filter(|r| r.purged && r.envelope.kind == Kind::Alert);
                     if let Some(r) = purged {
-                        let owner = policy::owner_of_closed(
+                        let owner = policy::may_follow_up_purged(
                             &principal,
                             draft.kind,
                             root,

@@ -926,6 +926,8 @@ async fn disclose(ctx: &ConnCtx, rec: &AlertRecord, seq: u64) -> Option<(Disclos
             policy::closing_notice(envelope, r.rules.clone(), seq, state, history),
             basis(r.rules.clone()),
         )),
+        // Never more than was disclosed (and logged) at posting time, nor than the
+        // agreement in force allows now: content, note and the notes of the history alike.
         Ok(Delivery::Content { fields, rules }) => Some((
             Disclosed {
                 envelope,

@@ -207,11 +207,11 @@ fn only_the_sender_party_follows_up_and_its_other_units_only_if_they_may_send() 
     );
     // A purged alert: its party alone is checked.
     assert_eq!(
-        owner_of_closed(&p("SPVQ/IKAT/n1"), Kind::Cancel, id(1), "SPVQ"),
+        may_follow_up_purged(&p("SPVQ/IKAT/n1"), Kind::Cancel, id(1), "SPVQ"),
         Ok(())
     );
     assert_eq!(
-        owner_of_closed(&p("CJQ/PIVOT/n1"), Kind::Cancel, id(1), "SPVQ")
+        may_follow_up_purged(&p("CJQ/PIVOT/n1"), Kind::Cancel, id(1), "SPVQ")
             .unwrap_err()
             .to_string(),
         format!(
