@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use filet_proto::audit::{Entry, Event};
+use filet_proto::policy::AuditScope;
 use filet_proto::{AlertId, Timestamp, UnitRef};
 use serde::Serialize;
 
@@ -314,12 +315,12 @@ pub fn build(entries: &[Entry], o: &ReportOptions) -> Report {
         voided: voided.len() as u64,
         ..Report::default()
     };
+    // `--party`: what the party's own auditor may read.
+    let scope = o.party.clone().map_or(AuditScope::Full, AuditScope::Party);
     let mut counts: BTreeMap<DisclosureKey, u64> = BTreeMap::new();
     for e in entries.iter().filter(|e| in_range(e)) {
-        if let Some(p) = &o.party {
-            if !e.event.concerns_party(p) {
-                continue;
-            }
+        if !scope.admits(&e.event) {
+            continue;
         }
         if e.event.alert().is_some_and(|a| voided.contains(&a)) {
             continue;

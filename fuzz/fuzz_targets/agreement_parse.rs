@@ -3,6 +3,7 @@
 #![no_main]
 
 use filet_proto::agreement::Agreement;
+use filet_proto::policy;
 use filet_proto::Category;
 use libfuzzer_sys::fuzz_target;
 
@@ -11,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(a) = Agreement::parse(text, "fuzz.toml") else { return };
     for sender in a.units().take(32) {
         for c in Category::ALL {
-            if let Ok(ds) = a.route(&sender, *c, &[]) {
+            if let Ok(ds) = policy::route_alert(&a, &sender, *c, &[]) {
                 assert!(ds.iter().all(|d| d.recipient != sender));
                 assert!(ds.iter().all(|d| !d.rules.is_empty()));
             }

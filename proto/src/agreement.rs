@@ -5,10 +5,8 @@
 //! rule: unknown party or unit, unknown category or field path, duplicate rule id, a rule
 //! whose `from` and `to` overlap, an empty legal basis, a malformed retention.
 //!
-//! Routing is deny by default: a unit receives an alert only if some rule names the
-//! sender in `from`, the recipient in `to` and the alert's category in `categories`; it
-//! gets the union of the `fields` of every such rule. An agreement with no rules permits
-//! nothing.
+//! This module holds the agreement as data; every decision taken under it (who receives
+//! what, who may read the audit log) is in [`crate::policy`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -83,67 +81,6 @@ pub struct AuditRights {
     pub full: Vec<UnitRef>,
     /// Units that see the entries where their own party is sender or recipient.
     pub party: Vec<UnitRef>,
-}
-
-/// What a unit may read of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditScope {
-    /// Every entry.
-    Full,
-    /// Entries where this party is sender or recipient.
-    Party(String),
-}
-
-/// A permitted disclosure to one recipient unit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Disclosure {
-    /// The recipient.
-    pub recipient: UnitRef,
-    /// Ids of every rule that permits it, in file order.
-    pub rules: Vec<String>,
-    /// Their legal bases, same order.
-    pub legal_bases: Vec<String>,
-    /// Union of the rules' fields.
-    pub fields: FieldSet,
-    /// Longest retention of the rules, in milliseconds.
-    pub retention_ms: i64,
-}
-
-/// Why a post is refused by the agreement. The whole post is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// No rule lets the sender send this category to anyone.
-    #[error(
-        "no rule of agreement {agreement} permits {sender} to send {category} alerts to anyone"
-    )]
-    NoRecipient {
-        /// Agreement id.
-        agreement: String,
-        /// Sender unit.
-        sender: UnitRef,
-        /// Category.
-        category: Category,
-    },
-    /// A named recipient is not permitted for this sender and category.
-    #[error("no rule of agreement {agreement} permits {sender} to send {category} alerts to {recipient}; nothing was posted")]
-    NotPermitted {
-        /// Agreement id.
-        agreement: String,
-        /// Sender unit.
-        sender: UnitRef,
-        /// Category.
-        category: Category,
-        /// The recipient as named (`PARTY` or `PARTY/UNIT`).
-        recipient: String,
-    },
-    /// A named recipient is not a party or unit of the agreement.
-    #[error("{recipient} is not a party or unit of agreement {agreement}; nothing was posted")]
-    UnknownRecipient {
-        /// Agreement id.
-        agreement: String,
-        /// The recipient as named.
-        recipient: String,
-    },
 }
 
 /// An agreement file that cannot be used, with its place.
@@ -614,116 +551,6 @@ impl Agreement {
         self.rules.iter().find(|r| r.id == id)
     }
 
-    /// Whether the agreement permits `sender` to send `category` to `recipient`, and if so
-    /// under which rules and with which fields. A unit never sends to itself.
-    pub fn permits(
-        &self,
-        sender: &UnitRef,
-        recipient: &UnitRef,
-        category: Category,
-    ) -> Option<Disclosure> {
-        if sender == recipient {
-            return None;
-        }
-        let mut d: Option<Disclosure> = None;
-        for r in &self.rules {
-            if r.categories.contains(&category)
-                && r.from.iter().any(|s| s.matches(sender))
-                && r.to.iter().any(|s| s.matches(recipient))
-            {
-                let d = d.get_or_insert_with(|| Disclosure {
-                    recipient: recipient.clone(),
-                    rules: Vec::new(),
-                    legal_bases: Vec::new(),
-                    fields: FieldSet::EMPTY,
-                    retention_ms: 0,
-                });
-                d.rules.push(r.id.clone());
-                d.legal_bases.push(r.legal_basis.clone());
-                d.fields = d.fields.union(r.fields);
-                d.retention_ms = d.retention_ms.max(r.retention_ms);
-            }
-        }
-        d
-    }
-
-    /// Whether some rule lets `sender` send alerts of `category` (to anyone).
-    pub fn may_send(&self, sender: &UnitRef, category: Category) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.categories.contains(&category) && r.from.iter().any(|s| s.matches(sender)))
-    }
-
-    /// The recipients of a post by `sender` of `category` (SPEC §4). With no explicit
-    /// recipients (`to` empty), every unit some rule permits; otherwise exactly the named
-    /// units (a party names every unit of the party that some rule permits), each of which
-    /// must be permitted. Recipients are in unit order.
-    ///
-    /// # Errors
-    /// [`Refusal`] naming the sender, the category and the first recipient at fault; the
-    /// whole post is refused.
-    pub fn route(
-        &self,
-        sender: &UnitRef,
-        category: Category,
-        to: &[Selector],
-    ) -> Result<Vec<Disclosure>, Refusal> {
-        let permitted: Vec<Disclosure> = self
-            .units()
-            .filter_map(|u| self.permits(sender, &u, category))
-            .collect();
-        if to.is_empty() {
-            if permitted.is_empty() {
-                return Err(Refusal::NoRecipient {
-                    agreement: self.id.clone(),
-                    sender: sender.clone(),
-                    category,
-                });
-            }
-            return Ok(permitted);
-        }
-        let mut chosen: BTreeMap<UnitRef, Disclosure> = BTreeMap::new();
-        for sel in to {
-            let known = match sel {
-                Selector::Party(p) => self.parties.contains_key(p),
-                Selector::Unit(u) => self.has_unit(u),
-            };
-            if !known {
-                return Err(Refusal::UnknownRecipient {
-                    agreement: self.id.clone(),
-                    recipient: sel.to_string(),
-                });
-            }
-            let hits: Vec<&Disclosure> = permitted
-                .iter()
-                .filter(|d| sel.matches(&d.recipient))
-                .collect();
-            if hits.is_empty() {
-                return Err(Refusal::NotPermitted {
-                    agreement: self.id.clone(),
-                    sender: sender.clone(),
-                    category,
-                    recipient: sel.to_string(),
-                });
-            }
-            for d in hits {
-                chosen.insert(d.recipient.clone(), d.clone());
-            }
-        }
-        Ok(chosen.into_values().collect())
-    }
-
-    /// What `unit` may read of the audit log, if anything.
-    pub fn audit_scope(&self, unit: &UnitRef) -> Option<AuditScope> {
-        if self.audit.full.contains(unit) {
-            Some(AuditScope::Full)
-        } else if self.audit.party.contains(unit) {
-            Some(AuditScope::Party(unit.party.clone()))
-        } else {
-            None
-        }
-    }
-
     /// The SHA-256 of the file, in lowercase hex.
     pub fn sha256_hex(&self) -> String {
         self.sha256.iter().map(|b| format!("{b:02x}")).collect()
@@ -767,7 +594,6 @@ mod tests {
     }
 
     use super::*;
-    use crate::alert::FieldPath;
 
     const EXAMPLE: &str = include_str!("../../examples/agreement.toml");
 
@@ -791,81 +617,6 @@ mod tests {
         assert_eq!(a.rules[0].line, 57);
         assert_eq!(a.rules[2].retention_ms, 30 * DAY_MS);
         assert_eq!(a.audit.full, vec![u("TABLE/CONFORMITE")]);
-        assert_eq!(
-            a.audit_scope(&u("DPJ/CONFORMITE")),
-            Some(AuditScope::Party("DPJ".into()))
-        );
-        assert_eq!(a.audit_scope(&u("DPJ/RTS")), None);
-    }
-
-    #[test]
-    fn routes_the_runaway_of_spvq_esm() {
-        let a = example();
-        let r = a.route(&u("SPVQ/ESM"), Category::Runaway, &[]).unwrap();
-        let got: Vec<(String, Vec<String>)> = r
-            .iter()
-            .map(|d| (d.recipient.to_string(), d.rules.clone()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("CJQ/PIVOT".into(), vec!["police-vers-protection".into()]),
-                ("DPJ/RTS".into(), vec!["police-vers-protection".into()]),
-                ("SPVQ/GRIPP".into(), vec!["enquete-vers-patrouille".into()]),
-                ("SPVQ/IKAT".into(), vec!["enquete-vers-patrouille".into()]),
-            ]
-        );
-        let ikat = &r[3];
-        assert!(!ikat.fields.contains(FieldPath::SubjectReference));
-        assert!(!ikat.fields.contains(FieldPath::LastSeenGeo));
-        assert!(ikat.fields.contains(FieldPath::LastSeenPlace));
-        assert!(r[1].fields.is_all());
-    }
-
-    #[test]
-    fn refuses_recipients_outside_the_rules() {
-        let a = example();
-        let e = a
-            .route(
-                &u("SPVQ/ESM"),
-                Category::Runaway,
-                &["ULAVAL/RECHERCHE".parse().unwrap()],
-            )
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "no rule of agreement table-regionale-quebec-esj permits SPVQ/ESM to send runaway alerts to ULAVAL/RECHERCHE; nothing was posted"
-        );
-        let e = a
-            .route(
-                &u("SPVQ/ESM"),
-                Category::Runaway,
-                &["DPJ/RTS".parse().unwrap(), "CSSC".parse().unwrap()],
-            )
-            .unwrap_err();
-        assert!(matches!(e, Refusal::NotPermitted { ref recipient, .. } if recipient == "CSSC"));
-        let e = a
-            .route(
-                &u("SPVQ/ESM"),
-                Category::Runaway,
-                &["NOPE/X".parse().unwrap()],
-            )
-            .unwrap_err();
-        assert!(matches!(e, Refusal::UnknownRecipient { .. }));
-        let e = a
-            .route(&u("DPCP/PROCUREURS"), Category::Runaway, &[])
-            .unwrap_err();
-        assert!(matches!(e, Refusal::NoRecipient { .. }));
-        // A party names its permitted units only.
-        let r = a
-            .route(&u("SPVQ/ESM"), Category::Runaway, &["DPJ".parse().unwrap()])
-            .unwrap();
-        assert_eq!(
-            r.iter()
-                .map(|d| d.recipient.to_string())
-                .collect::<Vec<_>>(),
-            vec!["DPJ/RTS"]
-        );
     }
 
     fn err_of(text: &str) -> String {
@@ -1003,32 +754,5 @@ mod tests {
             let text = rule(OK_RULE).replacen(from, to, 1);
             let _ = Agreement::parse(&text, "a.toml");
         }
-    }
-
-    #[test]
-    fn no_rules_permit_nothing() {
-        let a = Agreement::parse(HEAD, "a.toml").unwrap();
-        assert!(a.route(&u("A/X"), Category::Runaway, &[]).is_err());
-        assert!(a.permits(&u("A/X"), &u("B/Z"), Category::Runaway).is_none());
-    }
-
-    #[test]
-    fn unions_the_fields_of_every_matching_rule() {
-        let two = format!(
-            "{}[[rules]]\nid = \"r2\"\nfrom = [\"A\"]\nto = [\"B/Z\"]\ncategories = [\"runaway\"]\nfields = [\"contact\"]\nlegal_basis = \"L2\"\npurpose = \"P\"\nretention = \"30d\"\n",
-            rule(&OK_RULE.replace("\"all\"", "[\"subject.age\"]"))
-        );
-        let a = Agreement::parse(&two, "a.toml").unwrap();
-        let d = a.permits(&u("A/X"), &u("B/Z"), Category::Runaway).unwrap();
-        assert_eq!(d.rules, vec!["r1", "r2"]);
-        assert_eq!(d.legal_bases, vec!["L", "L2"]);
-        assert_eq!(d.fields.paths(), vec!["subject.age", "contact"]);
-        assert_eq!(d.retention_ms, 30 * DAY_MS);
-        assert_eq!(
-            a.permits(&u("A/Y"), &u("B/Z"), Category::Runaway)
-                .unwrap()
-                .rules,
-            vec!["r2"]
-        );
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! - [`principal`]: units (`PARTY/UNIT`), principals (`PARTY/UNIT/node`), selectors.
 //! - [`alert`]: the alert model of SPEC §5, its validation and redaction.
-//! - [`agreement`]: the information-sharing agreement (SPEC §4): parsing, validation with
-//!   file/line/rule errors, and routing (who may receive what).
+//! - [`agreement`]: the information-sharing agreement (SPEC §4): parsing and validation
+//!   with file/line/rule errors.
+//! - [`policy`]: every disclosure decision, as pure functions of the agreement: routing a
+//!   new alert or a follow-up, the re-check at delivery, who may see an alert or its
+//!   status, which audit entries and proofs a unit may have.
 //! - [`audit`]: audit log entries (SPEC §7).
 //! - [`merkle`]: RFC 9162 Merkle tree hashing, proofs and their verification.
 //! - [`checkpoint`]: C2SP tlog-checkpoints and C2SP signed notes (Ed25519).
@@ -23,6 +26,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod id;
 pub mod merkle;
+pub mod policy;
 pub mod principal;
 pub mod profile;
 pub mod time;

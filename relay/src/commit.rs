@@ -625,9 +625,13 @@ mod tests {
             let draft = draft.validate(self.clock.now()).unwrap();
             let route = if draft.kind == Kind::Alert {
                 Route::New(
-                    self.agreement
-                        .route(&principal.unit, draft.category, &draft.to)
-                        .unwrap(),
+                    filet_proto::policy::route_alert(
+                        &self.agreement,
+                        &principal.unit,
+                        draft.category,
+                        &draft.to,
+                    )
+                    .unwrap(),
                 )
             } else {
                 Route::FollowUp(self.agreement.clone())

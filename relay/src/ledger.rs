@@ -17,12 +17,13 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use filet_proto::agreement::{Agreement, Disclosure};
+use filet_proto::agreement::Agreement;
 use filet_proto::alert::{
     AlertDraft, AlertState, Category, Envelope, FieldSet, HistoryItem, Kind, Status,
     DEFAULT_EXPIRY_MS,
 };
 use filet_proto::audit::{commitment, committed_content, Entry, Event, RefusalReason};
+use filet_proto::policy::{self, Disclosure};
 use filet_proto::wire::{ErrorCode, Receipt, ReceiptRecipient, RelayError};
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
 
@@ -202,17 +203,7 @@ pub trait Entropy {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), LedgerError>;
 }
 
-/// What a follow-up does, as a verb: "update", "mark as located", "cancel".
-fn verb(k: Kind) -> &'static str {
-    match k {
-        Kind::Alert => "post",
-        Kind::Update => "update",
-        Kind::Located => "mark as located",
-        Kind::Cancel => "cancel",
-    }
-}
-
-/// The same as a past participle: "updated", "marked as located", "cancelled".
+/// What a follow-up does, as a past participle: "updated", "marked as located", "cancelled".
 fn participle(k: Kind) -> &'static str {
     match k {
         Kind::Alert => "posted",
@@ -241,7 +232,6 @@ pub(crate) struct AlertMeta {
 
 /// What the ledger knows about one alert's life (its thread).
 pub(crate) struct Thread {
-    sender_party: String,
     /// The original's sender unit: follow-ups are routed with its rules, so that every
     /// recipient of the original that the agreement still permits hears of them, whichever
     /// unit of the party posts them.
@@ -338,7 +328,6 @@ impl Index {
             .unwrap_or(0);
         if rec.envelope.kind == Kind::Alert {
             let t = Thread {
-                sender_party: rec.envelope.sender.party().to_owned(),
                 sender_unit: rec.envelope.sender.unit.clone(),
                 category: rec.envelope.category,
                 status: rec.envelope.status,
@@ -511,10 +500,7 @@ impl Index {
     }
 }
 
-/// The legal basis of a closing notice: a `located` or `cancel` sent, envelope only, to a
-/// unit that received the alert but that no rule permits any more (its rules are those of
-/// the original disclosure). Audited as a `disclosed` entry with no fields.
-pub const CLOSING_NOTICE: &str = "closing-notice";
+pub use filet_proto::policy::CLOSING_NOTICE;
 
 /// Most updates of one alert: the next one is refused ([`ErrorCode::InvalidAlert`]); `located`
 /// and `cancel` are still accepted (they close the thread).
@@ -845,16 +831,14 @@ impl Ledger {
                 .record(&root, batch, records)?
                 .filter(|r| r.purged && r.envelope.kind == Kind::Alert);
             if let Some(r) = purged {
-                let (code, reason, message) = if r.envelope.sender.party() != principal.party() {
-                    (
-                        ErrorCode::NotOwner,
-                        RefusalReason::NotOwner,
-                        format!(
-                            "{principal}: only party {} may {} alert {root}; nothing was posted",
-                            r.envelope.sender.party(),
-                            verb(draft.kind)
-                        ),
-                    )
+                let owner = policy::may_follow_up_purged(
+                    principal,
+                    draft.kind,
+                    root,
+                    r.envelope.sender.party(),
+                );
+                let (code, reason, message) = if let Err(refusal) = owner {
+                    (refusal.code(), refusal.reason(), refusal.to_string())
                 } else {
                     (
                         ErrorCode::Closed,
@@ -883,36 +867,15 @@ impl Ledger {
             );
             return refuse(RefusalReason::UnknownAlert, e, draft);
         };
-        if t.sender_party != principal.party() {
-            let e = RelayError::new(
-                ErrorCode::NotOwner,
-                format!(
-                    "{principal}: only party {} may {} alert {root}; nothing was posted",
-                    t.sender_party,
-                    verb(draft.kind)
-                ),
-            );
-            return refuse(RefusalReason::NotOwner, e, draft);
-        }
-        // The party's units act for it only if the agreement lets them send this
-        // category themselves: a unit that may only receive it (a patrol told a
-        // subset of the fields) may not speak for the alert to its recipients.
-        if principal.unit != t.sender_unit && !agreement.may_send(&principal.unit, t.category) {
-            let e = RelayError::new(
-                ErrorCode::NotPermitted,
-                format!(
-                    "{principal}: no rule of agreement {} v{} lets {} send {} alerts, so it may not {} alert {root} of {}; its sender, or another unit of {} that may send {} alerts, can; nothing was posted",
-                    agreement.id,
-                    agreement.version,
-                    principal.unit,
-                    t.category,
-                    verb(draft.kind),
-                    t.sender_unit,
-                    t.sender_party,
-                    t.category
-                ),
-            );
-            return refuse(RefusalReason::NotPermitted, e, draft);
+        let thread = policy::Thread {
+            alert: root,
+            sender_unit: &t.sender_unit,
+            category: t.category,
+            recipients: &t.recipients,
+        };
+        if let Err(refusal) = policy::may_follow_up(agreement, principal, draft.kind, &thread) {
+            let e = RelayError::new(refusal.code(), refusal.to_string());
+            return refuse(refusal.reason(), e, draft);
         }
         if t.state.is_closed() {
             let e = RelayError::new(
@@ -968,7 +931,6 @@ impl Ledger {
                 t.expires_at.0.max(received_at.0 + DEFAULT_EXPIRY_MS),
             ));
         }
-        let mut route = FollowUpRoute::default();
         let closing = matches!(draft.kind, Kind::Located | Kind::Cancel);
         // The original's disclosures, for the closing notices.
         let told: Vec<RecipientRecord> = if closing {
@@ -978,30 +940,24 @@ impl Ledger {
         } else {
             Vec::new()
         };
-        // A unit never receives its own messages, even one that also received the
-        // original.
-        for unit in t.recipients.iter().filter(|u| **u != principal.unit) {
-            let notice = told.iter().find(|r| r.unit == *unit).filter(|_| closing);
-            match (agreement.permits(&t.sender_unit, unit, t.category), notice) {
-                (Some(x), _) => route.disclosures.push(x),
-                // Everyone who was told of the alert hears that it ended, even a
-                // unit no rule permits any more: the envelope only, no content.
-                (None, Some(r)) => route.disclosures.push(Disclosure {
-                    recipient: unit.clone(),
-                    rules: r.rules.clone(),
-                    legal_bases: vec![CLOSING_NOTICE.to_string()],
-                    fields: FieldSet::EMPTY,
-                    retention_ms: r.retention_ms,
-                }),
-                (None, None) => route.withheld.push((
-                    unit.clone(),
-                    format!(
-                        "no rule of agreement {} v{} permits {} to send {} alerts to {} any more: the {} is not sent",
-                        agreement.id, agreement.version, t.sender_unit, t.category, unit, draft.kind
-                    ),
-                )),
-            }
-        }
+        let told: Vec<policy::Told> = told
+            .iter()
+            .map(|r| policy::Told {
+                unit: &r.unit,
+                rules: &r.rules,
+                retention_ms: r.retention_ms,
+            })
+            .collect();
+        let decided =
+            policy::route_follow_up(agreement, &principal.unit, draft.kind, &thread, &told);
+        let route = FollowUpRoute {
+            withheld: decided
+                .withheld
+                .iter()
+                .map(|w| (w.why.recipient.clone(), w.to_string()))
+                .collect(),
+            disclosures: decided.disclosures,
+        };
         Ok(Ok(route))
     }
 

@@ -1,8 +1,8 @@
 //! What the relay keeps about each alert: the records the [`crate::ledger`] produces and
 //! the [`crate::storage`] keeps (sled encodes them with `proto::codec`). Plain data.
 
-use filet_proto::agreement::Disclosure;
 use filet_proto::alert::{AlertState, Content, Envelope, FieldSet, HistoryItem};
+use filet_proto::policy::Disclosure;
 use filet_proto::{AlertId, Principal, Timestamp, UnitRef};
 use serde::{Deserialize, Serialize};
 

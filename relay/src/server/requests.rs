@@ -7,10 +7,10 @@
 //! `server::answer`). Changes go to the commit thread as [`Op`]s; reads use the published
 //! mailboxes, the store and the audit log.
 
-use filet_proto::agreement::AuditScope;
 use filet_proto::alert::{Disclosed, Kind};
 use filet_proto::audit::{Entry, Event, RefusalReason};
 use filet_proto::codec::{self};
+use filet_proto::policy::{self, AlertView, AuditRequest, AuditScope, Delivery, NotDelivered};
 use filet_proto::wire::{
     EntryWithProof, ErrorCode, RelayError, Request, Response, WhoAmI, MAX_ENTRIES_PER_PAGE,
     MAX_INBOX_PAGE,
@@ -18,7 +18,7 @@ use filet_proto::wire::{
 use filet_proto::{AlertDraft, AlertId};
 use tokio::sync::oneshot;
 
-use crate::commit::{Op, Route, CLOSING_NOTICE};
+use crate::commit::{Op, Route};
 use crate::ratelimit::Refused;
 use crate::store::AlertRecord;
 
@@ -42,88 +42,69 @@ pub(super) async fn disclose(
     // when the alert changes; an alert never changed is active with one step.
     let view = ctx.shared.mailboxes.thread(&rec.root());
     let expires_at = thread_expiry(rec, view.as_ref());
-    if ctx.shared.clock.now() >= expires_at {
-        return None;
-    }
     let mut envelope = rec.envelope.clone();
     envelope.expires_at = expires_at;
     let agreement = ctx.shared.agreement();
-    if matches!(rec.envelope.kind, Kind::Located | Kind::Cancel)
-        && r.legal_bases.iter().any(|b| b == CLOSING_NOTICE)
-    {
-        // A closing notice to a unit that received the alert but that no rule permits
-        // any more: the envelope, the state, and the alert's and this step's times only.
-        let (state, history) = match view {
-            Some(v) => (v.state, v.history),
-            None => (rec.state, rec.history.clone()),
-        };
-        let basis = Basis {
-            rules: r.rules.clone(),
-            agreement: agreement.id.clone(),
-            version: agreement.version,
-        };
-        let d = Disclosed {
-            envelope,
-            content: filet_proto::Content::default(),
-            note: None,
-            rules: r.rules.clone(),
-            fields: filet_proto::FieldSet::EMPTY,
-            seq,
-            state,
-            history: history
-                .into_iter()
-                .filter(|h| h.kind == Some(Kind::Alert) || h.id == id)
-                .map(|mut h| {
-                    h.note = None;
-                    h
-                })
-                .collect(),
-        };
-        return Some((d, basis));
-    }
     let sender_unit = view
         .as_ref()
         .map(|v| &v.sender_unit)
         .unwrap_or(&rec.envelope.sender.unit);
-    let Some(now) = agreement.permits(sender_unit, unit, rec.envelope.category) else {
-        let reason = format!(
-            "no rule of agreement {} v{} permits {} to send {} alerts to {} any more",
-            agreement.id, agreement.version, sender_unit, rec.envelope.category, unit
-        );
-        let _ = ctx
-            .shared
-            .op(Op::Withheld {
-                alert: id,
-                sender: rec.envelope.sender.clone(),
-                unit: unit.clone(),
-                reason,
-            })
-            .await;
-        return None;
+    let waiting = policy::Waiting {
+        kind: rec.envelope.kind,
+        category: rec.envelope.category,
+        sender_unit,
+        recipient: unit,
+        legal_bases: &r.legal_bases,
+        fields: r.fields,
+        expires_at,
     };
+    let decision = policy::recheck_delivery(&agreement, &waiting, ctx.shared.clock.now());
     let (state, history) = match view {
         Some(v) => (v.state, v.history),
         None => (rec.state, rec.history.clone()),
     };
-    // Never more than was disclosed (and logged) at posting time, nor than the agreement
-    // in force allows now: content, note and the notes of the history alike.
-    let d = Disclosed {
-        envelope,
-        content: content.clone(),
-        note: rec.note.clone(),
-        rules: r.rules.clone(),
-        fields: r.fields,
-        seq,
-        state,
-        history,
-    }
-    .narrowed(now.fields);
-    let basis = Basis {
-        rules: now.rules,
+    let basis = |rules| Basis {
+        rules,
         agreement: agreement.id.clone(),
         version: agreement.version,
     };
-    Some((d, basis))
+    match decision {
+        Err(NotDelivered::Expired) => None,
+        Err(NotDelivered::NoLongerPermitted(why)) => {
+            let _ = ctx
+                .shared
+                .op(Op::Withheld {
+                    alert: id,
+                    sender: rec.envelope.sender.clone(),
+                    unit: unit.clone(),
+                    reason: why.to_string(),
+                })
+                .await;
+            None
+        }
+        // A closing notice to a unit that received the alert but that no rule permits
+        // any more.
+        Ok(Delivery::ClosingNotice) => Some((
+            policy::closing_notice(envelope, r.rules.clone(), seq, state, history),
+            basis(r.rules.clone()),
+        )),
+        // Never more than was disclosed (and logged) at posting time, nor than the
+        // agreement in force allows now: content, note and the notes of the history alike.
+        Ok(Delivery::Content { fields, rules }) => Some((
+            Disclosed {
+                envelope,
+                content: content.clone(),
+                note: rec.note.clone(),
+                rules: r.rules.clone(),
+                fields: r.fields,
+                seq,
+                state,
+                history,
+            }
+            .narrowed(fields),
+            basis(rules),
+        )),
+    }
 }
 
 /// When a message stops being delivered: the thread's current expiry (an update may move
@@ -167,7 +148,14 @@ async fn get_alert(
         Some(v) => (v.state, v.history),
         None => (rec.state, rec.history.clone()),
     };
-    if rec.envelope.sender.unit == *ctx.unit() {
+    let seen = policy::alert_view(
+        ctx.unit(),
+        id,
+        &rec.envelope.sender.unit,
+        rec.recipients.iter().map(|r| &r.unit),
+    )
+    .map_err(|e| RelayError::new(ErrorCode::UnknownAlert, e.to_string()))?;
+    if seen == AlertView::Sender {
         let content = rec.content.clone().unwrap_or_default();
         let mut fields = content.present();
         if rec.note.is_some() {
@@ -192,6 +180,7 @@ async fn get_alert(
         .iter()
         .find(|r| r.unit == *ctx.unit())
         .map(|r| r.seq)
+        .filter(|_| seen == AlertView::Recipient)
     {
         let (d, basis) = disclose(ctx, &rec, seq).await.ok_or_else(|| {
             RelayError::new(
@@ -214,20 +203,10 @@ async fn get_alert(
             recipients: Vec::new(),
         });
     }
-    if rec.envelope.sender.party() == ctx.principal.party() {
+    if seen == AlertView::OwnerParty {
         // The owner party may follow the alert up; it learns nothing of its content here.
         return Ok(Response::Alert {
-            alert: Disclosed {
-                envelope,
-                content: filet_proto::Content::default(),
-                fields: filet_proto::FieldSet::EMPTY,
-                note: None,
-                rules: Vec::new(),
-                seq: 0,
-                state,
-                history,
-            }
-            .narrowed(filet_proto::FieldSet::EMPTY),
+            alert: policy::owner_party_view(envelope, state, history),
             recipients: Vec::new(),
         });
     }
@@ -305,21 +284,16 @@ async fn audit_inclusion(
     index: u64,
     tree_size: u64,
 ) -> Result<Response, RelayError> {
-    let scope = audit_scope(ctx, "an inclusion proof").await?;
-    if let AuditScope::Party(p) = &scope {
-        let visible = ctx
+    let scope = audit_scope(ctx, AuditRequest::InclusionProof).await?;
+    if scope != AuditScope::Full {
+        let entry = ctx
             .shared
             .audit
             .entry(index)
             .ok()
-            .and_then(|b| Entry::from_bytes(&b).ok())
-            .is_some_and(|e| e.event.concerns_party(p));
-        if !visible {
-            return Err(RelayError::new(
-                ErrorCode::AuditDenied,
-                format!("audit entry {index} does not concern party {p}"),
-            ));
-        }
+            .and_then(|b| Entry::from_bytes(&b).ok());
+        policy::inclusion_access(&scope, index, entry.as_ref().map(|e| &e.event))
+            .map_err(|e| RelayError::new(ErrorCode::AuditDenied, e.to_string()))?;
     }
     let proof = ctx
         .shared
@@ -338,7 +312,7 @@ async fn audit_consistency(
 ) -> Result<Response, RelayError> {
     // Its hashes include single entries' leaf hashes: audit rights only (the
     // signed checkpoint stays public to every member, to check receipts).
-    audit_scope(ctx, "a consistency proof").await?;
+    audit_scope(ctx, AuditRequest::ConsistencyProof).await?;
     let proof = ctx
         .shared
         .audit
@@ -356,13 +330,12 @@ fn status(ctx: &ConnCtx, id: AlertId) -> Result<Response, RelayError> {
         .store
         .get(&id)
         .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?
-        .filter(|r| r.envelope.sender.unit.party == ctx.unit().party)
-        .ok_or_else(|| {
-            RelayError::new(
-                ErrorCode::UnknownAlert,
-                format!("alert {id} is not an alert of {}'s party", ctx.unit()),
-            )
-        })?;
+        .ok_or_else(|| policy::NotOwnParty {
+            alert: id,
+            unit: ctx.unit().clone(),
+        })
+        .and_then(|r| policy::status_access(ctx.unit(), id, &r.envelope.sender.unit).map(|()| r))
+        .map_err(|e| RelayError::new(ErrorCode::UnknownAlert, e.to_string()))?;
     let mut recipients = Vec::with_capacity(rec.recipients.len());
     for r in &rec.recipients {
         // Acknowledgements are kept under their own keys (the record is not rewritten).
@@ -396,23 +369,11 @@ fn whoami(ctx: &ConnCtx) -> WhoAmI {
         principal: ctx.principal.clone(),
         agreement_id: a.id.clone(),
         agreement_version: a.version,
-        may_send_under: a
-            .rules
-            .iter()
-            .filter(|r| r.from.iter().any(|s| s.matches(unit)))
-            .map(|r| r.id.clone())
-            .collect(),
-        may_receive_under: a
-            .rules
-            .iter()
-            .filter(|r| r.to.iter().any(|s| s.matches(unit)))
-            .map(|r| r.id.clone())
-            .collect(),
-        audit_right: match a.audit_scope(unit) {
-            Some(AuditScope::Full) => "full".into(),
-            Some(AuditScope::Party(_)) => "party".into(),
-            None => "none".into(),
-        },
+        may_send_under: policy::rules_sending_from(&a, unit),
+        may_receive_under: policy::rules_received_by(&a, unit),
+        audit_right: policy::audit_right(&a, unit)
+            .map_or("none", |s| s.name())
+            .into(),
     }
 }
 
@@ -467,25 +428,18 @@ async fn post(
         // The commit thread knows the alert's life: it routes the follow-up.
         return commit_post(ctx, valid, Route::FollowUp(agreement), idempotency_key, now).await;
     }
-    let disclosures = match agreement.route(ctx.unit(), valid.category, &valid.to) {
+    let disclosures = match policy::route_alert(&agreement, ctx.unit(), valid.category, &valid.to) {
         Ok(d) => d,
         Err(refusal) => {
-            let recipient = match &refusal {
-                filet_proto::agreement::Refusal::NotPermitted { recipient, .. }
-                | filet_proto::agreement::Refusal::UnknownRecipient { recipient, .. } => {
-                    Some(recipient.clone())
-                }
-                filet_proto::agreement::Refusal::NoRecipient { .. } => None,
-            };
             let message = format!("{}: {refusal}", ctx.principal);
             ctx.shared
                 .audit(refuse(
-                    RefusalReason::NotPermitted,
+                    refusal.reason(),
                     message.clone(),
-                    recipient,
+                    refusal.recipient().map(str::to_owned),
                 ))
                 .await?;
-            return Err(RelayError::new(ErrorCode::NotPermitted, message));
+            return Err(RelayError::new(refusal.code(), message));
         }
     };
     commit_post(ctx, valid, Route::New(disclosures), idempotency_key, now).await
@@ -565,15 +519,11 @@ async fn inbox(
     Ok(Response::Inbox { alerts, more })
 }
 
-async fn audit_scope(ctx: &ConnCtx, what: &str) -> Result<AuditScope, RelayError> {
-    match ctx.shared.agreement().audit_scope(ctx.unit()) {
-        Some(s) => Ok(s),
-        None => {
-            let detail = format!(
-                "{} asked for {what} but {} has no audit right in the agreement",
-                ctx.principal,
-                ctx.unit()
-            );
+async fn audit_scope(ctx: &ConnCtx, request: AuditRequest) -> Result<AuditScope, RelayError> {
+    match policy::audit_scope(&ctx.shared.agreement(), &ctx.principal, request) {
+        Ok(s) => Ok(s),
+        Err(denied) => {
+            let detail = denied.to_string();
             ctx.shared
                 .audit_refusal(
                     Refused::Principal(ctx.principal.to_string()),
@@ -595,7 +545,7 @@ async fn audit_entries(
     tree_size: u64,
     proofs: bool,
 ) -> Result<Response, RelayError> {
-    let scope = audit_scope(ctx, "audit entries").await?;
+    let scope = audit_scope(ctx, AuditRequest::Entries).await?;
     let audit = &ctx.shared.audit;
     let size = audit.size();
     if tree_size > size || end > tree_size || start > end {
@@ -604,11 +554,7 @@ async fn audit_entries(
             format!("entries {start}..{end} of a tree of {tree_size} are out of range (the log has {size})"),
         ));
     }
-    let party = match &scope {
-        AuditScope::Full => None,
-        AuditScope::Party(p) => Some(p.clone()),
-    };
-    let proofs = proofs || party.is_some();
+    let proofs = proofs || scope.proofs_required();
     let stop = end.min(start.saturating_add(MAX_ENTRIES_PER_PAGE));
     let mut used = 0usize;
     let mut entries = Vec::new();
@@ -617,8 +563,8 @@ async fn audit_entries(
         let bytes = audit
             .entry(next)
             .map_err(|e| RelayError::new(ErrorCode::Internal, e.to_string()))?;
-        if let Some(p) = &party {
-            let visible = Entry::from_bytes(&bytes).is_ok_and(|e| e.event.concerns_party(p));
+        if scope != AuditScope::Full {
+            let visible = Entry::from_bytes(&bytes).is_ok_and(|e| scope.admits(&e.event));
             if !visible {
                 next += 1;
                 continue;

@@ -28,7 +28,6 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod metrics;
-mod policy_props;
 mod reload;
 mod routing;
 mod shutdown;
