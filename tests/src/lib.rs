@@ -2,9 +2,9 @@
 //! binary, and `console_browser`) need to run the relay and its nodes over real QUIC on
 //! loopback, and to read what the relay wrote.
 //!
-//! - [`TestNet`]: a temporary directory holding the example agreement and a dev PKI (a CA,
-//!   the relay's certificate, a certificate, key and profile per unit); starts relays and
-//!   connects nodes.
+//! - [`TestNet`] (`net.rs`): a temporary directory holding the example agreement and a dev
+//!   PKI (a CA, the relay's certificate, a certificate, key and profile per unit); starts
+//!   relays and connects nodes.
 //! - [`TestRelay`]: the relay in the test's own runtime ([`filet_relay::Relay`]) on
 //!   `127.0.0.1:0`, stopped gracefully through its handle.
 //! - [`ChildRelay`] (`child.rs`): the `filet-relay serve` binary as a child process, the one
@@ -35,22 +35,20 @@
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use filet_client::audit::fetch_and_verify;
-use filet_client::{ClientError, Node, NodeConfig};
+use filet_client::{ClientError, Node};
 use filet_proto::alert::{AlertFile, Disclosed};
 use filet_proto::audit::{Entry, Event};
 use filet_proto::checkpoint::NoteVerifier;
-use filet_proto::profile::Profile;
 use filet_proto::wire::{ErrorCode, RelayError};
 use filet_proto::{AlertDraft, UnitRef};
 use filet_relay::commit::CommitStats;
-use filet_relay::config::{Overrides, RelayConfig};
-use tempfile::TempDir;
+use filet_relay::config::RelayConfig;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a test waits for something that should happen within milliseconds (a pushed
@@ -103,188 +101,6 @@ pub fn alert(category: filet_proto::Category, reference: &str) -> AlertDraft {
         reference,
         "418 555-0100",
     )
-}
-
-/// A disposable agreement: a temporary directory with the example agreement
-/// (`agreement.toml`), a dev PKI (`pki/`, as `filet-certs dev` writes it) and room for
-/// data directories. Removed when dropped.
-pub struct TestNet {
-    dir: TempDir,
-    /// The agreement file.
-    pub agreement: PathBuf,
-    /// The PKI directory (`filet-certs` layout).
-    pub pki: PathBuf,
-}
-
-/// The files of one dev PKI, generated once per test process and copied into each
-/// [`TestNet`] (the key pairs of 19 units take a while in a debug build).
-struct PkiTemplate {
-    files: Vec<(PathBuf, Vec<u8>, u32)>,
-}
-
-fn pki_template() -> &'static PkiTemplate {
-    static TEMPLATE: OnceLock<PkiTemplate> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().expect("a temporary directory");
-        let agreement = tmp.path().join("agreement.toml");
-        std::fs::write(&agreement, AGREEMENT).expect("write the agreement");
-        let pki = tmp.path().join("pki");
-        filet_certs::dev(&pki, &agreement, "127.0.0.1:4433", false).expect("filet_certs::dev");
-        let mut files = Vec::new();
-        let mut dirs = vec![pki.clone()];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).expect("read the PKI directory") {
-                let path = e.expect("a directory entry").path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else {
-                    let rel = path.strip_prefix(&pki).expect("under pki").to_owned();
-                    let mode = std::fs::metadata(&path)
-                        .expect("metadata")
-                        .permissions()
-                        .mode();
-                    files.push((rel, std::fs::read(&path).expect("read a PKI file"), mode));
-                }
-            }
-        }
-        PkiTemplate { files }
-    })
-}
-
-impl TestNet {
-    /// A new directory with the example agreement and a dev PKI whose profiles name
-    /// `127.0.0.1:4433` (tests override the address: see [`TestNet::node_config`]).
-    ///
-    /// # Panics
-    /// If the files cannot be written.
-    pub fn new() -> TestNet {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let agreement = dir.path().join("agreement.toml");
-        std::fs::write(&agreement, AGREEMENT).expect("write the agreement");
-        let pki = dir.path().join("pki");
-        for (rel, bytes, mode) in &pki_template().files {
-            let path = pki.join(rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).expect("create a PKI directory");
-            }
-            std::fs::write(&path, bytes).expect("write a PKI file");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
-                .expect("set a PKI file's mode");
-        }
-        TestNet {
-            dir,
-            agreement,
-            pki,
-        }
-    }
-
-    /// A new directory with the example agreement and no PKI yet: `pki` names the
-    /// directory for `filet-certs dev` to write.
-    ///
-    /// # Panics
-    /// If the agreement cannot be written.
-    pub fn without_pki() -> TestNet {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let agreement = dir.path().join("agreement.toml");
-        std::fs::write(&agreement, AGREEMENT).expect("write the agreement");
-        let pki = dir.path().join("pki");
-        TestNet {
-            dir,
-            agreement,
-            pki,
-        }
-    }
-
-    /// The temporary directory.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The default data directory, `<dir>/data`.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// The relay's configuration: `127.0.0.1:0`, [`TestNet::data_dir`], this agreement and
-    /// PKI, default limits (edit `limits` before starting).
-    ///
-    /// # Panics
-    /// Never for these inputs (the configuration has every required setting).
-    pub fn relay_config(&self) -> RelayConfig {
-        RelayConfig::load(
-            None,
-            Overrides {
-                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                data_dir: Some(self.data_dir()),
-                agreement: Some(self.agreement.clone()),
-                pki_dir: Some(self.pki.clone()),
-            },
-        )
-        .expect("a complete relay configuration")
-    }
-
-    /// Starts the relay in this runtime with [`TestNet::relay_config`].
-    pub async fn start_relay(&self) -> TestRelay {
-        TestRelay::start(self.relay_config()).await
-    }
-
-    /// The path of the dev profile of `unit` (`PARTY/UNIT`).
-    pub fn profile_path(&self, unit: &str) -> PathBuf {
-        self.pki
-            .join("profiles")
-            .join(format!("{}.toml", unit.replace('/', "-")))
-    }
-
-    /// Rewrites the dev profile of `unit` to dial `relay` and returns its path (for the
-    /// `filet` command).
-    ///
-    /// # Panics
-    /// If the profile cannot be read or written.
-    pub fn write_profile(&self, unit: &str, relay: SocketAddr) -> PathBuf {
-        let path = self.profile_path(unit);
-        let text = std::fs::read_to_string(&path).expect("read a dev profile");
-        let mut p: Profile = Profile::parse(&text, Path::new("")).expect("a valid profile");
-        p.relay = relay.to_string();
-        std::fs::write(&path, p.to_toml()).expect("write the profile");
-        path
-    }
-
-    /// The node configuration of the default node of `unit`, dialing `relay`.
-    ///
-    /// # Panics
-    /// If the profile or a file it names cannot be read.
-    pub fn node_config(&self, unit: &str, relay: SocketAddr) -> NodeConfig {
-        let mut cfg = NodeConfig::from_profile_file(&self.profile_path(unit))
-            .unwrap_or_else(|e| panic!("profile of {unit}: {e}"));
-        cfg.relay = relay.to_string();
-        cfg
-    }
-
-    /// Connects the default node of `unit` to `relay`.
-    ///
-    /// # Panics
-    /// If the node cannot connect (use [`Node::connect`] to test refusals).
-    pub async fn node(&self, unit: &str, relay: SocketAddr) -> Node {
-        Node::connect(&self.node_config(unit, relay))
-            .await
-            .unwrap_or_else(|e| panic!("{unit} cannot connect to {relay}: {e}"))
-    }
-
-    /// The agreement's CA, loaded from the PKI (to issue hostile certificates).
-    ///
-    /// # Panics
-    /// If the CA cannot be loaded.
-    pub fn ca(&self) -> filet_certs::Ca {
-        filet_certs::Ca::load(&self.pki).expect("the dev CA")
-    }
-}
-
-impl Default for TestNet {
-    fn default() -> Self {
-        TestNet::new()
-    }
 }
 
 /// The relay running in the test's tokio runtime. Dropping it asks it to stop; prefer
@@ -537,11 +353,13 @@ pub async fn assert_relay_serves(net: &TestNet, relay: SocketAddr) {
 
 mod bins;
 mod child;
+mod net;
 pub mod raw;
 
 pub use bins::{audit_key, bin, filet_as, path_str, run, run_off_runtime, Output};
 
 pub use child::{ChildRelay, ChildRelayBuilder, ChildStart};
+pub use net::TestNet;
 
 // ---- the lifecycle and the `filet` command as a unit ----------------------------------
 
