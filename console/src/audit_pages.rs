@@ -45,10 +45,14 @@ fn int(l: Lang, n: u64) -> String {
 
 /// The sentence for a failure, in `l`.
 pub fn failure_text(l: Lang, f: &AuditFailure) -> String {
+    // A `field` argument is a label's message id: worded in the page's language.
     let args: Vec<(&str, String)> = f
         .args
         .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
+        .map(|(k, v)| match k.as_str() {
+            "field" => (k.as_str(), t(l, v)),
+            _ => (k.as_str(), v.clone()),
+        })
         .collect();
     tr(l, &format!("audit-failure-{}", f.kind), &args)
 }

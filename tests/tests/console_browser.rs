@@ -1296,6 +1296,20 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
         .await
         .unwrap();
     b.fill("reference", "SPVQ-2026-04417").await;
+    // Another file than the relay's key: named, and nobody is said to have been told.
+    let wrong = net.path().join("not-the-key.key");
+    std::fs::write(&wrong, b"0123456789abcdef0123456789abcdef\n").unwrap();
+    b.fill("subject_ref_key", wrong.to_str().unwrap()).await;
+    b.click("#ask").await;
+    let refused = b.wait_text("#audit-failure", "n'est pas la clé").await;
+    assert!(
+        refused.starts_with(&format!(
+            "Le fichier de clé {} n'est pas la clé des références du relais (32 octets, copiée telle quelle).",
+            wrong.display()
+        )),
+        "{refused}"
+    );
+    assert!(b.client.find(Locator::Id("told-result")).await.is_err());
     let key = net.data_dir().join("keys").join("subject-ref.key");
     b.fill("subject_ref_key", key.to_str().unwrap()).await;
     b.click("#ask").await;
@@ -1512,6 +1526,24 @@ async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_unt
         body.contains("Une extraction est déjà en cours\u{a0}: attendez qu'elle se termine"),
         "{body}"
     );
+
+    // The report's bad input is named by its field, in the page's language.
+    let (st, _, body) = http(a, &get("/audit/report?from=2026-13-45")).await;
+    assert_eq!(st, 422);
+    assert!(
+        body.contains("Le champ « Du (inclus) » n'est pas une date\u{a0}: 2026-13-45."),
+        "{body}"
+    );
+    let english = format!(
+        "GET /audit?busy=1 HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}; filet_lang=en\r\nConnection: close\r\n\r\n"
+    );
+    let (_, _, body) = http(a, &english).await;
+    assert!(body.contains("<h1>Audit log</h1>"), "{body}");
+    assert!(
+        body.contains("A pull is already running: wait until it ends"),
+        "{body}"
+    );
+    assert!(body.contains("Pulling: 3 of 10 entries received"), "{body}");
 
     // It ends: the result.
     slow.release.notify_one();
