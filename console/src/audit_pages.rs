@@ -97,9 +97,9 @@ fn job_status(ctx: &Ctx, job: &Job) -> Markup {
                     p id="audit-status" { (progress_text(l, p)) }
                     @match p {
                         Progress::Pulling { done, total } if *total > 0 => {
-                            progress id="audit-progress" value=(done) max=(total) { (progress_text(l, p)) }
+                            progress id="audit-progress" value=(done) max=(total) aria-labelledby="audit-status" { (progress_text(l, p)) }
                         }
-                        _ => progress id="audit-progress" {},
+                        _ => progress id="audit-progress" aria-labelledby="audit-status" {},
                     }
                 }
                 Job::Done(at, Ok(v)) => {

@@ -1448,6 +1448,7 @@ impl filet_console::Backend for SlowAuditor {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_until_it_ends() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let slow = Arc::new(SlowAuditor {
         calls: std::sync::atomic::AtomicUsize::new(0),
         started: tokio::sync::Notify::new(),
@@ -1512,7 +1513,7 @@ async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_unt
     let (_, _, body) = http(a, &get("/audit")).await;
     assert!(body.contains("data-state=\"running\""), "{body}");
     assert!(
-        body.contains("<progress id=\"audit-progress\" value=\"3\" max=\"10\">"),
+        body.contains("<progress id=\"audit-progress\" value=\"3\" max=\"10\" aria-labelledby=\"audit-status\">"),
         "{body}"
     );
     assert!(body.contains("Extraction\u{a0}: 3 entrées reçues sur 10"));
@@ -1545,17 +1546,27 @@ async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_unt
     );
     assert!(body.contains("Pulling: 3 of 10 entries received"), "{body}");
 
-    // It ends: the result.
+    // In the browser, the page shows the progress; when the job ends, its script brings
+    // the result without anyone reloading it.
+    let b = Browser::start().await;
+    b.client.goto(&console.login_url()).await.unwrap();
+    b.client
+        .goto(&format!("http://{host}/audit"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.text("#audit-status").await,
+        "Extraction : 3 entrées reçues sur 10"
+    );
+    b.screenshot("audit-extraction").await;
     slow.release.notify_one();
-    let start = Instant::now();
-    loop {
-        let (_, _, body) = http(a, &get("/audit/progress")).await;
-        if body.contains("\"state\":\"done\"") {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "the job ends: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    b.wait_text("#audit-status", "Journal vérifié").await;
+    assert_eq!(
+        b.client.current_url().await.unwrap().path(),
+        "/audit",
+        "the script came back to the audit page"
+    );
+    b.close().await;
     let (_, _, body) = http(a, &get("/audit")).await;
     assert!(body.contains("Journal vérifié"), "{body}");
     assert!(body.contains("filet.relay/test"), "{body}");
