@@ -1244,6 +1244,37 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
     );
     b.screenshot("audit-verifie").await;
 
+    // A copy changed on this computer: the failure, in plain French, names the entry.
+    let entries = audit_dir.join("entries.jsonl");
+    let kept = std::fs::read(&entries).unwrap();
+    let mut changed = kept.clone();
+    let third = kept
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .unwrap();
+    let at = third + kept[third..].iter().position(|c| *c == b'R').unwrap();
+    changed[at] = b'Q';
+    let index = kept[..at].iter().filter(|c| **c == b'\n').count();
+    std::fs::write(&entries, &changed).unwrap();
+    b.click("#pull").await;
+    let failed = b.wait_text("#audit-status", "échoué").await;
+    assert!(
+        failed.starts_with("La vérification a échoué — le "),
+        "{failed}"
+    );
+    let why = b.text("#audit-failure").await;
+    assert!(
+        why.starts_with(&format!(
+            "L'entrée n° {index} ne vérifie pas : elle a été modifiée, retirée ou ajoutée."
+        )),
+        "{why}"
+    );
+    b.screenshot("audit-echec").await;
+    std::fs::write(&entries, &kept).unwrap();
+
     // The report: a chart of the disclosures, followed by its table; every bar's value is
     // in the table.
     b.click("#to-report").await;
