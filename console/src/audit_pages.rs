@@ -559,3 +559,74 @@ pub fn proof(ctx: &Ctx, index: u64, r: Result<&Included, &AuditFailure>) -> Mark
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every failure the node library or the forms can give has its sentence in both
+    /// languages, with its variables filled.
+    #[test]
+    fn every_failure_kind_is_worded_in_both_languages() {
+        let kinds = [
+            "relay",
+            "no-dir",
+            "no-directory",
+            "file",
+            "key",
+            "checkpoint",
+            "fork",
+            "rollback",
+            "inconsistent",
+            "entry",
+            "subject-key",
+            "no-reference",
+            "no-subject-key",
+            "bad-date",
+            "empty-range",
+            "bad-minutes",
+            "bad-party",
+        ];
+        let args = [
+            ("path", "/d".to_owned()),
+            ("file", "checkpoints/1.note".to_owned()),
+            ("size", "7".to_owned()),
+            ("got", "3".to_owned()),
+            ("kept", "4".to_owned()),
+            ("old", "1".to_owned()),
+            ("new", "2".to_owned()),
+            ("index", "5".to_owned()),
+            ("field", "audit-from".to_owned()),
+            ("value", "x".to_owned()),
+            ("party", "CJQ".to_owned()),
+            ("parties", "DPJ, SPVQ".to_owned()),
+        ];
+        for kind in kinds {
+            let f = AuditFailure::new(
+                kind,
+                &args
+                    .iter()
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect::<Vec<_>>(),
+                "",
+            );
+            for l in [Lang::Fr, Lang::En] {
+                let text = failure_text(l, &f);
+                assert!(!text.starts_with("audit-failure-"), "{kind} in {l:?}");
+                assert!(
+                    !text.contains('{') && !text.contains("$"),
+                    "{kind} in {l:?}: {text}"
+                );
+            }
+        }
+        let f = AuditFailure::new("bad-date", &args, "");
+        assert_eq!(
+            failure_text(Lang::Fr, &f),
+            "Le champ « Du (inclus) » n'est pas une date\u{a0}: x."
+        );
+        assert_eq!(
+            failure_text(Lang::En, &f),
+            "The field \"From (inclusive)\" is not a date: x."
+        );
+    }
+}
