@@ -1364,7 +1364,38 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
     b.click("#table-told tbody tr a").await;
     let proof = b.wait_text("#proof-result", "Inclusion vérifiée").await;
     assert!(proof.contains("signé par"), "{proof}");
+
+    // DPJ's own auditor keeps only its party's entries: told about the file, it sees the
+    // disclosure to DPJ/RTS and no other party's.
+    let party_dir = net.path().join("audit-dpj");
+    let dpj_audit = audit_console(&net, "DPJ/CONFORMITE", relay.addr, party_dir).await;
+    b.client.goto(&dpj_audit.login_url()).await.unwrap();
+    b.client
+        .goto(&format!("http://{}/audit", dpj_audit.addr))
+        .await
+        .unwrap();
+    b.fill("verifier_key", &relay.verifier_key).await;
+    b.click("#pull").await;
+    b.wait_text("#audit-status", "Journal vérifié").await;
+    let result = b.text("#audit-result").await;
+    assert!(
+        result.contains("Portée\nles entrées de votre partie"),
+        "{result}"
+    );
+    b.client
+        .goto(&format!("http://{}/audit/told", dpj_audit.addr))
+        .await
+        .unwrap();
+    b.fill("reference", "SPVQ-2026-04417").await;
+    b.fill("subject_ref_key", key.to_str().unwrap()).await;
+    b.click("#ask").await;
+    let head = b.wait_text("#told-result", "SPVQ-2026-04417").await;
+    assert_eq!(head, "Dossier SPVQ-2026-04417 : 1 divulgation(s)");
+    let told = b.text("#table-told").await;
+    assert!(told.contains("DPJ/RTS"), "{told}");
+    assert!(!told.contains("CJQ/PIVOT"), "{told}");
     b.close().await;
+    drop(dpj_audit);
     auditor.close().await;
     rts.close().await;
     esm.close().await;
