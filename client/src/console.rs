@@ -107,6 +107,16 @@ impl Backend for NodeBackend {
                 .node()
                 .await
                 .map_err(|e| AuditFailure::new("relay", &[], e.message))?;
+            // A local copy that no longer verifies is named precisely (the entry, the
+            // checkpoint) before anything is fetched; the pull would only say that it does
+            // not verify.
+            if dir.join("checkpoints").is_dir() {
+                let d = dir.clone();
+                tokio::task::spawn_blocking(move || audit_dir::verify(&d, None))
+                    .await
+                    .map_err(|e| AuditFailure::new("relay", &[], e.to_string()))?
+                    .map_err(|e| dir_failure(&e))?;
+            }
             let p = progress.clone();
             let tell = move |done, total| p(Progress::Pulling { done, total });
             let pulled = audit_dir::pull_with_progress(&node, &dir, verifier_key.as_deref(), &tell)

@@ -45,10 +45,14 @@ fn int(l: Lang, n: u64) -> String {
 
 /// The sentence for a failure, in `l`.
 pub fn failure_text(l: Lang, f: &AuditFailure) -> String {
+    // A `field` argument is a label's message id: worded in the page's language.
     let args: Vec<(&str, String)> = f
         .args
         .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
+        .map(|(k, v)| match k.as_str() {
+            "field" => (k.as_str(), t(l, v)),
+            _ => (k.as_str(), v.clone()),
+        })
         .collect();
     tr(l, &format!("audit-failure-{}", f.kind), &args)
 }
@@ -93,9 +97,9 @@ fn job_status(ctx: &Ctx, job: &Job) -> Markup {
                     p id="audit-status" { (progress_text(l, p)) }
                     @match p {
                         Progress::Pulling { done, total } if *total > 0 => {
-                            progress id="audit-progress" value=(done) max=(total) { (progress_text(l, p)) }
+                            progress id="audit-progress" value=(done) max=(total) aria-labelledby="audit-status" { (progress_text(l, p)) }
                         }
-                        _ => progress id="audit-progress" {},
+                        _ => progress id="audit-progress" aria-labelledby="audit-status" {},
                     }
                 }
                 Job::Done(at, Ok(v)) => {
@@ -554,4 +558,75 @@ pub fn proof(ctx: &Ctx, index: u64, r: Result<&Included, &AuditFailure>) -> Mark
             p { a href="/audit/told" { (t(l, "audit-told-title")) } }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every failure the node library or the forms can give has its sentence in both
+    /// languages, with its variables filled.
+    #[test]
+    fn every_failure_kind_is_worded_in_both_languages() {
+        let kinds = [
+            "relay",
+            "no-dir",
+            "no-directory",
+            "file",
+            "key",
+            "checkpoint",
+            "fork",
+            "rollback",
+            "inconsistent",
+            "entry",
+            "subject-key",
+            "no-reference",
+            "no-subject-key",
+            "bad-date",
+            "empty-range",
+            "bad-minutes",
+            "bad-party",
+        ];
+        let args = [
+            ("path", "/d".to_owned()),
+            ("file", "checkpoints/1.note".to_owned()),
+            ("size", "7".to_owned()),
+            ("got", "3".to_owned()),
+            ("kept", "4".to_owned()),
+            ("old", "1".to_owned()),
+            ("new", "2".to_owned()),
+            ("index", "5".to_owned()),
+            ("field", "audit-from".to_owned()),
+            ("value", "x".to_owned()),
+            ("party", "CJQ".to_owned()),
+            ("parties", "DPJ, SPVQ".to_owned()),
+        ];
+        for kind in kinds {
+            let f = AuditFailure::new(
+                kind,
+                &args
+                    .iter()
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect::<Vec<_>>(),
+                "",
+            );
+            for l in [Lang::Fr, Lang::En] {
+                let text = failure_text(l, &f);
+                assert!(!text.starts_with("audit-failure-"), "{kind} in {l:?}");
+                assert!(
+                    !text.contains('{') && !text.contains("$"),
+                    "{kind} in {l:?}: {text}"
+                );
+            }
+        }
+        let f = AuditFailure::new("bad-date", &args, "");
+        assert_eq!(
+            failure_text(Lang::Fr, &f),
+            "Le champ « Du (inclus) » n'est pas une date\u{a0}: x."
+        );
+        assert_eq!(
+            failure_text(Lang::En, &f),
+            "The field \"From (inclusive)\" is not a date: x."
+        );
+    }
 }

@@ -1094,8 +1094,9 @@ fn report_query(zone: &TimeZone, f: &ReportForm) -> Result<ReportQuery, AuditFai
             )
         })
     };
-    let from = day("from", &f.from)?;
-    let to = day("to", &f.to)?;
+    // The field is named by its label's message id (the page words it in its language).
+    let from = day("audit-from", &f.from)?;
+    let to = day("audit-to", &f.to)?;
     if let (Some(a), Some(b)) = (from, to) {
         if a >= b {
             return Err(AuditFailure::new("empty-range", &[], ""));

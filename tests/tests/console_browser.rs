@@ -1244,6 +1244,37 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
     );
     b.screenshot("audit-verifie").await;
 
+    // A copy changed on this computer: the failure, in plain French, names the entry.
+    let entries = audit_dir.join("entries.jsonl");
+    let kept = std::fs::read(&entries).unwrap();
+    let mut changed = kept.clone();
+    let third = kept
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .unwrap();
+    let at = third + kept[third..].iter().position(|c| *c == b'R').unwrap();
+    changed[at] = b'Q';
+    let index = kept[..at].iter().filter(|c| **c == b'\n').count();
+    std::fs::write(&entries, &changed).unwrap();
+    b.click("#pull").await;
+    let failed = b.wait_text("#audit-status", "échoué").await;
+    assert!(
+        failed.starts_with("La vérification a échoué — le "),
+        "{failed}"
+    );
+    let why = b.text("#audit-failure").await;
+    assert!(
+        why.starts_with(&format!(
+            "L'entrée n° {index} ne vérifie pas : elle a été modifiée, retirée ou ajoutée."
+        )),
+        "{why}"
+    );
+    b.screenshot("audit-echec").await;
+    std::fs::write(&entries, &kept).unwrap();
+
     // The report: a chart of the disclosures, followed by its table; every bar's value is
     // in the table.
     b.click("#to-report").await;
@@ -1296,6 +1327,20 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
         .await
         .unwrap();
     b.fill("reference", "SPVQ-2026-04417").await;
+    // Another file than the relay's key: named, and nobody is said to have been told.
+    let wrong = net.path().join("not-the-key.key");
+    std::fs::write(&wrong, b"0123456789abcdef0123456789abcdef\n").unwrap();
+    b.fill("subject_ref_key", wrong.to_str().unwrap()).await;
+    b.click("#ask").await;
+    let refused = b.wait_text("#audit-failure", "n'est pas la clé").await;
+    assert!(
+        refused.starts_with(&format!(
+            "Le fichier de clé {} n'est pas la clé des références du relais (32 octets, copiée telle quelle).",
+            wrong.display()
+        )),
+        "{refused}"
+    );
+    assert!(b.client.find(Locator::Id("told-result")).await.is_err());
     let key = net.data_dir().join("keys").join("subject-ref.key");
     b.fill("subject_ref_key", key.to_str().unwrap()).await;
     b.click("#ask").await;
@@ -1319,7 +1364,38 @@ async fn the_auditor_pulls_and_verifies_reads_the_report_downloads_its_csv_and_a
     b.click("#table-told tbody tr a").await;
     let proof = b.wait_text("#proof-result", "Inclusion vérifiée").await;
     assert!(proof.contains("signé par"), "{proof}");
+
+    // DPJ's own auditor keeps only its party's entries: told about the file, it sees the
+    // disclosure to DPJ/RTS and no other party's.
+    let party_dir = net.path().join("audit-dpj");
+    let dpj_audit = audit_console(&net, "DPJ/CONFORMITE", relay.addr, party_dir).await;
+    b.client.goto(&dpj_audit.login_url()).await.unwrap();
+    b.client
+        .goto(&format!("http://{}/audit", dpj_audit.addr))
+        .await
+        .unwrap();
+    b.fill("verifier_key", &relay.verifier_key).await;
+    b.click("#pull").await;
+    b.wait_text("#audit-status", "Journal vérifié").await;
+    let result = b.text("#audit-result").await;
+    assert!(
+        result.contains("Portée\nles entrées de votre partie"),
+        "{result}"
+    );
+    b.client
+        .goto(&format!("http://{}/audit/told", dpj_audit.addr))
+        .await
+        .unwrap();
+    b.fill("reference", "SPVQ-2026-04417").await;
+    b.fill("subject_ref_key", key.to_str().unwrap()).await;
+    b.click("#ask").await;
+    let head = b.wait_text("#told-result", "SPVQ-2026-04417").await;
+    assert_eq!(head, "Dossier SPVQ-2026-04417 : 1 divulgation(s)");
+    let told = b.text("#table-told").await;
+    assert!(told.contains("DPJ/RTS"), "{told}");
+    assert!(!told.contains("CJQ/PIVOT"), "{told}");
     b.close().await;
+    drop(dpj_audit);
     auditor.close().await;
     rts.close().await;
     esm.close().await;
@@ -1434,6 +1510,7 @@ impl filet_console::Backend for SlowAuditor {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_until_it_ends() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let slow = Arc::new(SlowAuditor {
         calls: std::sync::atomic::AtomicUsize::new(0),
         started: tokio::sync::Notify::new(),
@@ -1498,7 +1575,7 @@ async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_unt
     let (_, _, body) = http(a, &get("/audit")).await;
     assert!(body.contains("data-state=\"running\""), "{body}");
     assert!(
-        body.contains("<progress id=\"audit-progress\" value=\"3\" max=\"10\">"),
+        body.contains("<progress id=\"audit-progress\" value=\"3\" max=\"10\" aria-labelledby=\"audit-status\">"),
         "{body}"
     );
     assert!(body.contains("Extraction\u{a0}: 3 entrées reçues sur 10"));
@@ -1513,17 +1590,45 @@ async fn a_pull_shows_its_progress_while_it_runs_and_a_second_one_is_refused_unt
         "{body}"
     );
 
-    // It ends: the result.
+    // The report's bad input is named by its field, in the page's language.
+    let (st, _, body) = http(a, &get("/audit/report?from=2026-13-45")).await;
+    assert_eq!(st, 422);
+    assert!(
+        body.contains("Le champ « Du (inclus) » n'est pas une date\u{a0}: 2026-13-45."),
+        "{body}"
+    );
+    let english = format!(
+        "GET /audit?busy=1 HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}; filet_lang=en\r\nConnection: close\r\n\r\n"
+    );
+    let (_, _, body) = http(a, &english).await;
+    assert!(body.contains("<h1>Audit log</h1>"), "{body}");
+    assert!(
+        body.contains("A pull is already running: wait until it ends"),
+        "{body}"
+    );
+    assert!(body.contains("Pulling: 3 of 10 entries received"), "{body}");
+
+    // In the browser, the page shows the progress; when the job ends, its script brings
+    // the result without anyone reloading it.
+    let b = Browser::start().await;
+    b.client.goto(&console.login_url()).await.unwrap();
+    b.client
+        .goto(&format!("http://{host}/audit"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.text("#audit-status").await,
+        "Extraction : 3 entrées reçues sur 10"
+    );
+    b.screenshot("audit-extraction").await;
     slow.release.notify_one();
-    let start = Instant::now();
-    loop {
-        let (_, _, body) = http(a, &get("/audit/progress")).await;
-        if body.contains("\"state\":\"done\"") {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "the job ends: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    b.wait_text("#audit-status", "Journal vérifié").await;
+    assert_eq!(
+        b.client.current_url().await.unwrap().path(),
+        "/audit",
+        "the script came back to the audit page"
+    );
+    b.close().await;
     let (_, _, body) = http(a, &get("/audit")).await;
     assert!(body.contains("Journal vérifié"), "{body}");
     assert!(body.contains("filet.relay/test"), "{body}");

@@ -1,6 +1,6 @@
 //! The commands end to end (SPEC §8): `filet-certs dev` writes the PKI and profiles,
 //! `filet` posts, lists, acknowledges and audits against a relay on loopback, with the exit
-//! codes documented in `client/src/main.rs`; `filet-relay serve` refuses a broken agreement.
+//! codes documented in `client/src/cli/exit.rs`; `filet-relay serve` refuses a broken agreement.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
 
 use std::collections::BTreeSet;
@@ -733,27 +733,14 @@ async fn relay_start_refuses_a_limit_out_of_bounds_instead_of_panicking() {
 #[tokio::test]
 async fn the_relay_log_off_a_terminal_has_no_colour_codes() {
     let net = TestNet::new();
-    let data = net.data_dir();
-    let args: Vec<String> = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        path_str(&data),
-        "--pki",
-        path_str(&net.pki),
-        "--agreement",
-        path_str(&net.agreement),
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let (status, log) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        // An empty NO_COLOR asks for nothing (no-color.org): only the pipe decides.
-        ChildRelay::start_with(&args, &[("NO_COLOR", "")]).terminate_drained()
-    })
-    .await
-    .unwrap();
+    // An empty NO_COLOR asks for nothing (no-color.org): only the pipe decides.
+    let relay = ChildRelay::builder()
+        .net(&net)
+        .data_dir(&net.data_dir())
+        .env("NO_COLOR", "");
+    let (status, log) = tokio::task::spawn_blocking(move || relay.start().terminate_drained())
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains(" INFO "), "{log}");
     assert!(!log.contains('\u{1b}'), "{log:?}");

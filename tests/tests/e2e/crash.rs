@@ -515,7 +515,10 @@ async fn try_start(net: &Arc<TestNet>) -> ChildStart {
     let net = net.clone();
     blocking(move || {
         let data_dir = net.data_dir();
-        ChildRelay::try_start(&net, &data_dir)
+        ChildRelay::builder()
+            .net(&net)
+            .data_dir(&data_dir)
+            .try_start()
     })
     .await
 }

@@ -200,13 +200,7 @@ async fn filet_relay_init_makes_a_home_that_serves_and_refuses_to_overwrite_it()
     );
     let relay = {
         let config = s(&config);
-        blocking(move || {
-            ChildRelay::start_with(
-                &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
-                &[],
-            )
-        })
-        .await
+        blocking(move || ChildRelay::builder().config(Path::new(&config)).start()).await
     };
     assert_eq!(relay.logged_key, printed_key);
     let mut p = Profile::parse(&std::fs::read_to_string(&profile).unwrap(), Path::new("")).unwrap();

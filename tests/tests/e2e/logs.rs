@@ -69,24 +69,13 @@ fn pem_body_lines(path: &Path) -> Vec<String> {
 async fn a_busy_relay_log(extra: &'static [&'static str]) -> (String, Arc<TestNet>) {
     let net = Arc::new(TestNet::new());
     let relay = {
-        let net = net.clone();
-        blocking(move || {
-            let data_dir = net.data_dir();
-            let mut args: Vec<&str> = extra.to_vec();
-            args.extend([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                path_str(&data_dir),
-                "--pki",
-                path_str(&net.pki),
-                "--agreement",
-                path_str(&net.agreement),
-            ]);
-            ChildRelay::start_with(&args, &[("RUST_LOG", "debug")])
-        })
-        .await
+        let relay = extra
+            .iter()
+            .fold(ChildRelay::builder(), |b, a| b.global_arg(a))
+            .net(&net)
+            .data_dir(&net.data_dir())
+            .env("RUST_LOG", "debug");
+        blocking(move || relay.start()).await
     };
     let esm = net.node("SPVQ/ESM", relay.addr).await;
     let rts = net.node("DPJ/RTS", relay.addr).await;

@@ -380,7 +380,9 @@ async fn filet_relay_reload_and_sighup_reload_a_serving_relay_and_refuse_a_broke
     let relay = {
         let cfg = cfg.clone();
         blocking(move || {
-            ChildRelay::start_with(&["serve", "--config", &cfg, "--listen", "127.0.0.1:0"], &[])
+            ChildRelay::builder()
+                .config(std::path::Path::new(&cfg))
+                .start()
         })
         .await
     };

@@ -419,26 +419,11 @@ async fn inbox_follow_reconnects_by_itself_after_a_restart_and_prints_each_alert
     .await;
     // Same address, same data directory: the unacknowledged first alert is pushed again.
     let relay = {
-        let net = net.clone();
-        blocking(move || {
-            let listen = addr.to_string();
-            let data_dir = net.data_dir();
-            ChildRelay::start_with(
-                &[
-                    "serve",
-                    "--listen",
-                    &listen,
-                    "--data-dir",
-                    path_str(&data_dir),
-                    "--pki",
-                    path_str(&net.pki),
-                    "--agreement",
-                    path_str(&net.agreement),
-                ],
-                &[],
-            )
-        })
-        .await
+        let relay = ChildRelay::builder()
+            .net(&net)
+            .data_dir(&net.data_dir())
+            .listen(addr);
+        blocking(move || relay.start()).await
     };
     assert_eq!(relay.addr, addr);
     let esm = net.node("SPVQ/ESM", addr).await;
