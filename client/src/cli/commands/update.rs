@@ -103,7 +103,15 @@ async fn latest_content(node: &Node, id: AlertId) -> Result<filet_proto::Disclos
         node.get_alert(latest_id).await.map_err(refusal_context)?.0
     };
     let me = node.whoami().await?.principal.unit;
-    if latest.envelope.sender.unit != me {
+    // Only the sender's unit sees the whole content (the relay's decision, restated by
+    // nobody: the same policy function).
+    let seen = filet_proto::policy::alert_view(
+        &me,
+        latest_id,
+        &latest.envelope.sender.unit,
+        std::iter::empty(),
+    );
+    if seen != Ok(filet_proto::policy::AlertView::Sender) {
         let what = if latest_id == id {
             format!("alert {id}")
         } else {
