@@ -17,7 +17,7 @@ use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 use crate::error::CertError;
 use crate::spec::hex;
 
-/// Why a certificate's subject does not name a principal (SPEC §3).
+/// Why a certificate's subject does not name a principal (requirements §3).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
     /// The subject has no such attribute (`"O"`, `"OU"` or `"CN"`).

@@ -1,5 +1,5 @@
 //! Filet's PKI: one certificate authority per agreement, the relay's certificate, the
-//! nodes' certificates, and the revocation list (SPEC §3). The `filet-certs` command is a
+//! nodes' certificates, and the revocation list (requirements §3). The `filet-certs` command is a
 //! thin layer over this library; the relay and the node client use its loading helpers
 //! ([`load_certs`], [`load_key`], [`load_crls`], [`check_key_permissions`]) and
 //! [`principal_of`].

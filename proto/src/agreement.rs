@@ -1,4 +1,4 @@
-//! The information-sharing agreement (SPEC §4): parties and units, rules, audit rights.
+//! The information-sharing agreement (requirements §4): parties and units, rules, audit rights.
 //!
 //! The format is TOML; `examples/agreement.toml` is the reference. Parsing validates
 //! everything at once and every error names the file, the line and, where there is one, the

@@ -1,4 +1,4 @@
-//! The alert (SPEC §5): its enumerations, content fields, field paths, the draft a node
+//! The alert (requirements §5): its enumerations, content fields, field paths, the draft a node
 //! posts, the alert file format, validation with field-path errors, and redaction.
 //!
 //! Data minimization is the point: every text field has a hard limit in characters (not
@@ -622,7 +622,7 @@ impl AlertDraft {
         }
     }
 
-    /// Checks every limit of SPEC §5 against the relay's clock `now`, and returns the
+    /// Checks every limit of requirements §5 against the relay's clock `now`, and returns the
     /// normalized draft: text trimmed, `expires_at` filled in (72 h after `now` by default).
     ///
     /// A new alert (`kind = alert`) needs `subject.reference` and `contact` and no
@@ -880,7 +880,7 @@ fn alert_file_expects(keys: &[&str]) -> Option<String> {
     })
 }
 
-/// The part of an alert that every recipient gets whatever its fields (SPEC §4): id, kind,
+/// The part of an alert that every recipient gets whatever its fields (requirements §4): id, kind,
 /// category, status, risk, sender, times, language.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {

@@ -1,4 +1,4 @@
-//! Audit log entries (SPEC §7).
+//! Audit log entries (requirements §7).
 //!
 //! An entry is one event, stored and hashed as its exact bytes: compact JSON (UTF-8, no
 //! whitespace, keys in the order below), e.g.
@@ -54,7 +54,7 @@ pub enum RefusalReason {
     UnknownIdentity,
     /// The agreement does not permit the disclosure.
     NotPermitted,
-    /// The alert breaks a limit of SPEC §5.
+    /// The alert breaks a limit of requirements §5.
     Invalid,
     /// An update, `located` or `cancel` from outside the alert's sender party.
     NotOwner,
@@ -282,7 +282,7 @@ impl Event {
     }
 
     /// Whether a party's own auditor may read this entry: its party is the sender or a
-    /// recipient (SPEC §7), or it is the refused principal.
+    /// recipient (requirements §7), or it is the refused principal.
     pub fn concerns_party(&self, party: &str) -> bool {
         match self {
             Event::RelayStarted { .. }

@@ -1,5 +1,5 @@
 //! CAP 1.2 (OASIS Common Alerting Protocol, version 1.2, OASIS Standard of 1 July 2010):
-//! reading, checking, and the two-way mapping with Filet alerts (SPEC §5 "CAP 1.2 interop").
+//! reading, checking, and the two-way mapping with Filet alerts (requirements §5 "CAP 1.2 interop").
 //! No I/O: every function takes and returns text.
 //!
 //! - [`parse`] / [`parse_bytes`]: a CAP `<alert>` document (namespace [`CAP_1_2_NS`], or

@@ -2,13 +2,13 @@
 //! agree on, with no I/O.
 //!
 //! - [`principal`]: units (`PARTY/UNIT`), principals (`PARTY/UNIT/node`), selectors.
-//! - [`alert`]: the alert model of SPEC §5, its validation and redaction.
-//! - [`agreement`]: the information-sharing agreement (SPEC §4): parsing and validation
+//! - [`alert`]: the alert model of requirements §5, its validation and redaction.
+//! - [`agreement`]: the information-sharing agreement (requirements §4): parsing and validation
 //!   with file/line/rule errors.
 //! - [`policy`]: every disclosure decision, as pure functions of the agreement: routing a
 //!   new alert or a follow-up, the re-check at delivery, who may see an alert or its
 //!   status, which audit entries and proofs a unit may have.
-//! - [`audit`]: audit log entries (SPEC §7).
+//! - [`audit`]: audit log entries (requirements §7).
 //! - [`merkle`]: RFC 9162 Merkle tree hashing, proofs and their verification.
 //! - [`checkpoint`]: C2SP tlog-checkpoints and C2SP signed notes (Ed25519).
 //! - [`wire`]: the relay protocol's messages; [`codec`]: their frames (the only user of

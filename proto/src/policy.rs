@@ -1,4 +1,4 @@
-//! Every disclosure decision (SPEC §4, §7), as pure functions: no I/O, no clock, no
+//! Every disclosure decision (requirements §4, §7), as pure functions: no I/O, no clock, no
 //! randomness (time comes in as an argument). The relay and the client call these; nothing
 //! else decides who learns what.
 //!
@@ -173,7 +173,7 @@ pub fn rules_received_by(agreement: &Agreement, unit: &UnitRef) -> Vec<String> {
         .collect()
 }
 
-/// The recipients of a new alert by `sender` of `category` (SPEC §4). With no explicit
+/// The recipients of a new alert by `sender` of `category` (requirements §4). With no explicit
 /// recipients (`to` empty), every unit some rule permits; otherwise exactly the named
 /// units (a party names every unit of the party that some rule permits), each of which
 /// must be permitted. Recipients are in unit order.

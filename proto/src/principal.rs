@@ -1,7 +1,7 @@
 //! Who is who: units of the agreement (`PARTY/UNIT`) and principals (`PARTY/UNIT/node`).
 //!
 //! A principal is derived by the relay from the subject of a node certificate only
-//! (`O` = party, `OU` = unit, `CN` = node; SPEC §3). Nothing a client writes in a message
+//! (`O` = party, `OU` = unit, `CN` = node; requirements §3). Nothing a client writes in a message
 //! can change it.
 
 use std::fmt;

@@ -218,7 +218,7 @@ pub struct WhoAmI {
     pub audit_right: String,
 }
 
-/// The promise the relay makes for a post (SPEC §6): everything below is durable.
+/// The promise the relay makes for a post (requirements §6): everything below is durable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Receipt {
     /// The relay-assigned alert id.
@@ -278,7 +278,7 @@ pub struct RelayError {
 /// The causes of a refusal. Stable: new causes are added at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ErrorCode {
-    /// The alert breaks a limit of SPEC §5.
+    /// The alert breaks a limit of requirements §5.
     InvalidAlert,
     /// The agreement does not permit this (sender, category, recipient).
     NotPermitted,

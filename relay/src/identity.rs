@@ -4,7 +4,7 @@
 //! checked against the agreement's CA and the current CRL (rustls-webpki: chain, validity
 //! dates, EKU clientAuth, revocation), no session resumption (no tickets, no session
 //! cache, no early data), so every connection is checked in full. The principal is then
-//! read from the verified certificate's subject only (SPEC §3) and must name a unit of the
+//! read from the verified certificate's subject only (requirements §3) and must name a unit of the
 //! current agreement.
 
 use std::sync::Arc;

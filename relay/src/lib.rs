@@ -4,7 +4,7 @@
 //!
 //! Where things live:
 //! - **Identity** — [`identity`]: TLS settings and the principal of a connection
-//!   (SPEC §3); [`crl`]: the revocation list in force and its freshness.
+//!   (requirements §3); [`crl`]: the revocation list in force and its freshness.
 //! - **Policy** — the agreement and its decisions are `filet_proto`'s (no I/O); the relay
 //!   applies them in [`ledger`] (new alerts and follow-ups, at commit) and
 //!   [`server::requests`] (the re-check at delivery, who may see an alert, audit scope).
@@ -18,7 +18,7 @@
 //!   directory's lock, permissions and keys.
 //! - **Audit** — [`audit_log`]: the log files, Merkle tree and checkpoints.
 //! - **Delivery** — [`mailboxes`]: what each unit has waiting, published after commit;
-//!   [`server`]: the QUIC endpoint, connections, streams and pushed deliveries (SPEC §6),
+//!   [`server`]: the QUIC endpoint, connections, streams and pushed deliveries (requirements §6),
 //!   with one handler per request kind in [`server::requests`].
 //! - **Running it** — [`start`]: [`Relay`] (start, recovery, run, shutdown); [`state`]:
 //!   [`state::Shared`], what every task reads; [`config`]: settings (`relay.toml`, flags)

@@ -1,6 +1,6 @@
 //! Every decision as properties over random valid agreements (random parties, units,
 //! rules, categories, field lists and audit rights), random principals, categories and
-//! recipients, checked against a direct reading of the rules (SPEC §4, §7, issue 5):
+//! recipients, checked against a direct reading of the rules (requirements §4, §7, issue 5):
 //!
 //! - routing a new alert: no unit outside the rules ever appears among the recipients, and
 //!   the sender's own unit never does; each recipient gets exactly the union of the fields

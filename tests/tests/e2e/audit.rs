@@ -1,4 +1,4 @@
-//! Audit access (SPEC §7): the full auditor reads and verifies every entry; a party's own
+//! Audit access (requirements §7): the full auditor reads and verifies every entry; a party's own
 //! compliance unit reads only the entries of its party, each proven included; a unit
 //! without audit rights is refused, and the refusal is itself logged.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place

@@ -1,4 +1,4 @@
-//! Auditors' offline directories through the command line (SPEC §7, client/src/audit_dir.rs):
+//! Auditors' offline directories through the command line (requirements §7, client/src/audit_dir.rs):
 //! `filet audit pull` keeps checkpoints, consistency proofs and entries; `filet audit verify
 //! --dir` checks them with the relay stopped and names the first bad index of every kind of
 //! tampering (exit 6); `filet audit report` counts from them; `filet audit prove` proves one

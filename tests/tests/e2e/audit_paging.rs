@@ -1,4 +1,4 @@
-//! Audit paging at scale (SPEC §7, issue 5): a full auditor must be able to pull and verify
+//! Audit paging at scale (requirements §7, issue 5): a full auditor must be able to pull and verify
 //! a log of thousands of entries, page by page. Pinned: it cannot today — a page the
 //! relay sizes under `MAX_FRAME_LEN` by its encoded bytes is refused by the node's decoder,
 //! whose limit counts every varint integer at its native size (a `u64` index claims 8

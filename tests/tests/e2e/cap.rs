@@ -1,4 +1,4 @@
-//! CAP 1.2 through the command line (SPEC §5 "CAP 1.2 interop", docs/cap.md): `filet cap
+//! CAP 1.2 through the command line (requirements §5 "CAP 1.2 interop", docs/cap.md): `filet cap
 //! check` on the public samples of `proto/tests/data/cap` and on hostile XML that points at a
 //! local file; `filet export --cap` of a sender's and of a recipient's view; `filet post
 //! --cap` of an export (a round trip) and its refusals, which post nothing.

@@ -1,4 +1,4 @@
-//! The commands end to end (SPEC §8): `filet-certs dev` writes the PKI and profiles,
+//! The commands end to end (requirements §8): `filet-certs dev` writes the PKI and profiles,
 //! `filet` posts, lists, acknowledges and audits against a relay on loopback, with the exit
 //! codes documented in `client/src/cli/exit.rs`; `filet-relay serve` refuses a broken agreement.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place

@@ -1,4 +1,4 @@
-//! Crash consistency (SPEC §6 and §7, issue 5): the `filet-relay serve` binary as a child
+//! Crash consistency (requirements §6 and §7, issue 5): the `filet-relay serve` binary as a child
 //! process, SIGKILLed at random moments while several nodes post, receive and acknowledge,
 //! restarted on the same data directory; and damaged files in a stopped relay's data
 //! directory.

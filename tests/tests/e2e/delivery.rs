@@ -1,4 +1,4 @@
-//! Delivery (SPEC §6): store and forward, acknowledgement, idempotent posts, and log before
+//! Delivery (requirements §6): store and forward, acknowledgement, idempotent posts, and log before
 //! disclose.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
 

@@ -1,4 +1,4 @@
-//! Durability (SPEC §6, "a receipt is a promise"): what the relay acknowledged survives a
+//! Durability (requirements §6, "a receipt is a promise"): what the relay acknowledged survives a
 //! graceful stop (SIGTERM) and a crash (SIGKILL, idle or in the middle of a burst of
 //! posts), with the `filet-relay serve` binary restarted on the same data directory; and
 //! concurrent posts share group commits.

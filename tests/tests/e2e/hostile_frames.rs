@@ -1,4 +1,4 @@
-//! Hostile frames (SPEC §6, STYLE habit 2): a node with a valid certificate writes bytes
+//! Hostile frames (requirements §6, STYLE habit 2): a node with a valid certificate writes bytes
 //! the protocol does not allow. The relay closes that connection with the protocol-error
 //! code and a reason the client can read, and keeps serving everyone else.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place

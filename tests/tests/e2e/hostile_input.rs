@@ -1,4 +1,4 @@
-//! Hostile input while a well-behaved node is served (issue 5, SPEC §9 "bad input of any
+//! Hostile input while a well-behaved node is served (issue 5, requirements §9 "bad input of any
 //! kind gets a clear error, never a panic, never a hang, and loses nothing already
 //! acknowledged"): thousands of streams on one connection, thousands of pipelined requests
 //! on one stream, a post flood against the default rate limit, a `to` list of thousands

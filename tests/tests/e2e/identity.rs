@@ -1,4 +1,4 @@
-//! Identity (SPEC §3): the relay accepts only certificates of the agreement's CA that name
+//! Identity (requirements §3): the relay accepts only certificates of the agreement's CA that name
 //! a unit of the agreement, refuses the others with a clear error and an audit entry, and
 //! keeps serving everyone else; a node refuses a relay whose certificate is not for the
 //! name it dials.

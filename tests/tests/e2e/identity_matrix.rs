@@ -1,4 +1,4 @@
-//! The identity matrix (SPEC §3, issue 5): every way a certificate can fail to name a
+//! The identity matrix (requirements §3, issue 5): every way a certificate can fail to name a
 //! principal of the agreement, each asserted with the exact error the node sees and the
 //! `refused` audit entry (reason `unknown_identity`, detail naming the cause); a unit
 //! removed from the agreement and a certificate revoked while their connections are open

@@ -1,4 +1,4 @@
-//! An alert's life (SPEC §5, §6, §7): an update, `located` and `cancel` reach the
+//! An alert's life (requirements §5, §6, §7): an update, `located` and `cancel` reach the
 //! original's recipients (offline ones too), each with no more than its rules allow; only
 //! the sender's party may post them; a closed alert takes none; expiry takes an alert out
 //! of every mailbox; content is purged at the end of retention while the log still
@@ -1389,7 +1389,7 @@ impl Case {
     }
 
     /// Each unit the sender's alert may reach, with the union of the fields of every rule
-    /// that permits it (SPEC §4), worked out here independently of the relay.
+    /// that permits it (requirements §4), worked out here independently of the relay.
     fn expected(&self) -> BTreeMap<&'static str, FieldSet> {
         let cat = 1
             << Category::ALL

@@ -1,4 +1,4 @@
-//! Limits (SPEC §6, relay configuration): a full mailbox, the post rate, the connection
+//! Limits (requirements §6, relay configuration): a full mailbox, the post rate, the connection
 //! limit, and expiry. Time is a [`ManualClock`]: the tests move it instead of waiting.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
 

@@ -1,4 +1,4 @@
-//! Live reloads (SPEC §3, §4; docs/operations.md "Change the agreement, live", "Revoke"):
+//! Live reloads (requirements §3, §4; docs/operations.md "Change the agreement, live", "Revoke"):
 //! an amended agreement is logged before it is used and cuts only the connections of the
 //! units it removed, while posts keep flowing and nothing is lost; a broken agreement is
 //! refused with file, line and rule and changes nothing; a reloaded CRL cuts the revoked

@@ -1,4 +1,4 @@
-//! Routing per the agreement (SPEC §4): who receives a post, which fields each recipient
+//! Routing per the agreement (requirements §4): who receives a post, which fields each recipient
 //! sees, explicit recipients, and the refusals — not permitted, no rule, invalid alert —
 //! each with its exact error and its audit entry.
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure, reported with its place
